@@ -1,0 +1,60 @@
+"""The Backend contract: the handful of methods every store location implements.
+
+Keys are relative, '/'-separated strings under the store root (``chunks/ab/cd/<hex>``); the
+store's layout module decides them, backends never interpret them. Everything else (chunking,
+versions, tags, dedup, parallelism) lives above this line, so a new backend costs these methods
+and a fixture in the conformance suite (``cas.testing.conformance``).
+
+Errors are builtins: FileNotFoundError, FileExistsError, PermissionError, and ConnectionError /
+TimeoutError when the store cannot be reached. Messages name the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Backend(Protocol):
+    url: str
+    """Where this backend points, without credentials; used in messages and cache keys."""
+
+    max_workers: int
+    """How many threads may usefully call this backend at once (its connection limit)."""
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Return the object's bytes from ``offset``, at most ``length`` of them (all if None).
+
+        Missing key: FileNotFoundError. A range past the end returns the bytes that exist
+        (possibly none), as a Python file would.
+        """
+
+    def create(self, key: str, data: bytes) -> None:
+        """Publish ``data`` at ``key`` atomically and exclusively.
+
+        - On return the object is durable and complete; a concurrent reader sees either
+          FileNotFoundError or all of ``data``, never a prefix.
+        - If ``key`` exists: FileExistsError, and the existing object is left unchanged. Of
+          several concurrent creators of one key exactly one succeeds (this is the
+          compare-and-set that assigns version numbers and tag entries).
+        - Interrupted (crash, kill, lost connection): nothing appears at ``key``; leftovers live
+          only under ``tmp/``.
+        - Missing parent "directories" are created.
+        """
+
+    def delete(self, key: str) -> bool:
+        """Remove one object; True if it was there, False if it was already missing."""
+
+    def list(self, prefix: str) -> list[str]:
+        """Names (not keys) of the direct children of ``prefix``, objects and sub-prefixes
+        alike, sorted. An empty list when nothing exists under ``prefix``."""
+
+    def walk(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Yield (key, size in bytes) for every object anywhere below ``prefix``, in any order."""
+
+    def missing(self, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` that have no object: the one bulk existence question a put asks."""
+
+    def close(self) -> None:
+        """Release connections and threads; the backend is unusable afterwards."""

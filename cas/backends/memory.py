@@ -1,0 +1,51 @@
+"""An in-process backend for tests and experiments: a dict behind a lock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+
+
+class MemoryBackend:
+    def __init__(self, name: str = "", *, max_workers: int = 8) -> None:
+        self.url = f"memory://{name}"
+        self.max_workers = max_workers
+        self.objects: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        try:
+            data = self.objects[key]
+        except KeyError:
+            raise FileNotFoundError(2, "no such object", key) from None
+        end = len(data) if length is None else offset + length
+        return data[offset:end]
+
+    def create(self, key: str, data: bytes) -> None:
+        with self._lock:
+            if key in self.objects:
+                raise FileExistsError(17, "object already exists", key)
+            self.objects[key] = bytes(data)
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            return self.objects.pop(key, None) is not None
+
+    def list(self, prefix: str) -> list[str]:
+        start = prefix.rstrip("/") + "/"
+        with self._lock:
+            keys = [k for k in self.objects if k.startswith(start)]
+        return sorted({k[len(start):].split("/", 1)[0] for k in keys})
+
+    def walk(self, prefix: str) -> Iterator[tuple[str, int]]:
+        start = prefix.rstrip("/") + "/"
+        with self._lock:
+            items = [(k, len(v)) for k, v in self.objects.items() if k.startswith(start)]
+        yield from items
+
+    def missing(self, keys: Iterable[str]) -> set[str]:
+        with self._lock:
+            return {k for k in keys if k not in self.objects}
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,115 @@
+"""Chunk objects: a self-describing 16-byte header, then the payload.
+
+    magic  b"CASc"   4 bytes
+    format 1         1 byte   (format version of the object)
+    codec            1 byte   (0 raw, 1 zstd)
+    reserved         2 bytes  (zero)
+    raw_length       8 bytes  little-endian: length of the decoded chunk
+
+An object can be checked and decoded without any manifest, and two writers that chose different
+codecs for the same content are both readable. Decoding never trusts a length it has not bounded:
+the caller passes the length it expects, and a header or zstd frame claiming more is rejected
+before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import zstandard
+
+from .errors import CorruptChunk
+
+MAGIC = b"CASc"
+OBJECT_FORMAT = 1
+HEADER = struct.Struct("<4sBBHQ")
+HEADER_SIZE = HEADER.size  # 16
+
+RAW = 0
+ZSTD = 1
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd"}
+
+DEFAULT_LEVEL = 3
+# Store a chunk raw unless zstd saves at least this share of it: decoding raw is a copy, and
+# random float weights often compress by only a few percent.
+DEFAULT_MIN_SAVING = 0.02
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    # ZstdCompressor is not safe to share between threads; keep one per thread and level.
+    cache = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    comp = cache.get(level)
+    if comp is None:
+        comp = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return comp
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dec = getattr(_local, "decompressor", None)
+    if dec is None:
+        dec = _local.decompressor = zstandard.ZstdDecompressor()
+    return dec
+
+
+def check_level(level: int) -> int:
+    if not isinstance(level, int) or not 1 <= level <= 22:
+        raise ValueError(f"zstd level must be an integer from 1 to 22, got {level!r}")
+    return level
+
+
+def encode(raw, *, level: int = DEFAULT_LEVEL, min_saving: float = DEFAULT_MIN_SAVING) -> bytes:
+    """Encode raw chunk bytes into a stored object, choosing zstd or raw by what pays."""
+    raw_length = len(raw)
+    compressed = _compressor(level).compress(raw)
+    if len(compressed) <= raw_length * (1.0 - min_saving):
+        return HEADER.pack(MAGIC, OBJECT_FORMAT, ZSTD, 0, raw_length) + compressed
+    return HEADER.pack(MAGIC, OBJECT_FORMAT, RAW, 0, raw_length) + bytes(raw)
+
+
+def read_header(obj, *, name: str = "chunk object") -> tuple[int, int]:
+    """Return (codec, raw_length) from an object's header; CorruptChunk if it is not one."""
+    if len(obj) < HEADER_SIZE:
+        raise CorruptChunk(f"{name} is {len(obj)} bytes, shorter than the {HEADER_SIZE}-byte header")
+    magic, fmt, codec, _reserved, raw_length = HEADER.unpack_from(obj, 0)
+    if magic != MAGIC:
+        raise CorruptChunk(f"{name} does not start with the cas chunk magic")
+    if fmt != OBJECT_FORMAT:
+        raise CorruptChunk(f"{name} has object format {fmt}; this cas reads format {OBJECT_FORMAT} (upgrade cas?)")
+    if codec not in CODEC_NAMES:
+        raise CorruptChunk(f"{name} uses unknown codec id {codec} (upgrade cas?)")
+    return codec, raw_length
+
+
+def decode(obj, *, expected_length: int, name: str = "chunk object") -> bytes:
+    """Decode a stored object whose raw length must be ``expected_length``.
+
+    Raises CorruptChunk for anything that is not a well-formed object of that length. The caller
+    still verifies the digest.
+    """
+    codec, raw_length = read_header(obj, name=name)
+    if raw_length != expected_length:
+        raise CorruptChunk(f"{name} header says {raw_length} bytes, the manifest says {expected_length}")
+    payload = memoryview(obj)[HEADER_SIZE:]
+    if codec == RAW:
+        if len(payload) != raw_length:
+            raise CorruptChunk(f"{name} holds {len(payload)} raw bytes, its header says {raw_length}")
+        return bytes(payload)
+    # zstd: bound the output by the length we expect before zstd allocates anything.
+    try:
+        frame_size = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as exc:
+        raise CorruptChunk(f"{name} is not a valid zstd frame: {exc}") from None
+    if frame_size != raw_length:
+        raise CorruptChunk(f"{name} zstd frame claims {frame_size} bytes, its header says {raw_length}")
+    try:
+        out = _decompressor().decompress(payload, max_output_size=raw_length)
+    except zstandard.ZstdError as exc:
+        raise CorruptChunk(f"{name} does not decompress: {exc}") from None
+    if len(out) != raw_length:
+        raise CorruptChunk(f"{name} decompressed to {len(out)} bytes, expected {raw_length}")
+    return out

@@ -1,0 +1,52 @@
+"""Where every object lives under the store root: the one place that decides key layout.
+
+    chunks/ab/cd/<32 hex digest>     chunk objects, fanned out two levels (65,536 directories) so
+                                     no HDFS directory nears its 1,048,576-entry limit
+    manifests/<model>/<version>.msgpack
+    manifests/<model>/<version>.removed   tombstone: the label stays taken after `rm`
+    refs/<model>/<tag>/<seq:08d>     tag history, one immutable entry per move
+    tmp/                             staging area owned by backends
+"""
+
+from __future__ import annotations
+
+CHUNKS = "chunks"
+MANIFESTS = "manifests"
+REFS = "refs"
+TMP = "tmp"
+
+MANIFEST_SUFFIX = ".msgpack"
+TOMBSTONE_SUFFIX = ".removed"
+TAG_ENTRY_WIDTH = 8
+
+
+def chunk_key(hex_digest: str) -> str:
+    return f"{CHUNKS}/{hex_digest[0:2]}/{hex_digest[2:4]}/{hex_digest}"
+
+
+def digest_of_chunk_key(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
+def model_dir(model: str) -> str:
+    return f"{MANIFESTS}/{model}"
+
+
+def manifest_key(model: str, version: str) -> str:
+    return f"{MANIFESTS}/{model}/{version}{MANIFEST_SUFFIX}"
+
+
+def tombstone_key(model: str, version: str) -> str:
+    return f"{MANIFESTS}/{model}/{version}{TOMBSTONE_SUFFIX}"
+
+
+def tag_dir(model: str, tag: str) -> str:
+    return f"{REFS}/{model}/{tag}"
+
+
+def tags_dir(model: str) -> str:
+    return f"{REFS}/{model}"
+
+
+def tag_entry_key(model: str, tag: str, seq: int) -> str:
+    return f"{REFS}/{model}/{tag}/{seq:0{TAG_ENTRY_WIDTH}d}"

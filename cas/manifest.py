@@ -1,0 +1,198 @@
+"""Version manifests: plain values, packed to and checked from msgpack with no I/O.
+
+A manifest lists every file of one model version with its size, mode and ordered chunks
+(digest and length). ``unpack`` trusts nothing: a truncated, non-msgpack, unknown-format or
+hostile manifest (a path that escapes the destination, sizes that do not add up, absurd counts)
+raises BadManifest before anything is written anywhere.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import msgpack
+
+from .digest import DIGEST_SIZE, HASH_NAME
+from .errors import BadManifest
+
+FORMAT = 1
+KIND_FILE = "file"
+KIND_DIR = "dir"
+MAX_MANIFEST_BYTES = 256 << 20
+MAX_FILES = 1_000_000
+MAX_PATH_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a version. ``path`` is relative, '/'-separated; for a single-file model it is
+    the file's own name (kept so loaders can tell ``.keras`` from ``.h5``)."""
+
+    path: str
+    size: int
+    mode: int
+    digests: tuple[bytes, ...]
+    lengths: tuple[int, ...]
+
+    def chunks(self) -> Iterator[tuple[int, int, bytes]]:
+        """Yield (offset, length, digest) for each chunk, in file order."""
+        offset = 0
+        for digest, length in zip(self.digests, self.lengths):
+            yield offset, length, digest
+            offset += length
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    version: str
+    kind: str
+    chunk_size: int
+    level: int
+    files: tuple[FileEntry, ...]
+    dirs: tuple[str, ...] = ()
+    metadata: dict = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    hash: str = HASH_NAME
+    codec: str = "zstd"
+
+    @property
+    def size(self) -> int:
+        """Logical bytes: the sum of the file sizes."""
+        return sum(f.size for f in self.files)
+
+    def chunk_lengths(self) -> dict[bytes, int]:
+        """Every distinct chunk digest of this version, with its raw length."""
+        out: dict[bytes, int] = {}
+        for f in self.files:
+            out.update(zip(f.digests, f.lengths))
+        return out
+
+
+def pack(m: Manifest) -> bytes:
+    return msgpack.packb(
+        {
+            "format": FORMAT,
+            "model": m.model,
+            "version": m.version,
+            "created": m.created,
+            "kind": m.kind,
+            "chunk_size": m.chunk_size,
+            "hash": m.hash,
+            "codec": m.codec,
+            "level": m.level,
+            "metadata": m.metadata,
+            "dirs": list(m.dirs),
+            "files": [
+                {
+                    "path": f.path,
+                    "size": f.size,
+                    "mode": f.mode,
+                    "digests": b"".join(f.digests),
+                    "lengths": list(f.lengths),
+                }
+                for f in m.files
+            ],
+        },
+        use_bin_type=True,
+    )
+
+
+def unpack(data: bytes, *, name: str = "manifest") -> Manifest:
+    """Parse and fully validate a packed manifest; BadManifest names ``name`` and the problem."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise BadManifest(f"{name} is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
+    try:
+        doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise BadManifest(f"{name} is not valid msgpack ({type(exc).__name__}); it is truncated or corrupt") from None
+    if not isinstance(doc, dict):
+        raise BadManifest(f"{name} is not a msgpack map")
+    fmt = doc.get("format")
+    if fmt != FORMAT:
+        raise BadManifest(f"{name} has format {fmt!r}; this cas reads format {FORMAT} (upgrade cas?)")
+    try:
+        return _from_doc(doc, name)
+    except BadManifest:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadManifest(f"{name} is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _require(cond: bool, name: str, what: str) -> None:
+    if not cond:
+        raise BadManifest(f"{name} is malformed: {what}")
+
+
+def _from_doc(doc: dict, name: str) -> Manifest:
+    _require(doc.get("hash") == HASH_NAME, name, f"unknown hash {doc.get('hash')!r}")
+    kind = doc["kind"]
+    _require(kind in (KIND_FILE, KIND_DIR), name, f"unknown kind {kind!r}")
+    for key in ("model", "version", "codec"):
+        _require(isinstance(doc[key], str), name, f"{key} is not a string")
+    for key in ("chunk_size", "level"):
+        _require(type(doc[key]) is int and doc[key] > 0, name, f"{key} is not a positive integer")
+    _require(isinstance(doc["created"], (int, float)), name, "created is not a number")
+    metadata = doc.get("metadata", {})
+    _require(isinstance(metadata, dict), name, "metadata is not a map")
+    raw_files = doc["files"]
+    _require(isinstance(raw_files, list) and len(raw_files) <= MAX_FILES, name, "files is not a list of at most a million")
+    _require(kind == KIND_DIR or len(raw_files) == 1, name, "a single-file version must list exactly one file")
+    files = tuple(_file_entry(f, name) for f in raw_files)
+    dirs = tuple(safe_relative_path(d, name) for d in doc.get("dirs", []))
+    _check_tree(files, dirs, name)
+    return Manifest(
+        model=doc["model"],
+        version=doc["version"],
+        kind=kind,
+        chunk_size=doc["chunk_size"],
+        level=doc["level"],
+        files=files,
+        dirs=dirs,
+        metadata=metadata,
+        created=float(doc["created"]),
+        hash=doc["hash"],
+        codec=doc["codec"],
+    )
+
+
+def _file_entry(f: dict, name: str) -> FileEntry:
+    _require(isinstance(f, dict), name, "a file entry is not a map")
+    path = safe_relative_path(f["path"], name)
+    size, mode, blob, lengths = f["size"], f["mode"], f["digests"], f["lengths"]
+    _require(type(size) is int and size >= 0, name, f"{path!r} has an invalid size")
+    _require(type(mode) is int and 0 <= mode <= 0o7777, name, f"{path!r} has an invalid mode")
+    _require(isinstance(blob, bytes) and len(blob) % DIGEST_SIZE == 0, name, f"{path!r} has a bad digest list")
+    _require(isinstance(lengths, list) and len(lengths) * DIGEST_SIZE == len(blob), name,
+             f"{path!r} lists {len(blob) // DIGEST_SIZE} digests but {len(lengths) if isinstance(lengths, list) else '?'} lengths")
+    _require(all(type(n) is int and n > 0 for n in lengths), name, f"{path!r} has a non-positive chunk length")
+    _require(sum(lengths) == size, name, f"{path!r} chunks add up to {sum(lengths)} bytes, its size is {size}")
+    digests = tuple(blob[i:i + DIGEST_SIZE] for i in range(0, len(blob), DIGEST_SIZE))
+    return FileEntry(path=path, size=size, mode=mode, digests=digests, lengths=tuple(lengths))
+
+
+def safe_relative_path(path: object, name: str = "manifest") -> str:
+    """Return ``path`` if it is a plain relative path that stays inside its destination."""
+    if not isinstance(path, str) or not path or len(path) > MAX_PATH_LENGTH:
+        raise BadManifest(f"{name} has an empty, non-string or over-long file path")
+    if path.startswith("/") or "\\" in path or any(ord(c) < 32 or c == "\x7f" for c in path):
+        raise BadManifest(f"{name} names an unsafe file path {path!r} (absolute, backslash or control character); refusing it")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise BadManifest(f"{name} names file path {path!r} that leaves or re-enters its directory; refusing it")
+    return path
+
+
+def _check_tree(files: tuple[FileEntry, ...], dirs: tuple[str, ...], name: str) -> None:
+    """No two entries at one path, and no file where another entry needs a directory."""
+    file_paths = {f.path for f in files}
+    _require(len(file_paths) == len(files), name, "a file path is listed twice")
+    _require(not file_paths & set(dirs), name, "a path is listed both as file and as directory")
+    for p in list(file_paths) + list(dirs):
+        parent = posixpath.dirname(p)
+        while parent:
+            _require(parent not in file_paths, name, f"{p!r} lies below {parent!r}, which is a file")
+            parent = posixpath.dirname(parent)

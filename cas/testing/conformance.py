@@ -1,0 +1,151 @@
+"""The conformance suite every backend passes.
+
+Use it from pytest by subclassing and providing two fixtures::
+
+    class TestMyBackend(BackendConformance):
+        @pytest.fixture
+        def backend(self):
+            ...  # a fresh, empty backend
+        @pytest.fixture
+        def raw_read(self, backend):
+            ...  # a function key -> bytes | None that reads *around* the backend under test
+
+``raw_read`` is what makes the suite honest: results are checked through a path that does not
+go through the code being tested (the file system, the server's own storage, a second client).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+
+class BackendConformance:
+    # -- read / create ----------------------------------------------------------------------
+
+    def test_create_then_read_returns_the_bytes(self, backend, raw_read):
+        data = os.urandom(100_000)
+        backend.create("a/b/c", data)
+        assert backend.read("a/b/c") == data
+        assert raw_read("a/b/c") == data
+
+    def test_empty_object_round_trips(self, backend, raw_read):
+        backend.create("empty", b"")
+        assert backend.read("empty") == b""
+        assert raw_read("empty") == b""
+
+    def test_large_object_round_trips(self, backend):
+        data = os.urandom(9 << 20)
+        backend.create("big/object", data)
+        assert backend.read("big/object") == data
+
+    def test_ranged_reads(self, backend):
+        data = bytes(range(256)) * 40
+        backend.create("r", data)
+        assert backend.read("r", offset=10, length=20) == data[10:30]
+        assert backend.read("r", offset=5000) == data[5000:]
+        assert backend.read("r", offset=len(data) - 3, length=100) == data[-3:]
+        assert backend.read("r", offset=len(data)) == b""
+        assert backend.read("r", offset=len(data) + 100, length=5) == b""
+
+    def test_read_missing_raises_file_not_found(self, backend):
+        with pytest.raises(FileNotFoundError):
+            backend.read("nope/never")
+
+    def test_create_existing_raises_and_keeps_the_original(self, backend, raw_read):
+        backend.create("k", b"first")
+        with pytest.raises(FileExistsError):
+            backend.create("k", b"second, longer")
+        assert backend.read("k") == b"first"
+        assert raw_read("k") == b"first"
+
+    def test_concurrent_creators_of_one_key_exactly_one_wins(self, backend, raw_read):
+        n = 6
+        results: list[object] = [None] * n
+        barrier = threading.Barrier(n)
+
+        def attempt(i):
+            payload = bytes([i]) * 200_000
+            barrier.wait()
+            try:
+                backend.create("race/key", payload)
+                results[i] = "won"
+            except FileExistsError:
+                results[i] = "lost"
+            except BaseException as exc:  # noqa: BLE001 - recorded and asserted below
+                results[i] = exc
+
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results.count("won") == 1, results
+        assert results.count("lost") == n - 1, results
+        winner = results.index("won")
+        assert raw_read("race/key") == bytes([winner]) * 200_000
+
+    def test_create_makes_missing_parents(self, backend):
+        backend.create("deep/ly/nested/prefix/obj", b"x")
+        assert backend.list("deep/ly") == ["nested"]
+
+    # -- delete -----------------------------------------------------------------------------
+
+    def test_delete_reports_whether_it_removed(self, backend, raw_read):
+        backend.create("gone", b"x")
+        assert backend.delete("gone") is True
+        assert raw_read("gone") is None
+        assert backend.delete("gone") is False
+        with pytest.raises(FileNotFoundError):
+            backend.read("gone")
+
+    def test_create_after_delete_succeeds(self, backend):
+        backend.create("again", b"1")
+        backend.delete("again")
+        backend.create("again", b"2")
+        assert backend.read("again") == b"2"
+
+    # -- list / walk / missing --------------------------------------------------------------
+
+    def test_list_names_children_sorted(self, backend):
+        for key in ("p/b", "p/a", "p/sub/x", "p/sub/y", "other/z"):
+            backend.create(key, b"v")
+        assert backend.list("p") == ["a", "b", "sub"]
+        assert backend.list("p/sub") == ["x", "y"]
+
+    def test_list_missing_prefix_is_empty(self, backend):
+        assert backend.list("no/such/prefix") == []
+
+    def test_walk_yields_every_object_with_its_size(self, backend):
+        objects = {"w/a": b"1", "w/b/c": b"22", "w/b/d/e": b"333", "elsewhere": b"4444"}
+        for key, data in objects.items():
+            backend.create(key, data)
+        assert sorted(backend.walk("w")) == [("w/a", 1), ("w/b/c", 2), ("w/b/d/e", 3)]
+        assert list(backend.walk("nothing/here")) == []
+
+    def test_missing_returns_exactly_the_absent_keys(self, backend):
+        backend.create("m/1", b"x")
+        backend.create("m/2", b"x")
+        asked = ["m/1", "m/2", "m/3", "n/4"]
+        assert backend.missing(asked) == {"m/3", "n/4"}
+        assert backend.missing([]) == set()
+
+    def test_missing_handles_many_keys(self, backend):
+        present = [f"chunks/{i:02x}/{i:02x}/{i:032x}" for i in range(0, 300, 3)]
+        for key in present:
+            backend.create(key, b"c")
+        asked = [f"chunks/{i:02x}/{i:02x}/{i:032x}" for i in range(300)]
+        assert backend.missing(asked) == set(asked) - set(present)
+
+    # -- staging ----------------------------------------------------------------------------
+
+    def test_create_leaves_nothing_outside_tmp(self, backend):
+        backend.create("x/y", b"data")
+        backend.create("x/z", b"data")
+        with pytest.raises(FileExistsError):
+            backend.create("x/y", b"other")
+        keys = sorted(k for k, _ in backend.walk("x"))
+        assert keys == ["x/y", "x/z"]
+        assert [k for k, _ in backend.walk("tmp")] == []
