@@ -1,0 +1,19 @@
+"""cas: a chunked, content-addressed, deduplicating store for large ML models.
+
+    from cas import Store
+    store = Store.open("/data/models")          # or webhdfs://namenode:9870/models?user=me
+    m = store.put("model.keras", "resnet")      # version 1, tagged latest
+    store.get("resnet@1", "restored.keras")
+"""
+
+from .errors import (AlreadyExists, BadManifest, BadName, CasError, CorruptChunk, InUse, NotFound,
+                     SourceChanged, StoreUnavailable)
+from .manifest import FileEntry, Manifest
+from .store import Store, TransferStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExists", "BadManifest", "BadName", "CasError", "CorruptChunk", "FileEntry", "InUse", "Manifest",
+    "NotFound", "SourceChanged", "Store", "StoreUnavailable", "TransferStats", "__version__",
+]

@@ -1,0 +1,164 @@
+"""The local side cache: where versions were fetched to, and verified checkouts.
+
+It never holds a second copy of chunks. It remembers where each version of a model was last
+materialised (``places``) and keeps small copies of those manifests, so a later get of another
+version can read the chunks they share from local disk instead of the store. Every reused
+chunk is re-hashed before use: a file the user edited since is simply not reused.
+
+``checkouts/`` holds whole versions materialised for loaders (``Store.checkout``), each with a
+marker that records sizes and modification times, so reusing a checkout moves no bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+
+from .digest import digest as digest_of
+from .manifest import KIND_FILE, Manifest, unpack
+
+MAX_PLACES_PER_VERSION = 4
+
+
+def default_cache_root() -> str:
+    if os.environ.get("CAS_CACHE_DIR"):
+        return os.environ["CAS_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "cas")
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def materialised_path(root: str, manifest: Manifest, rel_path: str) -> str:
+    """Where file ``rel_path`` of a version materialised at ``root`` lives."""
+    if manifest.kind == KIND_FILE:
+        return root
+    return os.path.join(root, *rel_path.split("/"))
+
+
+class LocalCache:
+    def __init__(self, root: str, store_url: str) -> None:
+        self.root = os.path.join(root, hashlib.sha256(store_url.encode()).hexdigest()[:16])
+
+    # -- where versions were fetched ---------------------------------------------------------
+
+    def _manifest_path(self, model: str, version: str) -> str:
+        return os.path.join(self.root, "manifests", model, version + ".msgpack")
+
+    def _places_path(self, model: str, version: str) -> str:
+        return os.path.join(self.root, "places", model, version + ".json")
+
+    def remember(self, manifest: Manifest, packed: bytes, destination: str) -> None:
+        """Record that ``manifest``'s version now sits complete at ``destination``."""
+        model, version = manifest.model, manifest.version
+        if not os.path.exists(self._manifest_path(model, version)):
+            _write_atomic(self._manifest_path(model, version), packed)
+        places = [p for p in self._places(model, version) if p != destination]
+        places = [os.path.abspath(destination)] + places[: MAX_PLACES_PER_VERSION - 1]
+        _write_atomic(self._places_path(model, version), json.dumps(places).encode())
+
+    def _places(self, model: str, version: str) -> list[str]:
+        try:
+            with open(self._places_path(model, version), "rb") as f:
+                places = json.load(f)
+            return [p for p in places if isinstance(p, str)]
+        except (OSError, ValueError):
+            return []
+
+    def seeds(self, model: str) -> "Seeds":
+        """Local copies of chunks from every remembered version of ``model``."""
+        seeds = Seeds()
+        place_dir = os.path.join(self.root, "places", model)
+        try:
+            names = os.listdir(place_dir)
+        except OSError:
+            return seeds
+        for name in names:
+            version = name[: -len(".json")]
+            try:
+                with open(self._manifest_path(model, version), "rb") as f:
+                    manifest = unpack(f.read(), name=f"cached manifest {model}@{version}")
+            except Exception:  # a damaged cache entry only costs reuse
+                continue
+            for place in self._places(model, version):
+                seeds.add_version(manifest, place)
+        return seeds
+
+    # -- checkouts -----------------------------------------------------------------------------
+
+    def checkout_path(self, model: str, version: str) -> str:
+        return os.path.join(self.root, "checkouts", model, version, "payload")
+
+    def _marker_path(self, model: str, version: str) -> str:
+        return os.path.join(self.root, "checkouts", model, version, "complete.json")
+
+    def mark_complete(self, manifest: Manifest) -> None:
+        root = self.checkout_path(manifest.model, manifest.version)
+        record = {}
+        for f in manifest.files:
+            st = os.stat(materialised_path(root, manifest, f.path))
+            record[f.path] = [st.st_size, st.st_mtime_ns]
+        _write_atomic(self._marker_path(manifest.model, manifest.version), json.dumps(record).encode())
+
+    def is_complete(self, manifest: Manifest) -> bool:
+        """True if the checkout is there with every file unchanged since it was verified."""
+        try:
+            with open(self._marker_path(manifest.model, manifest.version), "rb") as f:
+                record = json.load(f)
+            root = self.checkout_path(manifest.model, manifest.version)
+            for entry in manifest.files:
+                st = os.stat(materialised_path(root, manifest, entry.path))
+                if record.get(entry.path) != [st.st_size, st.st_mtime_ns]:
+                    return False
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def forget_checkout(self, model: str, version: str) -> None:
+        try:
+            os.unlink(self._marker_path(model, version))
+        except FileNotFoundError:
+            pass
+
+
+class Seeds:
+    """digest -> candidate local places holding those bytes; each use is re-verified."""
+
+    def __init__(self) -> None:
+        self._where: dict[bytes, list[tuple[str, int, int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def add_version(self, manifest: Manifest, root: str) -> None:
+        for f in manifest.files:
+            path = materialised_path(root, manifest, f.path)
+            try:
+                if os.path.getsize(path) != f.size:
+                    continue
+            except OSError:
+                continue
+            for offset, length, d in f.chunks():
+                self._where.setdefault(d, []).append((path, offset, length))
+
+    def lookup(self, digest: bytes, length: int) -> bytes | None:
+        for path, offset, n in self._where.get(digest, ()):
+            if n != length:
+                continue
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read(length)
+            except OSError:
+                continue
+            if len(data) == length and digest_of(data) == digest:
+                return data
+        return None

@@ -1,0 +1,246 @@
+"""The `cas` command line: parse, call the library, print, turn errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+
+from . import __version__
+from .chunking import DEFAULT_CHUNK_SIZE
+from .codec import DEFAULT_LEVEL
+from .errors import CasError
+from .manifest import Manifest
+from .stats import human_bytes
+from .store import Store, default_store_url
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000**2, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 1000**3, "gib": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}; use bytes or a unit, e.g. 4MiB")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def parse_meta(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"metadata must be KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cas", description="Chunked, deduplicating store for ML models (local or HDFS).")
+    p.add_argument("--store", metavar="URL", help=f"store path or URL (default: $CAS_STORE or {default_store_url()})")
+    p.add_argument("--workers", type=int, metavar="N", help="parallel transfer threads (default: the backend's limit)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--version", action="version", version=f"cas {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("put", help="store a file or directory as a new version")
+    c.add_argument("path")
+    c.add_argument("model")
+    c.add_argument("--version", dest="label", metavar="LABEL", help="explicit version label (default: next number)")
+    c.add_argument("--tag", action="append", default=[], metavar="TAG", help="also point TAG at the new version")
+    c.add_argument("--no-latest", action="store_true", help="do not move the 'latest' tag")
+    c.add_argument("--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE, metavar="SIZE",
+                   help="chunk size, e.g. 4MiB (default 4MiB)")
+    c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
+    c.add_argument("--meta", type=parse_meta, action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("get", help="fetch a version into a local path")
+    c.add_argument("ref", help="MODEL, MODEL@VERSION or MODEL:TAG")
+    c.add_argument("path")
+    c.add_argument("--force", action="store_true", help="replace the destination if it exists")
+    c.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("ls", help="list models, or the versions and tags of one model")
+    c.add_argument("model", nargs="?")
+    c.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("show", help="show a version's manifest")
+    c.add_argument("ref")
+    c.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("tag", help="point a tag at a version")
+    c.add_argument("ref")
+    c.add_argument("tag")
+
+    c = sub.add_parser("untag", help="remove a tag")
+    c.add_argument("model")
+    c.add_argument("tag")
+
+    c = sub.add_parser("rollback", help="move a tag back to its previous target")
+    c.add_argument("model")
+    c.add_argument("tag", nargs="?", default="latest")
+
+    c = sub.add_parser("history", help="show every move of a tag")
+    c.add_argument("model")
+    c.add_argument("tag", nargs="?", default="latest")
+    c.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("rm", help="remove a version (its chunks stay until gc)")
+    c.add_argument("ref", help="MODEL@VERSION")
+    c.add_argument("--force", action="store_true", help="also remove tags other than latest that point at it")
+
+    c = sub.add_parser("stats", help="dedup and compression statistics")
+    c.add_argument("model", nargs="?")
+    c.add_argument("--json", action="store_true")
+    return p
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _manifest_summary(m: Manifest) -> dict:
+    return {"model": m.model, "version": m.version, "kind": m.kind, "created": m.created, "size": m.size,
+            "files": len(m.files), "chunks": sum(len(f.digests) for f in m.files), "chunk_size": m.chunk_size,
+            "level": m.level, "metadata": m.metadata}
+
+
+def _emit(args, data, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if getattr(args, "json", False) else text)
+
+
+def cmd_put(store: Store, args) -> None:
+    m = store.put(args.path, args.model, args.label, tags=args.tag, latest=not args.no_latest,
+                  chunk_size=args.chunk_size, level=args.level, metadata=dict(args.meta))
+    t = store.last_transfer
+    data = _manifest_summary(m) | {"sent_chunks": t.sent_chunks, "sent_raw_bytes": t.sent_raw_bytes,
+                                   "sent_stored_bytes": t.sent_stored_bytes}
+    _emit(args, data, f"stored {m.model}@{m.version}: {human_bytes(m.size)} in {data['chunks']} chunks, "
+                      f"sent {t.sent_chunks} new ({human_bytes(t.sent_stored_bytes)} stored)")
+
+
+def cmd_get(store: Store, args) -> None:
+    m = store.get(args.ref, args.path, force=args.force)
+    t = store.last_transfer
+    data = _manifest_summary(m) | {"path": args.path, "fetched_bytes": t.fetched_bytes, "reused_bytes": t.reused_bytes}
+    _emit(args, data, f"fetched {m.model}@{m.version} to {args.path}: {human_bytes(m.size)} "
+                      f"({human_bytes(t.fetched_bytes)} from the store, {human_bytes(t.reused_bytes)} reused locally)")
+
+
+def cmd_ls(store: Store, args) -> None:
+    if args.model is None:
+        rows = []
+        for model in store.models():
+            rows.append({"model": model, "versions": len(store.versions(model)), "tags": store.tags(model)})
+        lines = [f"{r['model']}\t{r['versions']} versions\t" + " ".join(f"{t}={v}" for t, v in sorted(r["tags"].items()))
+                 for r in rows]
+        _emit(args, rows, "\n".join(lines) if lines else f"no models in {store.backend.url}")
+        return
+    versions = store.versions(args.model)
+    if not versions:
+        raise CasError(f"no model named {args.model!r} in {store.backend.url}; `cas ls` lists the models")
+    tags = store.tags(args.model)
+    rows = []
+    for v in versions:
+        m = store.manifest(f"{args.model}@{v}")
+        rows.append(_manifest_summary(m) | {"tags": sorted(t for t, tv in tags.items() if tv == v)})
+    lines = [f"{r['version']}\t{_when(r['created'])}\t{human_bytes(r['size'])}\t{r['files']} files\t"
+             + " ".join(r["tags"]) for r in rows]
+    _emit(args, rows, "\n".join(lines))
+
+
+def cmd_show(store: Store, args) -> None:
+    m = store.manifest(args.ref)
+    data = _manifest_summary(m) | {"file_list": [{"path": f.path, "size": f.size, "mode": oct(f.mode),
+                                                  "chunks": len(f.digests)} for f in m.files]}
+    lines = [f"{m.model}@{m.version}  {m.kind}  {human_bytes(m.size)}  created {_when(m.created)}",
+             f"chunk size {human_bytes(m.chunk_size)}, zstd level {m.level}, {data['chunks']} chunks"]
+    lines += [f"  {k} = {v}" for k, v in sorted(m.metadata.items())]
+    lines += [f"  {f['mode']}  {human_bytes(f['size']):>10}  {f['path']}" for f in data["file_list"]]
+    _emit(args, data, "\n".join(lines))
+
+
+def cmd_tag(store: Store, args) -> None:
+    version = store.tag(args.ref, args.tag)
+    print(f"{args.tag} -> {version}")
+
+
+def cmd_untag(store: Store, args) -> None:
+    store.untag(args.model, args.tag)
+    print(f"removed tag {args.model}:{args.tag}")
+
+
+def cmd_rollback(store: Store, args) -> None:
+    version = store.rollback(args.model, args.tag)
+    print(f"{args.model}:{args.tag} -> {version if version is not None else '(no target)'}")
+
+
+def cmd_history(store: Store, args) -> None:
+    entries = store.tag_history(args.model, args.tag)
+    if not entries:
+        raise CasError(f"model {args.model!r} has no tag {args.tag!r}; `cas ls {args.model}` lists its tags")
+    data = [{"seq": e.seq, "target": e.target, "op": e.op, "time": e.time} for e in entries]
+    _emit(args, data, "\n".join(f"{e.seq}\t{_when(e.time)}\t{e.op}\t{e.target or '-'}" for e in entries))
+
+
+def cmd_rm(store: Store, args) -> None:
+    version = store.rm(args.ref, force=args.force)
+    print(f"removed version {version}; chunks no other version uses stay in the store until garbage collection")
+
+
+def cmd_stats(store: Store, args) -> None:
+    report = store.stats(args.model)
+    lines = []
+    for m in report["models"]:
+        lines.append(f"{m['model']}: {len(m['versions'])} versions, logical {human_bytes(m['logical_bytes'])}, "
+                     f"unique {human_bytes(m['unique_bytes'])}, stored {human_bytes(m['stored_bytes'])}, "
+                     f"dedup {m['dedup_ratio']}x, compression {m['compression_ratio']}x")
+        for v in m["versions"]:
+            share = v["new_raw_bytes"] / v["logical_bytes"] if v["logical_bytes"] else 0
+            lines.append(f"  {v['version']:>8}  {human_bytes(v['logical_bytes']):>10}  "
+                         f"adds {human_bytes(v['new_stored_bytes']):>10} stored ({share:.1%} of its bytes new)")
+    if not args.model:
+        lines.append(f"total: logical {human_bytes(report['logical_bytes'])}, unique {human_bytes(report['unique_bytes'])}, "
+                     f"stored {human_bytes(report['stored_bytes'])}, dedup {report['dedup_ratio']}x, "
+                     f"compression {report['compression_ratio']}x")
+    _emit(args, report, "\n".join(lines))
+
+
+COMMANDS = {"put": cmd_put, "get": cmd_get, "ls": cmd_ls, "show": cmd_show, "tag": cmd_tag, "untag": cmd_untag,
+            "rollback": cmd_rollback, "history": cmd_history, "rm": cmd_rm, "stats": cmd_stats}
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the user; the CasError tree already names the object and the remedy."""
+    if isinstance(exc, CasError):
+        return str(exc)
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return f"cannot reach the store: {exc}; check the URL, the network and that the namenode is up"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc}"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with Store.open(args.store, n_workers=args.workers, progress=True) as store:
+            COMMANDS[args.command](store, args)
+        return 0
+    except KeyboardInterrupt:
+        print("cas: interrupted; nothing partial was published", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CasError, OSError, ValueError, TypeError) as exc:
+        if args.verbose:
+            raise
+        print(f"cas: {describe_error(exc)}".replace("\n", " "), file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

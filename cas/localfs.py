@@ -1,0 +1,155 @@
+"""The local side of a transfer: reading a model from disk, and materialising one safely.
+
+A destination is built in a hidden staging path beside it and renamed into place only when every
+byte is written and verified, so an interrupted or failed get never leaves a half-written model
+where the user asked for one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import uuid
+from dataclasses import dataclass
+
+from .errors import AlreadyExists, CasError, NotFound
+from .manifest import KIND_DIR, KIND_FILE, Manifest
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    local_path: str  # absolute path on this machine
+    rel_path: str  # path recorded in the manifest ('/'-separated)
+    size: int
+    mode: int
+
+
+def scan_source(local_path: str) -> tuple[str, list[SourceFile], list[str]]:
+    """Return (kind, files, empty_dirs) for a file or a directory tree to store.
+
+    Symlinks inside a directory are followed for files; special files (sockets, devices) are
+    refused so a put never hangs reading a FIFO.
+    """
+    path = os.path.abspath(local_path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NotFound(f"cannot put {local_path!r}: no such file or directory") from None
+    if stat.S_ISREG(st.st_mode):
+        return KIND_FILE, [SourceFile(path, os.path.basename(path), st.st_size, stat.S_IMODE(st.st_mode))], []
+    if not stat.S_ISDIR(st.st_mode):
+        raise CasError(f"cannot put {local_path!r}: it is neither a regular file nor a directory")
+    files: list[SourceFile] = []
+    empty_dirs: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, path).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        if not dirnames and not filenames and rel_dir:
+            empty_dirs.append(rel_dir[:-1])
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            st = os.stat(full)
+            if not stat.S_ISREG(st.st_mode):
+                raise CasError(f"cannot put {full!r}: it is not a regular file (socket, FIFO or device)")
+            files.append(SourceFile(full, rel_dir + name, st.st_size, stat.S_IMODE(st.st_mode)))
+    return KIND_DIR, files, empty_dirs
+
+
+class Staging:
+    """A hidden sibling of the destination where a version is assembled.
+
+    Use ``prepare`` to lay out pre-sized files, write chunks at their offsets into
+    ``file_path(rel)``, then ``commit`` to move the result into place (or ``discard``).
+    """
+
+    def __init__(self, manifest: Manifest, destination: str, *, force: bool) -> None:
+        self.manifest = manifest
+        self.destination = os.path.abspath(destination)
+        self.force = force
+        if os.path.lexists(self.destination) and not force:
+            raise AlreadyExists(
+                f"destination {destination!r} exists; choose another path or pass --force (force=True) to replace it"
+            )
+        parent, name = os.path.split(self.destination)
+        self.path = os.path.join(parent, f".{name}.cas-partial-{uuid.uuid4().hex[:12]}")
+
+    def file_path(self, rel_path: str) -> str:
+        if self.manifest.kind == KIND_FILE:
+            return self.path
+        return os.path.join(self.path, *rel_path.split("/"))
+
+    def prepare(self) -> None:
+        """Create the staging tree with every file allocated to its final size.
+
+        Space is reserved up front (posix_fallocate) so a full disk fails here, with nothing
+        downloaded yet, instead of halfway through.
+        """
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        needed = self.manifest.size
+        try:
+            if self.manifest.kind == KIND_DIR:
+                os.mkdir(self.path)
+                for d in self.manifest.dirs:
+                    os.makedirs(self.file_path(d), exist_ok=True)
+            for f in self.manifest.files:
+                target = self.file_path(f.path)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    _allocate(fd, f.size)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            self.discard()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise CasError(
+                    f"not enough disk space at {os.path.dirname(self.destination)!r} for "
+                    f"{self.manifest.model}@{self.manifest.version} ({needed} bytes); free space or choose another path"
+                ) from None
+            raise
+
+    def commit(self) -> None:
+        """Set modes, then move the staged tree into place (replacing the old one only with force)."""
+        for f in self.manifest.files:
+            os.chmod(self.file_path(f.path), f.mode & 0o777)
+        if not os.path.lexists(self.destination):
+            os.rename(self.path, self.destination)
+            return
+        if not self.force:
+            self.discard()
+            raise AlreadyExists(f"destination {self.destination!r} appeared while fetching; nothing was replaced")
+        both_files = self.manifest.kind == KIND_FILE and not os.path.isdir(self.destination)
+        if both_files:
+            os.replace(self.path, self.destination)  # atomic for a file
+            return
+        aside = f"{self.path}-old"
+        os.rename(self.destination, aside)
+        os.rename(self.path, self.destination)
+        _remove(aside)
+
+    def discard(self) -> None:
+        _remove(self.path)
+
+
+def _allocate(fd: int, size: int) -> None:
+    if size == 0:
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+        os.ftruncate(fd, size)  # file system without fallocate: a sparse file
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

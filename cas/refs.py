@@ -1,0 +1,111 @@
+"""Tags: movable names for versions, with their whole history kept.
+
+A tag is a directory of immutable, numbered entries (``refs/<model>/<tag>/00000001`` ...). The
+newest entry is the tag's state. Moving a tag creates the next entry with the backend's exclusive
+``create``, so two writers racing to move one tag both land, one after the other, and neither
+overwrites the other. Each entry records ``parent``: the entry that was in effect before it, so
+``rollback`` walks back along real history (v3 -> v2 -> v1), never toggling between two targets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import msgpack
+
+from .errors import CasError, NotFound
+from .layout import TAG_ENTRY_WIDTH, tag_dir, tag_entry_key, tags_dir
+
+MAX_RACE_RETRIES = 100
+
+
+@dataclass(frozen=True)
+class TagEntry:
+    seq: int
+    target: str | None  # a version, or None once the tag was removed
+    parent: int  # seq of the entry in effect before this one; 0 = none
+    op: str  # "set", "rollback" or "untag"
+    time: float
+
+
+def _parse_entry(seq: int, data: bytes, where: str) -> TagEntry:
+    try:
+        doc = msgpack.unpackb(data, raw=False)
+        return TagEntry(seq, doc["target"], int(doc["parent"]), str(doc["op"]), float(doc["time"]))
+    except Exception:
+        raise CasError(f"tag entry {where} is corrupt; delete it from the store to fall back to the previous entry") from None
+
+
+def _entry_numbers(backend, model: str, tag: str) -> list[int]:
+    return sorted(int(n) for n in backend.list(tag_dir(model, tag)) if n.isdigit() and len(n) == TAG_ENTRY_WIDTH)
+
+
+def history(backend, model: str, tag: str) -> list[TagEntry]:
+    """Every entry of a tag, oldest first."""
+    return [_parse_entry(s, backend.read(tag_entry_key(model, tag, s)), f"{model}:{tag}#{s}")
+            for s in _entry_numbers(backend, model, tag)]
+
+
+def current(backend, model: str, tag: str) -> TagEntry | None:
+    """The newest entry of a tag, or None if it never existed."""
+    numbers = _entry_numbers(backend, model, tag)
+    if not numbers:
+        return None
+    seq = numbers[-1]
+    return _parse_entry(seq, backend.read(tag_entry_key(model, tag, seq)), f"{model}:{tag}#{seq}")
+
+
+def target(backend, model: str, tag: str) -> str | None:
+    entry = current(backend, model, tag)
+    return entry.target if entry else None
+
+
+def tag_names(backend, model: str) -> list[str]:
+    return backend.list(tags_dir(model))
+
+
+def _append(backend, model: str, tag: str, make_entry) -> TagEntry:
+    """Create the next entry; ``make_entry(current_or_None)`` returns (target, parent, op)."""
+    for _ in range(MAX_RACE_RETRIES):
+        now = current(backend, model, tag)
+        target_, parent, op = make_entry(now)
+        seq = (now.seq if now else 0) + 1
+        entry = TagEntry(seq, target_, parent, op, time.time())
+        data = msgpack.packb({"target": target_, "parent": parent, "op": op, "time": entry.time})
+        try:
+            backend.create(tag_entry_key(model, tag, seq), data)
+            return entry
+        except FileExistsError:
+            continue  # another writer moved the tag first: re-read and go again
+    raise CasError(f"tag {model}:{tag} is being moved by too many writers at once; try again")
+
+
+def set_tag(backend, model: str, tag: str, version: str) -> TagEntry:
+    return _append(backend, model, tag, lambda now: (version, now.seq if now else 0, "set"))
+
+
+def remove_tag(backend, model: str, tag: str) -> TagEntry:
+    def make(now):
+        if now is None or now.target is None:
+            raise NotFound(f"model {model!r} has no tag {tag!r}; `cas ls {model}` lists its tags")
+        return None, now.seq, "untag"
+
+    return _append(backend, model, tag, make)
+
+
+def rollback_tag(backend, model: str, tag: str) -> TagEntry:
+    """Point the tag at what it pointed to before its current target."""
+    entries = {e.seq: e for e in history(backend, model, tag)}
+
+    def make(now):
+        if now is None:
+            raise NotFound(f"model {model!r} has no tag {tag!r}; `cas ls {model}` lists its tags")
+        if now.seq not in entries:  # moved since we read the history
+            entries.update({e.seq: e for e in history(backend, model, tag)})
+        before = entries.get(now.parent)
+        if before is None:
+            raise CasError(f"tag {model}:{tag} has no earlier target to roll back to")
+        return before.target, before.parent, "rollback"
+
+    return _append(backend, model, tag, make)

@@ -1,0 +1,371 @@
+"""The Store: put / get / versions / tags / rollback / rm / stats over any Backend.
+
+Commit order makes the store safe for readers and concurrent writers: chunks first, then the
+manifest (created exclusively, so a version label is never overwritten and two puts never get the
+same number), then tags. A reader that can see a manifest can read every chunk it names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, replace
+
+import msgpack
+
+from . import codec, refs
+from .backends import Backend, open_backend
+from .cache import LocalCache, default_cache_root
+from .chunking import DEFAULT_CHUNK_SIZE, check_chunk_size, fixed_chunks
+from .digest import HASH_NAME
+from .errors import AlreadyExists, BadManifest, BadName, CasError, InUse, NotFound
+from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, digest_of_chunk_key,
+                     manifest_key, model_dir, tombstone_key)
+from .localfs import Staging, scan_source
+from .manifest import FileEntry, Manifest, pack, unpack
+from .names import LATEST, Ref, check_name, parse_ref
+from .progress import byte_bar
+from .stats import model_stats
+from .transfer import ChunkJob, Piece, download_chunks, hash_pieces, run_bounded, upload_pieces
+
+MAX_VERSION_RACE_RETRIES = 1000
+
+
+def default_store_url() -> str:
+    """``$CAS_STORE``, else ``$XDG_DATA_HOME/cas/store`` (``~/.local/share/cas/store``)."""
+    if os.environ.get("CAS_STORE"):
+        return os.environ["CAS_STORE"]
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "cas", "store")
+
+
+def version_sort_key(version: str):
+    """Numbers in numeric order, then labels alphabetically."""
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+
+
+@dataclass
+class TransferStats:
+    """What the last put or get moved, for reports and benchmarks."""
+
+    chunks: int = 0  # chunks in the version
+    distinct_chunks: int = 0
+    sent_chunks: int = 0  # put: chunks the store lacked and were written
+    sent_raw_bytes: int = 0
+    sent_stored_bytes: int = 0
+    fetched_bytes: int = 0  # get: raw bytes read from the store
+    reused_bytes: int = 0  # get: raw bytes taken from verified local copies
+
+
+class Store:
+    def __init__(self, backend: Backend, *, cache_dir: str | None | bool = None, n_workers: int | None = None,
+                 progress: bool = False, min_saving: float = codec.DEFAULT_MIN_SAVING) -> None:
+        self.backend = backend
+        self.n_workers = n_workers or backend.max_workers
+        self.progress = progress
+        self.min_saving = min_saving
+        self.cache = None if cache_dir is False else LocalCache(cache_dir or default_cache_root(), backend.url)
+        self.last_transfer = TransferStats()
+
+    @classmethod
+    def open(cls, url: str | None = None, *, cache_dir: str | None | bool = None, n_workers: int | None = None,
+             progress: bool = False, **backend_options) -> "Store":
+        """Open the store at ``url`` (a path, ``file://``, ``memory://`` or ``webhdfs://`` URL).
+
+        With no URL: ``$CAS_STORE``, else ``~/.local/share/cas/store``.
+        """
+        backend = open_backend(url or default_store_url(), **backend_options)
+        return cls(backend, cache_dir=cache_dir, n_workers=n_workers, progress=progress)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- names -----------------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        return [m for m in self.backend.list(MANIFESTS) if self.versions(m)]
+
+    def versions(self, model: str) -> list[str]:
+        """Versions of ``model`` (numbers in order, then labels); [] if it has none."""
+        check_name(model, "model")
+        names = self.backend.list(model_dir(model))
+        found = [n[: -len(MANIFEST_SUFFIX)] for n in names if n.endswith(MANIFEST_SUFFIX)]
+        return sorted(found, key=version_sort_key)
+
+    def tags(self, model: str) -> dict[str, str]:
+        """Current tags of ``model``: {tag: version}."""
+        check_name(model, "model")
+        out = {}
+        for tag in refs.tag_names(self.backend, model):
+            target = refs.target(self.backend, model, tag)
+            if target is not None:
+                out[tag] = target
+        return out
+
+    def tag_history(self, model: str, tag: str) -> list[refs.TagEntry]:
+        return refs.history(self.backend, check_name(model, "model"), check_name(tag, "tag"))
+
+    def resolve(self, ref: str | Ref) -> tuple[str, str]:
+        """(model, version) that a reference names; NotFound if it names nothing."""
+        r = parse_ref(ref) if isinstance(ref, str) else ref
+        if r.version is not None:
+            return r.model, r.version
+        target = refs.target(self.backend, r.model, r.tag)
+        if target is None:
+            if not self.versions(r.model):
+                raise NotFound(f"no model named {r.model!r} in {self.backend.url}; `cas ls` lists the models")
+            raise NotFound(f"model {r.model!r} has no tag {r.tag!r}; `cas ls {r.model}` lists its tags")
+        return r.model, target
+
+    def manifest(self, ref: str | Ref) -> Manifest:
+        return self._load(*self.resolve(ref))[0]
+
+    def _load(self, model: str, version: str) -> tuple[Manifest, bytes]:
+        key = manifest_key(model, version)
+        try:
+            data = self.backend.read(key)
+        except FileNotFoundError:
+            if not self.versions(model):
+                raise NotFound(f"no model named {model!r} in {self.backend.url}; `cas ls` lists the models") from None
+            raise NotFound(f"model {model!r} has no version {version!r}; `cas ls {model}` lists its versions") from None
+        m = unpack(data, name=f"manifest of {model}@{version}")
+        if (m.model, m.version) != (model, version):
+            raise BadManifest(f"manifest at {key} says it is {m.model}@{m.version}; the store is damaged, run `cas verify`")
+        return m, data
+
+    # -- put -------------------------------------------------------------------------------------
+
+    def put(self, local_path: str, model: str, version: str | None = None, *, tags=(), latest: bool = True,
+            chunk_size: int = DEFAULT_CHUNK_SIZE, level: int = codec.DEFAULT_LEVEL,
+            metadata: dict | None = None) -> Manifest:
+        """Store a file or directory as a new version of ``model`` and return its manifest.
+
+        Only chunks the store lacks are compressed and sent. ``version`` defaults to the next
+        number; an explicit label that exists (or existed and was removed) is refused. ``latest``
+        and each of ``tags`` move to the new version once it is published.
+        """
+        check_name(model, "model")
+        if version is not None:
+            check_name(version, "version")
+        tags = [check_name(t, "tag") for t in tags]
+        check_chunk_size(chunk_size)
+        codec.check_level(level)
+        metadata = _check_metadata(metadata)
+        if version is not None:
+            self._refuse_taken(model, version)
+
+        kind, sources, empty_dirs = scan_source(local_path)
+        pieces = [Piece(s, off, n) for s in sources for off, n in fixed_chunks(s.size, chunk_size)]
+        total = sum(p.length for p in pieces)
+        with byte_bar(f"hash {model}", total, self.progress) as bar:
+            digests = hash_pieces(pieces, self.n_workers, bar)
+
+        first_piece: dict[bytes, Piece] = {}
+        for d, p in zip(digests, pieces):
+            first_piece.setdefault(d, p)
+        missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
+        to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
+        with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
+            stored_sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
+                                         n_workers=self.n_workers, progress=bar)
+
+        entries = []
+        it = iter(zip(digests, pieces))
+        for s in sources:
+            n = len(range(0, s.size, chunk_size))
+            chunk_list = [next(it) for _ in range(n)]
+            entries.append(FileEntry(s.rel_path, s.size, s.mode, tuple(d for d, _ in chunk_list),
+                                     tuple(p.length for _, p in chunk_list)))
+        draft = Manifest(model=model, version=version or "", kind=kind, chunk_size=chunk_size, level=level,
+                         files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=HASH_NAME)
+        published = self._publish(draft, explicit=version is not None)
+        self.last_transfer = TransferStats(chunks=len(pieces), distinct_chunks=len(first_piece),
+                                           sent_chunks=len(to_send), sent_raw_bytes=sum(p.length for _, p in to_send),
+                                           sent_stored_bytes=sum(stored_sizes))
+        for tag in ([LATEST] if latest else []) + tags:
+            refs.set_tag(self.backend, model, tag, published.version)
+        return published
+
+    def _refuse_taken(self, model: str, version: str) -> None:
+        taken = {manifest_key(model, version), tombstone_key(model, version)} - self.backend.missing(
+            [manifest_key(model, version), tombstone_key(model, version)])
+        if manifest_key(model, version) in taken:
+            raise AlreadyExists(f"{model}@{version} already exists and versions are immutable; choose another version label")
+        if taken:
+            raise AlreadyExists(f"{model}@{version} was removed and its label stays reserved; choose another version label")
+
+    def _publish(self, draft: Manifest, *, explicit: bool) -> Manifest:
+        if explicit:
+            try:
+                self.backend.create(manifest_key(draft.model, draft.version), pack(draft))
+            except FileExistsError:
+                raise AlreadyExists(f"{draft.model}@{draft.version} was created by another writer meanwhile; "
+                                    "choose another version label") from None
+            return draft
+        for _ in range(MAX_VERSION_RACE_RETRIES):
+            m = replace(draft, version=str(self._next_number(draft.model)))
+            try:
+                self.backend.create(manifest_key(m.model, m.version), pack(m))
+                return m
+            except FileExistsError:
+                continue  # another put took this number first: take the next
+        raise CasError(f"could not assign a version number for {draft.model!r}: too many concurrent writers; try again")
+
+    def _next_number(self, model: str) -> int:
+        numbers = [0]
+        for name in self.backend.list(model_dir(model)):
+            stem = name.rsplit(".", 1)[0]
+            if stem.isdigit() and (name.endswith(MANIFEST_SUFFIX) or name.endswith(TOMBSTONE_SUFFIX)):
+                numbers.append(int(stem))
+        return max(numbers) + 1
+
+    # -- get -------------------------------------------------------------------------------------
+
+    def get(self, ref: str | Ref, local_path: str, *, force: bool = False) -> Manifest:
+        """Materialise a version at ``local_path`` (a file or a directory, as it was put).
+
+        Chunks are fetched in parallel, verified, and written at their offsets into a staged copy
+        that is renamed into place at the end. Chunks that verified local copies of other versions
+        already hold are read from disk instead of the store.
+        """
+        manifest, packed = self._load(*self.resolve(ref))
+        self._materialise(manifest, local_path, force=force)
+        if self.cache:
+            self.cache.remember(manifest, packed, local_path)
+        return manifest
+
+    def checkout(self, ref: str | Ref) -> str:
+        """A verified local copy of a version in the cache, fetched only if needed; returns its path."""
+        if not self.cache:
+            raise CasError("checkout needs the local cache; open the store without cache_dir=False")
+        manifest, packed = self._load(*self.resolve(ref))
+        path = self.cache.checkout_path(manifest.model, manifest.version)
+        if self.cache.is_complete(manifest):
+            self.last_transfer = TransferStats(chunks=sum(len(f.digests) for f in manifest.files))
+            return path
+        self.cache.forget_checkout(manifest.model, manifest.version)
+        self._materialise(manifest, path, force=True)
+        self.cache.mark_complete(manifest)
+        self.cache.remember(manifest, packed, path)
+        return path
+
+    def _materialise(self, manifest: Manifest, local_path: str, *, force: bool) -> None:
+        staging = Staging(manifest, local_path, force=force)
+        staging.prepare()
+        try:
+            jobs: dict[bytes, list] = defaultdict(list)
+            lengths: dict[bytes, int] = {}
+            labels: dict[bytes, str] = {}
+            for f in manifest.files:
+                target = staging.file_path(f.path)
+                for offset, length, d in f.chunks():
+                    jobs[d].append((target, offset))
+                    lengths[d] = length
+                    labels.setdefault(d, f"{manifest.model}@{manifest.version} file {f.path!r}")
+            job_list = [ChunkJob(d, lengths[d], tuple(t), labels[d]) for d, t in jobs.items()]
+            seeds = self.cache.seeds(manifest.model) if self.cache else None
+            with byte_bar(f"get {manifest.model}@{manifest.version}", manifest.size, self.progress) as bar:
+                fetched, reused = download_chunks(self.backend, job_list, n_workers=self.n_workers,
+                                                  seed=seeds.lookup if seeds else None, progress=bar)
+            staging.commit()
+        except BaseException:
+            staging.discard()
+            raise
+        self.last_transfer = TransferStats(chunks=sum(len(f.digests) for f in manifest.files),
+                                           distinct_chunks=len(job_list), fetched_bytes=fetched, reused_bytes=reused)
+
+    # -- tags ------------------------------------------------------------------------------------
+
+    def tag(self, ref: str | Ref, tag: str) -> str:
+        """Point ``tag`` at the version ``ref`` names; returns that version."""
+        check_name(tag, "tag")
+        model, version = self.resolve(ref)
+        self._load(model, version)  # the version must exist
+        refs.set_tag(self.backend, model, tag, version)
+        return version
+
+    def untag(self, model: str, tag: str) -> None:
+        refs.remove_tag(self.backend, check_name(model, "model"), check_name(tag, "tag"))
+
+    def rollback(self, model: str, tag: str = LATEST) -> str:
+        """Move ``tag`` back to its previous target; returns the version it now names."""
+        check_name(model, "model")
+        check_name(tag, "tag")
+        entry = refs.rollback_tag(self.backend, model, tag)
+        return entry.target
+
+    # -- rm --------------------------------------------------------------------------------------
+
+    def rm(self, ref: str | Ref, *, force: bool = False) -> str:
+        """Remove one version (``MODEL@VERSION``). Its chunks stay until ``gc``.
+
+        ``latest`` moves to the newest remaining version. Other tags on the version make this
+        fail unless ``force``, which removes those tags too.
+        """
+        r = parse_ref(ref) if isinstance(ref, str) else ref
+        if r.version is None:
+            raise BadName(f"rm needs an explicit MODEL@VERSION, got {str(r)!r}; versions are never removed by tag")
+        model, version = r.model, r.version
+        self._load(model, version)
+        pinned = [t for t, v in self.tags(model).items() if v == version and t != LATEST]
+        if pinned and not force:
+            raise InUse(f"{model}@{version} is tagged {', '.join(pinned)}; move or remove those tags first, or use --force")
+        try:
+            self.backend.create(tombstone_key(model, version), b"")
+        except FileExistsError:
+            pass
+        self.backend.delete(manifest_key(model, version))
+        for tag in pinned:
+            refs.remove_tag(self.backend, model, tag)
+        if refs.target(self.backend, model, LATEST) == version:
+            remaining = self.versions(model)
+            if remaining:
+                newest = max(remaining, key=lambda v: self._load(model, v)[0].created)
+                refs.set_tag(self.backend, model, LATEST, newest)
+            else:
+                refs.remove_tag(self.backend, model, LATEST)
+        return version
+
+    # -- stats -----------------------------------------------------------------------------------
+
+    def stats(self, model: str | None = None) -> dict:
+        """Dedup and compression figures for one model or the whole store (see cas.stats)."""
+        models = [check_name(model, "model")] if model else self.models()
+        if model and not self.versions(model):
+            raise NotFound(f"no model named {model!r} in {self.backend.url}; `cas ls` lists the models")
+        sizes = {digest_of_chunk_key(k): n for k, n in self.backend.walk("chunks")}
+
+        def stored(d: bytes):
+            return sizes.get(d.hex())
+
+        pairs = [(m, v) for m in models for v in self.versions(m)]
+        manifests = run_bounded(lambda mv: self._load(*mv)[0], pairs, self.n_workers)
+        by_model: dict[str, list[Manifest]] = defaultdict(list)
+        for m in manifests:
+            by_model[m.model].append(m)
+        report = model_stats("*", manifests, stored)
+        report.pop("versions")
+        report.pop("model")
+        report["store"] = self.backend.url
+        report["models"] = [model_stats(name, by_model[name], stored) for name in models]
+        if not model:
+            report["all_chunk_objects_bytes"] = sum(sizes.values())
+        return report
+
+
+def _check_metadata(metadata) -> dict:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise ValueError("metadata must be a dict with string keys")
+    try:
+        msgpack.packb(metadata)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must hold only msgpack values (str, int, float, bool, None, lists, dicts): {exc}") from None
+    return metadata

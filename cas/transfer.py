@@ -1,0 +1,195 @@
+"""The parallel pipelines: hash a local model, upload the chunks a store lacks, download a version.
+
+All three run chunk tasks in a thread pool with bounded in-flight work (zstd and file I/O release
+the GIL, so threads give real parallelism), cancel what is pending on the first error, and reuse
+one read buffer per thread so the hot loop does not allocate a fresh chunk-sized buffer.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from . import codec
+from .digest import digest as digest_of
+from .errors import CorruptChunk, NotFound, SourceChanged
+from .layout import chunk_key
+from .localfs import SourceFile
+
+Progress = Callable[[int], None]
+
+
+def _no_progress(_n: int) -> None:
+    pass
+
+
+def run_bounded(fn: Callable, items: Iterable, n_workers: int, *, in_flight: int | None = None) -> list:
+    """Apply ``fn`` to every item in ``n_workers`` threads; results in item order.
+
+    At most ``in_flight`` tasks (default 2 x n_workers) are queued at once, so memory stays flat
+    however many chunks there are. The first exception cancels the rest and is re-raised.
+    """
+    limit = in_flight or 2 * n_workers
+    results: dict[int, object] = {}
+    pending: dict[Future, int] = {}
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="cas") as pool:
+        try:
+            for index, item in enumerate(items):
+                if len(pending) >= limit:
+                    _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, results)
+                pending[pool.submit(fn, item)] = index
+            while pending:
+                _collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, results)
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+    return [results[i] for i in range(len(results))]
+
+
+def _collect(done, pending: dict, results: dict) -> None:
+    for fut in done:
+        index = pending.pop(fut)
+        results[index] = fut.result()  # re-raises the task's exception
+
+
+# -- reading local files ---------------------------------------------------------------------
+
+_buffers = threading.local()
+
+
+def _buffer(size: int) -> bytearray:
+    buf = getattr(_buffers, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = _buffers.buf = bytearray(size)
+    return buf
+
+
+def read_piece(source: SourceFile, offset: int, length: int) -> memoryview:
+    """Read ``length`` bytes at ``offset`` into this thread's reusable buffer."""
+    view = memoryview(_buffer(length))[:length]
+    fd = os.open(source.local_path, os.O_RDONLY)
+    try:
+        got = os.preadv(fd, [view], offset)
+    finally:
+        os.close(fd)
+    if got != length:
+        raise SourceChanged(f"{source.local_path!r} shrank while being stored; nothing was published, run the put again")
+    return view
+
+
+# -- put ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Piece:
+    source: SourceFile
+    offset: int
+    length: int
+
+
+def hash_pieces(pieces: Sequence[Piece], n_workers: int, progress: Progress = _no_progress) -> list[bytes]:
+    """The digest of every piece, in order."""
+
+    def one(piece: Piece) -> bytes:
+        d = digest_of(read_piece(piece.source, piece.offset, piece.length))
+        progress(piece.length)
+        return d
+
+    return run_bounded(one, pieces, n_workers)
+
+
+def upload_pieces(backend, pieces: Sequence[tuple[bytes, Piece]], *, level: int, min_saving: float,
+                  n_workers: int, progress: Progress = _no_progress) -> list[int]:
+    """Compress and publish each (digest, piece); returns the stored object sizes.
+
+    Each piece is re-hashed right before it is compressed: if the file changed since the hash
+    pass, storing it under the old digest would corrupt the store, so we stop instead.
+    """
+
+    def one(item: tuple[bytes, Piece]) -> int:
+        expected, piece = item
+        raw = read_piece(piece.source, piece.offset, piece.length)
+        if digest_of(raw) != expected:
+            raise SourceChanged(
+                f"{piece.source.local_path!r} changed while being stored (bytes at offset {piece.offset}); "
+                "nothing was published, run the put again once the file is stable"
+            )
+        obj = codec.encode(raw, level=level, min_saving=min_saving)
+        try:
+            backend.create(chunk_key(expected.hex()), obj)
+        except FileExistsError:
+            pass  # content-addressed: another writer stored the same bytes first
+        progress(piece.length)
+        return len(obj)
+
+    return run_bounded(one, pieces, n_workers)
+
+
+# -- get ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """One distinct chunk of a version and every place it goes in the staged files."""
+
+    digest: bytes
+    length: int
+    targets: tuple[tuple[str, int], ...]  # (staged file path, offset)
+    label: str  # "model@version file path" for messages
+
+
+SeedLookup = Callable[[bytes, int], "bytes | None"]
+
+
+def fetch_chunk(backend, digest: bytes, length: int, label: str) -> bytes:
+    """Read, decode and verify one chunk; retry the read once before calling it corrupt."""
+    hex_digest = digest.hex()
+    key = chunk_key(hex_digest)
+    problem = ""
+    for _attempt in range(2):
+        try:
+            obj = backend.read(key)
+        except FileNotFoundError:
+            raise NotFound(
+                f"chunk {hex_digest} of {label} is missing from the store; run `cas verify` and `cas repair`"
+            ) from None
+        try:
+            data = codec.decode(obj, expected_length=length, name=f"chunk {hex_digest}")
+        except CorruptChunk as exc:
+            problem = str(exc)
+            continue
+        if digest_of(data) == digest:
+            return data
+        problem = "its bytes do not match its digest"
+    raise CorruptChunk(f"chunk {hex_digest} of {label} is corrupt ({problem}); run `cas verify` and `cas repair`")
+
+
+def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: SeedLookup | None = None,
+                    progress: Progress = _no_progress) -> tuple[int, int]:
+    """Fill every target of every job; returns (bytes fetched from the store, bytes reused locally)."""
+    counts = [0, 0]
+    lock = threading.Lock()
+
+    def one(job: ChunkJob) -> None:
+        data = seed(job.digest, job.length) if seed else None
+        reused = data is not None
+        if data is None:
+            data = fetch_chunk(backend, job.digest, job.length, job.label)
+        for path, offset in job.targets:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                view = memoryview(data)
+                pos = offset
+                while view:
+                    written = os.pwrite(fd, view, pos)
+                    view, pos = view[written:], pos + written
+            finally:
+                os.close(fd)
+        with lock:
+            counts[1 if reused else 0] += job.length
+        progress(job.length * len(job.targets))
+
+    run_bounded(one, jobs, n_workers)
+    return counts[0], counts[1]
