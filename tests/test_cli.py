@@ -1,0 +1,91 @@
+"""The `cas` command line: output, --json, exit codes and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cas.cli import main, parse_size
+
+
+@pytest.fixture
+def cas(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CAS_CACHE_DIR", str(tmp_path / "cache"))
+    store = str(tmp_path / "store")
+
+    def run(*args):
+        code = main(["--store", store, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_put_ls_show_get_stats(cas, tmp_path):
+    src = tmp_path / "model.h5"
+    src.write_bytes(b"weights" * 200_000)
+    code, out, err = cas("put", str(src), "net", "--chunk-size", "256KiB", "--meta", "team=vision")
+    assert code == 0 and "stored net@1" in out and err == ""
+    code, out, _ = cas("put", str(src), "net", "--json", "--chunk-size", "256KiB")
+    assert json.loads(out)["sent_chunks"] == 0
+    code, out, _ = cas("ls", "--json")
+    assert json.loads(out) == [{"model": "net", "versions": 2, "tags": {"latest": "2"}}]
+    code, out, _ = cas("show", "net@1", "--json")
+    shown = json.loads(out)
+    assert shown["metadata"] == {"team": "vision"} and shown["file_list"][0]["path"] == "model.h5"
+    code, out, _ = cas("get", "net", str(tmp_path / "back.h5"))
+    assert code == 0 and (tmp_path / "back.h5").read_bytes() == src.read_bytes()
+    code, out, _ = cas("stats", "net", "--json")
+    report = json.loads(out)
+    assert report["models"][0]["dedup_ratio"] == 2.0
+    code, out, _ = cas("stats")
+    assert "dedup 2.0x" in out
+
+
+def test_tag_rollback_history_rm(cas, tmp_path):
+    src = tmp_path / "w"
+    src.write_bytes(b"x")
+    cas("put", str(src), "m")
+    cas("put", str(src), "m")
+    assert cas("tag", "m@1", "prod")[1].strip() == "prod -> 1"
+    assert cas("rollback", "m")[1].strip() == "m:latest -> 1"
+    code, out, _ = cas("history", "m", "--json")
+    assert [e["op"] for e in json.loads(out)] == ["set", "set", "rollback"]
+    code, _, err = cas("rm", "m@1")
+    assert code == 1 and err.count("\n") == 1 and "tagged prod" in err
+    assert cas("rm", "m@1", "--force")[0] == 0
+    assert cas("untag", "m", "prod")[0] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["get", "ghost", "out"], "no model named 'ghost'"),
+    (["get", "bad/name", "out"], "model name 'bad/name' is not allowed"),
+    (["put", "/no/such/file", "m"], "no such file or directory"),
+    (["put", "/etc/hostname", "m", "--chunk-size", "1"], "chunk_size must be"),
+    (["put", "/etc/hostname", "m", "--level", "99"], "zstd level"),
+])
+def test_errors_are_one_line_with_exit_status_1(cas, args, message):
+    code, out, err = cas(*args)
+    assert code == 1
+    assert err.startswith("cas: ") and err.count("\n") == 1 and message in err
+
+
+def test_unknown_store_scheme_is_a_clean_error(capsys):
+    assert main(["--store", "ftp://x/y", "ls"]) == 1
+    assert "unknown store URL scheme 'ftp'" in capsys.readouterr().err
+
+
+def test_parse_size_units():
+    assert parse_size("4MiB") == 4 << 20 and parse_size("512k") == 512 << 10 and parse_size("100") == 100
+    with pytest.raises(Exception):
+        parse_size("four")
+
+
+def test_console_script_exit_status_and_verbose_traceback(tmp_path):
+    env = {"CAS_STORE": str(tmp_path / "s"), "CAS_CACHE_DIR": str(tmp_path / "c"), "PATH": ""}
+    quiet = subprocess.run([sys.executable, "-m", "cas", "get", "nothing", "x"], capture_output=True, text=True, env=env)
+    assert quiet.returncode == 1 and quiet.stderr.strip() == (
+        f"cas: no model named 'nothing' in file://{tmp_path / 's'}; `cas ls` lists the models")
+    loud = subprocess.run([sys.executable, "-m", "cas", "-v", "get", "nothing", "x"], capture_output=True, text=True, env=env)
+    assert loud.returncode != 0 and "Traceback" in loud.stderr

@@ -1,0 +1,323 @@
+"""End to end through the Store API, on every backend the `store` fixture provides."""
+
+import os
+import stat
+import threading
+
+import pytest
+
+from cas import AlreadyExists, BadManifest, BadName, CorruptChunk, InUse, NotFound, Store
+from cas.layout import chunk_key, manifest_key
+from tests.conftest import write
+
+KIB = 1024
+CHUNK = 64 * KIB
+
+
+def weights(n: int, seed: int = 0) -> bytes:
+    import random
+    return random.Random(seed).randbytes(n)
+
+
+def test_single_file_round_trips_and_keeps_its_name_and_mode(store, tmp_path):
+    src = write(tmp_path / "model.keras", weights(300 * KIB + 17))
+    os.chmod(src, 0o640)
+    m = store.put(str(src), "resnet", chunk_size=CHUNK)
+    assert (m.model, m.version, m.kind) == ("resnet", "1", "file")
+    assert m.files[0].path == "model.keras" and m.files[0].size == 300 * KIB + 17
+    dest = tmp_path / "out" / "restored.keras"
+    store.get("resnet", str(dest))
+    assert dest.read_bytes() == src.read_bytes()
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o640
+
+
+def test_directory_round_trips_with_nested_and_empty_dirs(store, tmp_path):
+    root = tmp_path / "saved"
+    write(root / "saved_model.pb", weights(10 * KIB, 1))
+    write(root / "variables" / "variables.data-00000-of-00001", weights(200 * KIB, 2))
+    write(root / "variables" / "variables.index", b"")
+    (root / "assets").mkdir()
+    m = store.put(str(root), "sm", chunk_size=CHUNK)
+    assert m.kind == "dir" and m.dirs == ("assets",)
+    dest = tmp_path / "back"
+    store.get("sm@1", str(dest))
+    for rel in ("saved_model.pb", "variables/variables.data-00000-of-00001", "variables/variables.index"):
+        assert (dest / rel).read_bytes() == (root / rel).read_bytes()
+    assert (dest / "assets").is_dir()
+
+
+def test_second_put_of_same_bytes_sends_nothing_and_gets_next_version(store, tmp_path):
+    src = write(tmp_path / "w.bin", weights(512 * KIB))
+    store.put(str(src), "m", chunk_size=CHUNK)
+    assert store.last_transfer.sent_chunks == 8
+    m2 = store.put(str(src), "m", chunk_size=CHUNK)
+    assert m2.version == "2"
+    assert store.last_transfer.sent_chunks == 0
+    assert store.versions("m") == ["1", "2"]
+    assert store.tags("m") == {"latest": "2"}
+
+
+def test_changed_chunks_are_the_only_ones_sent(store, tmp_path):
+    data = bytearray(weights(1024 * KIB))
+    src = write(tmp_path / "w.bin", bytes(data))
+    store.put(str(src), "m", chunk_size=CHUNK)
+    data[5 * CHUNK + 3] ^= 0xFF
+    data[9 * CHUNK] ^= 0xFF
+    src.write_bytes(bytes(data))
+    store.put(str(src), "m", chunk_size=CHUNK)
+    assert store.last_transfer.sent_chunks == 2
+    report = store.stats("m")["models"][0]
+    assert [v["new_chunks"] for v in report["versions"]] == [16, 2]
+    assert report["dedup_ratio"] == pytest.approx(2048 / 1152, rel=1e-3)
+
+
+def test_repeated_chunks_within_a_file_are_stored_once(store, tmp_path):
+    block = weights(CHUNK, 3)
+    src = write(tmp_path / "w.bin", block * 5 + b"tail")
+    store.put(str(src), "m", chunk_size=CHUNK)
+    assert store.last_transfer.sent_chunks == 2
+    dest = tmp_path / "o.bin"
+    store.get("m", str(dest))
+    assert dest.read_bytes() == src.read_bytes()
+
+
+def test_explicit_version_labels_are_never_overwritten(store, tmp_path):
+    a = write(tmp_path / "a", b"A" * 1000)
+    b = write(tmp_path / "b", b"B" * 1000)
+    store.put(str(a), "m", "v1.0", chunk_size=CHUNK)
+    with pytest.raises(AlreadyExists, match="m@v1.0 already exists"):
+        store.put(str(b), "m", "v1.0", chunk_size=CHUNK)
+    out = tmp_path / "o"
+    store.get("m@v1.0", str(out))
+    assert out.read_bytes() == b"A" * 1000
+
+
+def test_tags_move_keep_history_and_roll_back_step_by_step(store, tmp_path):
+    src = write(tmp_path / "w", b"x")
+    for _ in range(3):
+        store.put(str(src), "m", chunk_size=CHUNK)
+    store.tag("m@1", "prod")
+    store.tag("m@3", "prod")
+    assert store.tags("m") == {"latest": "3", "prod": "3"}
+    assert store.rollback("m", "prod") == "1"
+    assert store.rollback("m") == "2"
+    assert store.rollback("m") == "1"
+    with pytest.raises(Exception, match="no earlier target"):
+        store.rollback("m")
+    assert store.resolve("m") == ("m", "1")
+    assert [e.target for e in store.tag_history("m", "latest")] == ["1", "2", "3", "2", "1"]
+    store.untag("m", "prod")
+    assert "prod" not in store.tags("m")
+    with pytest.raises(NotFound, match="no tag 'prod'"):
+        store.manifest("m:prod")
+
+
+def test_put_without_latest_and_with_extra_tags(store, tmp_path):
+    src = write(tmp_path / "w", b"x")
+    store.put(str(src), "m", chunk_size=CHUNK)
+    store.put(str(src), "m", latest=False, tags=["canary"], chunk_size=CHUNK)
+    assert store.tags("m") == {"latest": "1", "canary": "2"}
+
+
+def test_rm_keeps_the_label_reserved_and_moves_latest_back(store, tmp_path):
+    src = write(tmp_path / "w", b"x")
+    store.put(str(src), "m", chunk_size=CHUNK)
+    store.put(str(src), "m", chunk_size=CHUNK, tags=["prod"])
+    with pytest.raises(InUse, match="tagged prod"):
+        store.rm("m@2")
+    store.rm("m@2", force=True)
+    assert store.versions("m") == ["1"]
+    assert store.tags("m") == {"latest": "1"}
+    assert store.put(str(src), "m", chunk_size=CHUNK).version == "3"  # 2 is never reused
+    with pytest.raises(AlreadyExists, match="removed"):
+        store.put(str(src), "m", "2", chunk_size=CHUNK)
+    with pytest.raises(BadName, match="explicit MODEL@VERSION"):
+        store.rm("m")
+
+
+def test_missing_things_name_themselves(store, tmp_path):
+    with pytest.raises(NotFound, match="no model named 'ghost'"):
+        store.manifest("ghost")
+    src = write(tmp_path / "w", b"x")
+    store.put(str(src), "m", chunk_size=CHUNK)
+    with pytest.raises(NotFound, match="model 'm' has no version '9'"):
+        store.get("m@9", str(tmp_path / "o"))
+    with pytest.raises(NotFound, match="no such file"):
+        store.put(str(tmp_path / "nope"), "m")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "", "x:y", "\x01"])
+def test_bad_names_change_nothing(store, tmp_path, bad):
+    src = write(tmp_path / "w", b"x")
+    with pytest.raises(BadName):
+        store.put(str(src), bad)
+    with pytest.raises(BadName):
+        store.put(str(src), "m", bad)
+    with pytest.raises(BadName):
+        store.put(str(src), "m", tags=[bad])
+    assert store.models() == []
+
+
+def test_existing_destination_is_refused_unless_forced(store, tmp_path):
+    src = write(tmp_path / "w", b"new bytes")
+    store.put(str(src), "m", chunk_size=CHUNK)
+    dest = write(tmp_path / "dest", b"precious")
+    with pytest.raises(AlreadyExists, match="--force"):
+        store.get("m", str(dest))
+    assert dest.read_bytes() == b"precious"
+    store.get("m", str(dest), force=True)
+    assert dest.read_bytes() == b"new bytes"
+    # a directory replaced by a directory version, and no staging left behind
+    d = tmp_path / "tree"
+    write(d / "old.txt", b"old")
+    write(tmp_path / "srcdir" / "new.txt", b"new")
+    store.put(str(tmp_path / "srcdir"), "dm", chunk_size=CHUNK)
+    store.get("dm", str(d), force=True)
+    assert sorted(os.listdir(d)) == ["new.txt"]
+    assert [n for n in os.listdir(tmp_path) if "cas-partial" in n] == []
+
+
+def test_get_reuses_chunks_of_an_earlier_fetched_version(store, tmp_path):
+    data = bytearray(weights(1024 * KIB))
+    src = write(tmp_path / "w.bin", bytes(data))
+    store.put(str(src), "m", chunk_size=CHUNK)
+    data[0] ^= 1
+    src.write_bytes(bytes(data))
+    store.put(str(src), "m", chunk_size=CHUNK)
+    store.get("m@1", str(tmp_path / "v1.bin"))
+    assert store.last_transfer.fetched_bytes == 1024 * KIB
+    store.get("m@2", str(tmp_path / "v2.bin"))
+    assert store.last_transfer.fetched_bytes == CHUNK
+    assert store.last_transfer.reused_bytes == 1024 * KIB - CHUNK
+    assert (tmp_path / "v2.bin").read_bytes() == bytes(data)
+
+
+def test_an_edited_local_copy_is_not_reused(store, tmp_path):
+    src = write(tmp_path / "w.bin", weights(256 * KIB))
+    store.put(str(src), "m", chunk_size=CHUNK)
+    store.put(str(src), "m", chunk_size=CHUNK)
+    v1 = tmp_path / "v1.bin"
+    store.get("m@1", str(v1))
+    with open(v1, "r+b") as f:
+        f.write(b"tampered")
+    store.get("m@2", str(tmp_path / "v2.bin"))
+    assert (tmp_path / "v2.bin").read_bytes() == src.read_bytes()
+    assert store.last_transfer.fetched_bytes == CHUNK  # the tampered chunk came from the store
+
+
+def test_checkout_moves_no_bytes_the_second_time(store, tmp_path):
+    src = write(tmp_path / "w.bin", weights(256 * KIB))
+    store.put(str(src), "m", chunk_size=CHUNK)
+    path = store.checkout("m")
+    assert open(path, "rb").read() == src.read_bytes()
+    assert store.last_transfer.fetched_bytes == 256 * KIB
+    assert store.checkout("m") == path
+    assert store.last_transfer.fetched_bytes == 0
+
+
+def test_concurrent_puts_get_distinct_versions(store, tmp_path):
+    srcs = [write(tmp_path / f"w{i}", weights(100 * KIB, i)) for i in range(6)]
+    got, errors = [], []
+
+    def put(p):
+        try:
+            got.append(store.put(str(p), "m", chunk_size=CHUNK).version)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=(p,)) for p in srcs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(got, key=int) == ["1", "2", "3", "4", "5", "6"]
+    for v in got:
+        m = store.manifest(f"m@{v}")
+        out = tmp_path / f"out{v}"
+        store.get(f"m@{v}", str(out))
+        assert out.read_bytes() == (tmp_path / m.files[0].path).read_bytes()
+
+
+def test_stats_report_dedup_compression_and_new_bytes(store, tmp_path):
+    compressible = write(tmp_path / "c.bin", b"float32 " * 64 * KIB)
+    store.put(str(compressible), "m", chunk_size=CHUNK)
+    store.put(str(compressible), "m", chunk_size=CHUNK)
+    report = store.stats()
+    m = report["models"][0]
+    assert m["logical_bytes"] == 2 * 512 * KIB
+    assert m["dedup_ratio"] == 2.0 * 512 * KIB / m["unique_bytes"]
+    assert m["compression_ratio"] > 10
+    assert m["versions"][1]["new_stored_bytes"] == 0
+    assert report["models"][0]["missing_chunks"] == 0
+
+
+# -- damage: only the local backend lets us reach in and break things ---------------------------
+
+def test_corrupt_chunk_is_detected_and_never_reaches_the_destination(local_store, tmp_path):
+    src = write(tmp_path / "w.bin", weights(256 * KIB))
+    m = local_store.put(str(src), "m", chunk_size=CHUNK)
+    key = chunk_key(m.files[0].digests[2].hex())
+    path = os.path.join(local_store.backend.root, *key.split("/"))
+    data = bytearray(open(path, "rb").read())
+    data[-1] ^= 0xFF
+    os.chmod(path, 0o644)
+    open(path, "wb").write(bytes(data))
+    dest = tmp_path / "o.bin"
+    with pytest.raises(CorruptChunk, match=f"chunk {m.files[0].digests[2].hex()} of m@1 file 'w.bin'"):
+        local_store.get("m", str(dest))
+    assert not dest.exists()
+    assert [n for n in os.listdir(tmp_path) if "cas-partial" in n] == []
+
+
+def test_missing_chunk_fails_clearly(local_store, tmp_path):
+    src = write(tmp_path / "w.bin", weights(256 * KIB))
+    m = local_store.put(str(src), "m", chunk_size=CHUNK)
+    local_store.backend.delete(chunk_key(m.files[0].digests[0].hex()))
+    with pytest.raises(NotFound, match="missing from the store"):
+        local_store.get("m", str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_hostile_manifest_is_refused_before_anything_is_written(local_store, tmp_path):
+    import msgpack
+
+    from cas.manifest import pack
+    src = write(tmp_path / "w.bin", b"x" * 10)
+    m = local_store.put(str(src), "m", chunk_size=CHUNK)
+    doc = msgpack.unpackb(pack(m), raw=False)
+    doc["kind"] = "dir"
+    doc["version"] = "2"
+    doc["files"][0]["path"] = "../escaped"
+    local_store.backend.create(manifest_key("m", "2"), msgpack.packb(doc, use_bin_type=True))
+    dest = tmp_path / "dest" / "inner"
+    with pytest.raises(BadManifest, match="leaves or re-enters"):
+        local_store.get("m@2", str(dest))
+    assert not (tmp_path / "dest").exists() or os.listdir(tmp_path / "dest") == []
+    assert not (tmp_path / "dest" / "escaped").exists()
+    local_store.backend.create(manifest_key("m", "3"), pack(m)[:-3])
+    with pytest.raises(BadManifest, match="truncated or corrupt"):
+        local_store.manifest("m@3")
+
+
+def test_a_file_changing_during_put_publishes_nothing(local_store, tmp_path, monkeypatch):
+    from cas import SourceChanged, transfer
+    src = write(tmp_path / "w.bin", weights(256 * KIB))
+    real = transfer.hash_pieces
+
+    def hash_then_edit(*a, **kw):
+        out = real(*a, **kw)
+        src.write_bytes(weights(256 * KIB, seed=99))
+        return out
+
+    monkeypatch.setattr("cas.store.hash_pieces", hash_then_edit)
+    with pytest.raises(SourceChanged, match="changed while being stored"):
+        local_store.put(str(src), "m", chunk_size=CHUNK)
+    assert local_store.versions("m") == []
+
+
+def test_store_open_uses_cas_store_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAS_STORE", str(tmp_path / "envstore"))
+    s = Store.open(cache_dir=False)
+    assert s.backend.url == f"file://{tmp_path / 'envstore'}"
