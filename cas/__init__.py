@@ -6,7 +6,7 @@
     store.get("resnet@1", "restored.keras")
 """
 
-from .errors import (AlreadyExists, BadManifest, BadName, CasError, CorruptChunk, InUse, NotFound,
+from .errors import (AlreadyExists, BadManifest, BadName, CasError, CorruptChunk, InUse, IntegrityError, NotFound,
                      SourceChanged, StoreUnavailable)
 from .manifest import FileEntry, Manifest
 from .store import Store, TransferStats
@@ -14,6 +14,6 @@ from .store import Store, TransferStats
 __version__ = "0.1.0"
 
 __all__ = [
-    "AlreadyExists", "BadManifest", "BadName", "CasError", "CorruptChunk", "FileEntry", "InUse", "Manifest",
+    "AlreadyExists", "BadManifest", "BadName", "CasError", "CorruptChunk", "FileEntry", "InUse", "IntegrityError", "Manifest",
     "NotFound", "SourceChanged", "Store", "StoreUnavailable", "TransferStats", "__version__",
 ]

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chunk size, e.g. 4MiB (default 4MiB)")
     c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
     c.add_argument("--meta", type=parse_meta, action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--strong", choices=["sha256", "blake3"], help="record a strong per-file digest, checked on every get")
     c.add_argument("--json", action="store_true")
 
     c = sub.add_parser("get", help="fetch a version into a local path")
@@ -92,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("ref", help="MODEL@VERSION")
     c.add_argument("--force", action="store_true", help="also remove tags other than latest that point at it")
 
+    c = sub.add_parser("verify", help="check that every chunk a version needs is there (and intact, with --full)")
+    c.add_argument("ref", nargs="?", help="one version (default: every version)")
+    c.add_argument("--full", action="store_true", help="read and decode every chunk, not just check it exists")
+    c.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("repair", help="restore a version's damaged or missing chunks from a local copy")
+    c.add_argument("ref")
+    c.add_argument("path", help="a local copy of that version (file or directory)")
+    c.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("gc", help="delete chunks no version references (safe while others put)")
+    c.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")
+    c.add_argument("--json", action="store_true")
+
     c = sub.add_parser("stats", help="dedup and compression statistics")
     c.add_argument("model", nargs="?")
     c.add_argument("--json", action="store_true")
@@ -114,7 +129,7 @@ def _emit(args, data, text: str) -> None:
 
 def cmd_put(store: Store, args) -> None:
     m = store.put(args.path, args.model, args.label, tags=args.tag, latest=not args.no_latest,
-                  chunk_size=args.chunk_size, level=args.level, metadata=dict(args.meta))
+                  chunk_size=args.chunk_size, level=args.level, metadata=dict(args.meta), strong_hash=args.strong)
     t = store.last_transfer
     data = _manifest_summary(m) | {"sent_chunks": t.sent_chunks, "sent_raw_bytes": t.sent_raw_bytes,
                                    "sent_stored_bytes": t.sent_stored_bytes}
@@ -188,7 +203,33 @@ def cmd_history(store: Store, args) -> None:
 
 def cmd_rm(store: Store, args) -> None:
     version = store.rm(args.ref, force=args.force)
-    print(f"removed version {version}; chunks no other version uses stay in the store until garbage collection")
+    print(f"removed version {version}; `cas gc` reclaims the chunks no other version uses")
+
+
+def cmd_verify(store: Store, args) -> None:
+    report = store.verify(args.ref, full=args.full)
+    what = "read and decoded" if args.full else "checked"
+    summary = f"{what} {report.chunks} chunks of {report.versions} versions: {len(report.problems)} problems"
+    _emit(args, report.as_dict(), "\n".join([str(p) for p in report.problems] + [summary]))
+    if report.problems:
+        raise CasError(f"{len(report.problems)} problems found; `cas repair REF PATH` restores chunks from a local copy")
+
+
+def cmd_repair(store: Store, args) -> None:
+    report = store.repair(args.ref, args.path)
+    _emit(args, report.as_dict(), f"{report.bad_chunks} bad chunks: {len(report.repaired)} repaired, "
+                                  f"{len(report.unrepairable)} not found in {args.path}")
+    if report.unrepairable:
+        raise CasError(f"{len(report.unrepairable)} chunks could not be repaired from {args.path!r}; "
+                       "try another copy of that version")
+
+
+def cmd_gc(store: Store, args) -> None:
+    r = store.gc(dry_run=args.dry_run)
+    verb = "would delete" if r.dry_run else "deleted"
+    _emit(args, r.as_dict(), f"{verb} {r.deleted_chunks} unreferenced chunks ({human_bytes(r.deleted_bytes)}), "
+                             f"{r.deleted_staging} staging leftovers, {r.deleted_leases} expired leases; "
+                             f"{r.referenced_chunks} chunks of {r.versions} versions kept")
 
 
 def cmd_stats(store: Store, args) -> None:
@@ -210,7 +251,8 @@ def cmd_stats(store: Store, args) -> None:
 
 
 COMMANDS = {"put": cmd_put, "get": cmd_get, "ls": cmd_ls, "show": cmd_show, "tag": cmd_tag, "untag": cmd_untag,
-            "rollback": cmd_rollback, "history": cmd_history, "rm": cmd_rm, "stats": cmd_stats}
+            "rollback": cmd_rollback, "history": cmd_history, "rm": cmd_rm, "stats": cmd_stats,
+            "verify": cmd_verify, "repair": cmd_repair, "gc": cmd_gc}
 
 
 def describe_error(exc: BaseException) -> str:

@@ -44,3 +44,7 @@ class StoreUnavailable(CasError, ConnectionError):
 
 class InUse(CasError):
     """An operation refused because something still refers to the object (e.g. a tag on a version)."""
+
+
+class IntegrityError(CasError):
+    """A fetched file whose strong (cryptographic) digest does not match its manifest."""

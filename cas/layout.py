@@ -5,6 +5,7 @@
     manifests/<model>/<version>.msgpack
     manifests/<model>/<version>.removed   tombstone: the label stays taken after `rm`
     refs/<model>/<tag>/<seq:08d>     tag history, one immutable entry per move
+    locks/<kind>.<owner>.<seq>       leases of running writers and of gc (see cas.leases)
     tmp/                             staging area owned by backends
 """
 
@@ -50,3 +51,10 @@ def tags_dir(model: str) -> str:
 
 def tag_entry_key(model: str, tag: str, seq: int) -> str:
     return f"{REFS}/{model}/{tag}/{seq:0{TAG_ENTRY_WIDTH}d}"
+
+LOCKS = "locks"
+
+
+def lease_key(kind: str, owner: str, seq: int) -> str:
+    """``locks/<kind>.<owner>.<seq>``: one immutable file per heartbeat of a lease."""
+    return f"{LOCKS}/{kind}.{owner}.{seq:08d}"

@@ -24,6 +24,7 @@ KIND_DIR = "dir"
 MAX_MANIFEST_BYTES = 256 << 20
 MAX_FILES = 1_000_000
 MAX_PATH_LENGTH = 4096
+STRONG_HASHES = ("sha256", "blake3")  # both 32-byte digests
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class FileEntry:
     mode: int
     digests: tuple[bytes, ...]
     lengths: tuple[int, ...]
+    strong: bytes | None = None  # whole-file digest with the manifest's strong_hash, if one was asked for
 
     def chunks(self) -> Iterator[tuple[int, int, bytes]]:
         """Yield (offset, length, digest) for each chunk, in file order."""
@@ -58,6 +60,7 @@ class Manifest:
     created: float = field(default_factory=time.time)
     hash: str = HASH_NAME
     codec: str = "zstd"
+    strong_hash: str | None = None  # "sha256" or "blake3" when files carry a strong digest
 
     @property
     def size(self) -> int:
@@ -73,32 +76,30 @@ class Manifest:
 
 
 def pack(m: Manifest) -> bytes:
-    return msgpack.packb(
-        {
-            "format": FORMAT,
-            "model": m.model,
-            "version": m.version,
-            "created": m.created,
-            "kind": m.kind,
-            "chunk_size": m.chunk_size,
-            "hash": m.hash,
-            "codec": m.codec,
-            "level": m.level,
-            "metadata": m.metadata,
-            "dirs": list(m.dirs),
-            "files": [
-                {
-                    "path": f.path,
-                    "size": f.size,
-                    "mode": f.mode,
-                    "digests": b"".join(f.digests),
-                    "lengths": list(f.lengths),
-                }
-                for f in m.files
-            ],
-        },
-        use_bin_type=True,
-    )
+    doc = {
+        "format": FORMAT,
+        "model": m.model,
+        "version": m.version,
+        "created": m.created,
+        "kind": m.kind,
+        "chunk_size": m.chunk_size,
+        "hash": m.hash,
+        "codec": m.codec,
+        "level": m.level,
+        "metadata": m.metadata,
+        "dirs": list(m.dirs),
+        "files": [_pack_file(f) for f in m.files],
+    }
+    if m.strong_hash:
+        doc["strong_hash"] = m.strong_hash
+    return msgpack.packb(doc, use_bin_type=True)
+
+
+def _pack_file(f: FileEntry) -> dict:
+    out = {"path": f.path, "size": f.size, "mode": f.mode, "digests": b"".join(f.digests), "lengths": list(f.lengths)}
+    if f.strong is not None:
+        out["strong"] = f.strong
+    return out
 
 
 def unpack(data: bytes, *, name: str = "manifest") -> Manifest:
@@ -141,7 +142,9 @@ def _from_doc(doc: dict, name: str) -> Manifest:
     raw_files = doc["files"]
     _require(isinstance(raw_files, list) and len(raw_files) <= MAX_FILES, name, "files is not a list of at most a million")
     _require(kind == KIND_DIR or len(raw_files) == 1, name, "a single-file version must list exactly one file")
-    files = tuple(_file_entry(f, name) for f in raw_files)
+    strong_hash = doc.get("strong_hash")
+    _require(strong_hash in (None,) + STRONG_HASHES, name, f"unknown strong hash {strong_hash!r}")
+    files = tuple(_file_entry(f, name, strong_hash) for f in raw_files)
     dirs = tuple(safe_relative_path(d, name) for d in doc.get("dirs", []))
     _check_tree(files, dirs, name)
     return Manifest(
@@ -156,10 +159,11 @@ def _from_doc(doc: dict, name: str) -> Manifest:
         created=float(doc["created"]),
         hash=doc["hash"],
         codec=doc["codec"],
+        strong_hash=strong_hash,
     )
 
 
-def _file_entry(f: dict, name: str) -> FileEntry:
+def _file_entry(f: dict, name: str, strong_hash: str | None) -> FileEntry:
     _require(isinstance(f, dict), name, "a file entry is not a map")
     path = safe_relative_path(f["path"], name)
     size, mode, blob, lengths = f["size"], f["mode"], f["digests"], f["lengths"]
@@ -170,8 +174,11 @@ def _file_entry(f: dict, name: str) -> FileEntry:
              f"{path!r} lists {len(blob) // DIGEST_SIZE} digests but {len(lengths) if isinstance(lengths, list) else '?'} lengths")
     _require(all(type(n) is int and n > 0 for n in lengths), name, f"{path!r} has a non-positive chunk length")
     _require(sum(lengths) == size, name, f"{path!r} chunks add up to {sum(lengths)} bytes, its size is {size}")
+    strong = f.get("strong")
+    _require((strong is None) == (strong_hash is None) and (strong is None or isinstance(strong, bytes) and len(strong) == 32),
+             name, f"{path!r} has a strong digest that does not fit the manifest's strong_hash")
     digests = tuple(blob[i:i + DIGEST_SIZE] for i in range(0, len(blob), DIGEST_SIZE))
-    return FileEntry(path=path, size=size, mode=mode, digests=digests, lengths=tuple(lengths))
+    return FileEntry(path=path, size=size, mode=mode, digests=digests, lengths=tuple(lengths), strong=strong)
 
 
 def safe_relative_path(path: object, name: str = "manifest") -> str:

@@ -13,20 +13,23 @@ from dataclasses import dataclass, replace
 
 import msgpack
 
-from . import codec, refs
+from . import codec, maintenance, refs
 from .backends import Backend, open_backend
 from .cache import LocalCache, default_cache_root
 from .chunking import DEFAULT_CHUNK_SIZE, check_chunk_size, fixed_chunks
 from .digest import HASH_NAME
-from .errors import AlreadyExists, BadManifest, BadName, CasError, InUse, NotFound
+from .errors import AlreadyExists, BadManifest, BadName, CasError, InUse, IntegrityError, NotFound
+from .integrity import file_digest, new_hasher
 from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, digest_of_chunk_key,
                      manifest_key, model_dir, tombstone_key)
+from .leases import DEFAULT_TTL, writer_lease
 from .localfs import Staging, scan_source
 from .manifest import FileEntry, Manifest, pack, unpack
 from .names import LATEST, Ref, check_name, parse_ref
 from .progress import byte_bar
 from .stats import model_stats
-from .transfer import ChunkJob, Piece, download_chunks, hash_pieces, run_bounded, upload_pieces
+from .transfer import (ChunkJob, Piece, download_chunks, hash_pieces, hash_pieces_with_strong, run_bounded,
+                       upload_pieces)
 
 MAX_VERSION_RACE_RETRIES = 1000
 
@@ -66,6 +69,11 @@ class Store:
         self.min_saving = min_saving
         self.cache = None if cache_dir is False else LocalCache(cache_dir or default_cache_root(), backend.url)
         self.last_transfer = TransferStats()
+        self.lease_ttl = DEFAULT_TTL  # seconds a writer/gc lease lives without a heartbeat
+
+    def _writing(self):
+        """The lease every mutation holds, so garbage collection never runs underneath it."""
+        return writer_lease(self.backend, ttl=self.lease_ttl)
 
     @classmethod
     def open(cls, url: str | None = None, *, cache_dir: str | None | bool = None, n_workers: int | None = None,
@@ -143,12 +151,13 @@ class Store:
 
     def put(self, local_path: str, model: str, version: str | None = None, *, tags=(), latest: bool = True,
             chunk_size: int = DEFAULT_CHUNK_SIZE, level: int = codec.DEFAULT_LEVEL,
-            metadata: dict | None = None) -> Manifest:
+            metadata: dict | None = None, strong_hash: str | None = None) -> Manifest:
         """Store a file or directory as a new version of ``model`` and return its manifest.
 
         Only chunks the store lacks are compressed and sent. ``version`` defaults to the next
         number; an explicit label that exists (or existed and was removed) is refused. ``latest``
-        and each of ``tags`` move to the new version once it is published.
+        and each of ``tags`` move to the new version once it is published. ``strong_hash``
+        ("sha256" or "blake3") records a whole-file digest that every get verifies.
         """
         check_name(model, "model")
         if version is not None:
@@ -157,39 +166,49 @@ class Store:
         check_chunk_size(chunk_size)
         codec.check_level(level)
         metadata = _check_metadata(metadata)
+        if strong_hash is not None:
+            new_hasher(strong_hash)  # unknown name or missing package: fail before any work
         if version is not None:
             self._refuse_taken(model, version)
 
         kind, sources, empty_dirs = scan_source(local_path)
         pieces = [Piece(s, off, n) for s in sources for off, n in fixed_chunks(s.size, chunk_size)]
         total = sum(p.length for p in pieces)
+        strong: dict[str, bytes] = {}
         with byte_bar(f"hash {model}", total, self.progress) as bar:
-            digests = hash_pieces(pieces, self.n_workers, bar)
-
-        first_piece: dict[bytes, Piece] = {}
-        for d, p in zip(digests, pieces):
-            first_piece.setdefault(d, p)
-        missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
-        to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
-        with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
-            stored_sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
-                                         n_workers=self.n_workers, progress=bar)
+            if strong_hash:
+                digests, strong = hash_pieces_with_strong(pieces, strong_hash, self.n_workers, bar)
+            else:
+                digests = hash_pieces(pieces, self.n_workers, bar)
 
         entries = []
         it = iter(zip(digests, pieces))
-        for s in sources:
-            n = len(range(0, s.size, chunk_size))
-            chunk_list = [next(it) for _ in range(n)]
-            entries.append(FileEntry(s.rel_path, s.size, s.mode, tuple(d for d, _ in chunk_list),
-                                     tuple(p.length for _, p in chunk_list)))
+        for src in sources:
+            chunk_list = [next(it) for _ in range(0, src.size, chunk_size)]
+            file_strong = (strong.get(src.local_path) or new_hasher(strong_hash).digest()) if strong_hash else None
+            entries.append(FileEntry(src.rel_path, src.size, src.mode, tuple(d for d, _ in chunk_list),
+                                     tuple(p.length for _, p in chunk_list), strong=file_strong))
         draft = Manifest(model=model, version=version or "", kind=kind, chunk_size=chunk_size, level=level,
-                         files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=HASH_NAME)
-        published = self._publish(draft, explicit=version is not None)
+                         files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=HASH_NAME,
+                         strong_hash=strong_hash)
+        first_piece: dict[bytes, Piece] = {}
+        for d, p in zip(digests, pieces):
+            first_piece.setdefault(d, p)
+
+        # From asking what is missing to moving the tags, hold a writer lease: gc cannot delete a
+        # chunk this put decided not to send.
+        with self._writing():
+            missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
+            to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
+            with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
+                stored_sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
+                                             n_workers=self.n_workers, progress=bar)
+            published = self._publish(draft, explicit=version is not None)
+            for tag in ([LATEST] if latest else []) + tags:
+                refs.set_tag(self.backend, model, tag, published.version)
         self.last_transfer = TransferStats(chunks=len(pieces), distinct_chunks=len(first_piece),
                                            sent_chunks=len(to_send), sent_raw_bytes=sum(p.length for _, p in to_send),
                                            sent_stored_bytes=sum(stored_sizes))
-        for tag in ([LATEST] if latest else []) + tags:
-            refs.set_tag(self.backend, model, tag, published.version)
         return published
 
     def _refuse_taken(self, model: str, version: str) -> None:
@@ -273,12 +292,24 @@ class Store:
             with byte_bar(f"get {manifest.model}@{manifest.version}", manifest.size, self.progress) as bar:
                 fetched, reused = download_chunks(self.backend, job_list, n_workers=self.n_workers,
                                                   seed=seeds.lookup if seeds else None, progress=bar)
+            if manifest.strong_hash:
+                self._check_strong(manifest, staging)
             staging.commit()
         except BaseException:
             staging.discard()
             raise
         self.last_transfer = TransferStats(chunks=sum(len(f.digests) for f in manifest.files),
                                            distinct_chunks=len(job_list), fetched_bytes=fetched, reused_bytes=reused)
+
+    def _check_strong(self, manifest: Manifest, staging: Staging) -> None:
+        def check(f: FileEntry) -> None:
+            if file_digest(staging.file_path(f.path), manifest.strong_hash) != f.strong:
+                raise IntegrityError(
+                    f"file {f.path!r} of {manifest.model}@{manifest.version} does not match its {manifest.strong_hash} "
+                    "although every chunk matched its xxh3 key: the store holds forged or colliding chunks; "
+                    "nothing was written, report this to the store's owners")
+
+        run_bounded(check, manifest.files, self.n_workers)
 
     # -- tags ------------------------------------------------------------------------------------
 
@@ -287,17 +318,22 @@ class Store:
         check_name(tag, "tag")
         model, version = self.resolve(ref)
         self._load(model, version)  # the version must exist
-        refs.set_tag(self.backend, model, tag, version)
+        with self._writing():
+            refs.set_tag(self.backend, model, tag, version)
         return version
 
     def untag(self, model: str, tag: str) -> None:
-        refs.remove_tag(self.backend, check_name(model, "model"), check_name(tag, "tag"))
+        check_name(model, "model")
+        check_name(tag, "tag")
+        with self._writing():
+            refs.remove_tag(self.backend, model, tag)
 
     def rollback(self, model: str, tag: str = LATEST) -> str:
         """Move ``tag`` back to its previous target; returns the version it now names."""
         check_name(model, "model")
         check_name(tag, "tag")
-        entry = refs.rollback_tag(self.backend, model, tag)
+        with self._writing():
+            entry = refs.rollback_tag(self.backend, model, tag)
         return entry.target
 
     # -- rm --------------------------------------------------------------------------------------
@@ -316,6 +352,11 @@ class Store:
         pinned = [t for t, v in self.tags(model).items() if v == version and t != LATEST]
         if pinned and not force:
             raise InUse(f"{model}@{version} is tagged {', '.join(pinned)}; move or remove those tags first, or use --force")
+        with self._writing():
+            self._remove_version(model, version, pinned)
+        return version
+
+    def _remove_version(self, model: str, version: str, pinned: list[str]) -> None:
         try:
             self.backend.create(tombstone_key(model, version), b"")
         except FileExistsError:
@@ -330,7 +371,20 @@ class Store:
                 refs.set_tag(self.backend, model, LATEST, newest)
             else:
                 refs.remove_tag(self.backend, model, LATEST)
-        return version
+
+    # -- upkeep ------------------------------------------------------------------------------------
+
+    def verify(self, ref: str | Ref | None = None, *, full: bool = False) -> maintenance.VerifyReport:
+        """Check the chunks of one version (or all): present, and with ``full`` intact."""
+        return maintenance.verify(self, ref, full=full)
+
+    def repair(self, ref: str | Ref, local_path: str) -> maintenance.RepairReport:
+        """Restore a version's damaged or missing chunks from a local copy of it."""
+        return maintenance.repair(self, ref, local_path)
+
+    def gc(self, *, dry_run: bool = False, wait: float = 600.0) -> maintenance.GcReport:
+        """Delete chunks no version references (safe while other processes put)."""
+        return maintenance.gc(self, dry_run=dry_run, wait=wait)
 
     # -- stats -----------------------------------------------------------------------------------
 

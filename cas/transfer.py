@@ -17,6 +17,7 @@ from . import codec
 from .digest import digest as digest_of
 from .errors import CorruptChunk, NotFound, SourceChanged
 from .layout import chunk_key
+from .integrity import new_hasher
 from .localfs import SourceFile
 
 Progress = Callable[[int], None]
@@ -91,7 +92,7 @@ class Piece:
 
 
 def hash_pieces(pieces: Sequence[Piece], n_workers: int, progress: Progress = _no_progress) -> list[bytes]:
-    """The digest of every piece, in order."""
+    """The digest of every piece, in order, hashed in parallel."""
 
     def one(piece: Piece) -> bytes:
         d = digest_of(read_piece(piece.source, piece.offset, piece.length))
@@ -99,6 +100,31 @@ def hash_pieces(pieces: Sequence[Piece], n_workers: int, progress: Progress = _n
         return d
 
     return run_bounded(one, pieces, n_workers)
+
+
+def hash_pieces_with_strong(pieces: Sequence[Piece], strong_hash: str, n_workers: int,
+                            progress: Progress = _no_progress) -> tuple[list[bytes], dict[str, bytes]]:
+    """Chunk digests plus a strong digest per file, both from the same read of each byte.
+
+    A strong hash is sequential, so files are hashed in parallel but each file in order.
+    Returns (digests in piece order, {local_path: strong digest}).
+    """
+    by_file: dict[str, list[int]] = {}
+    for i, p in enumerate(pieces):
+        by_file.setdefault(p.source.local_path, []).append(i)
+    digests: list[bytes] = [b""] * len(pieces)
+
+    def one_file(indices: list[int]) -> bytes:
+        hasher = new_hasher(strong_hash)
+        for i in indices:
+            raw = read_piece(pieces[i].source, pieces[i].offset, pieces[i].length)
+            digests[i] = digest_of(raw)
+            hasher.update(raw)
+            progress(pieces[i].length)
+        return hasher.digest()
+
+    strong = run_bounded(one_file, list(by_file.values()), n_workers)
+    return digests, dict(zip(by_file, strong))
 
 
 def upload_pieces(backend, pieces: Sequence[tuple[bytes, Piece]], *, level: int, min_saving: float,

@@ -1,0 +1,195 @@
+"""Store upkeep: verify what versions reference, repair chunks from a local copy, collect garbage."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+from . import codec
+from .chunking import fixed_chunks
+from .digest import digest as digest_of
+from .errors import CasError, CorruptChunk
+from .layout import CHUNKS, TMP, chunk_key, digest_of_chunk_key
+from .leases import all_leases, gc_lease, writer_lease
+from .localfs import scan_source
+from .manifest import Manifest
+from .transfer import Piece, hash_pieces, read_piece, run_bounded
+
+
+@dataclass(frozen=True)
+class Problem:
+    model: str
+    version: str
+    file: str | None
+    chunk: str | None  # hex digest
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.model}@{self.version}"
+        if self.file is not None:
+            where += f" file {self.file!r}"
+        if self.chunk is not None:
+            where += f" chunk {self.chunk}"
+        return f"{where}: {self.problem}"
+
+
+@dataclass
+class VerifyReport:
+    versions: int = 0
+    chunks: int = 0
+    checked_bytes: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _manifests(store, ref) -> tuple[list[Manifest], list[Problem]]:
+    """The manifests of one version (which must load) or of all, with the unreadable ones as problems."""
+    if ref:
+        return [store.manifest(ref)], []
+    pairs = [(m, v) for m in store.models() for v in store.versions(m)]
+    manifests, problems = [], []
+
+    def load(mv):
+        try:
+            return store._load(*mv)[0]
+        except CasError as exc:
+            return Problem(mv[0], mv[1], None, None, f"manifest unreadable: {exc}")
+
+    for result in run_bounded(load, pairs, store.n_workers):
+        (problems if isinstance(result, Problem) else manifests).append(result)
+    return manifests, problems
+
+
+def check_chunk(backend, digest: bytes, length: int) -> str | None:
+    """None if the stored chunk decodes to its digest, else what is wrong with it."""
+    try:
+        obj = backend.read(chunk_key(digest.hex()))
+    except FileNotFoundError:
+        return "missing"
+    try:
+        data = codec.decode(obj, expected_length=length, name="object")
+    except CorruptChunk as exc:
+        return f"corrupt: {exc}"
+    return None if digest_of(data) == digest else "corrupt: bytes do not match the digest"
+
+
+def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
+    """Check that every chunk referenced (by one version, or all) exists; with ``full``, that it decodes
+    to its digest. Each problem names model, version, file and chunk."""
+    manifests, problems = _manifests(store, ref)
+    users: dict[bytes, list[tuple[str, str, str]]] = defaultdict(list)
+    lengths: dict[bytes, int] = {}
+    for m in manifests:
+        for f in m.files:
+            for _off, length, d in f.chunks():
+                users[d].append((m.model, m.version, f.path))
+                lengths[d] = length
+    report = VerifyReport(versions=len(manifests) + len(problems), chunks=len(users), problems=problems)
+    if full:
+        verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(users), store.n_workers)
+        bad = {d: v for d, v in zip(users, verdicts) if v}
+        report.checked_bytes = sum(lengths.values())
+    else:
+        missing = store.backend.missing(chunk_key(d.hex()) for d in users)
+        bad = {d: "missing" for d in users if chunk_key(d.hex()) in missing}
+    seen = set()
+    for d, problem in bad.items():
+        for model, version, path in users[d]:
+            if (model, version, path, d) not in seen:
+                seen.add((model, version, path, d))
+                report.problems.append(Problem(model, version, path, d.hex(), problem))
+    return report
+
+
+@dataclass
+class RepairReport:
+    bad_chunks: int = 0
+    repaired: list[str] = field(default_factory=list)
+    unrepairable: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def repair(store, ref, local_path: str) -> RepairReport:
+    """Re-store the damaged or missing chunks of a version from a local copy of it.
+
+    The local copy is cut with the version's chunk size and hashed; any chunk whose digest matches
+    a bad one is written back (the bad object is removed first). Chunks the copy does not hold are
+    listed as unrepairable.
+    """
+    manifest = store.manifest(ref)
+    lengths = manifest.chunk_lengths()
+    verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(lengths), store.n_workers)
+    bad = {d for d, v in zip(lengths, verdicts) if v}
+    report = RepairReport(bad_chunks=len(bad))
+    if not bad:
+        return report
+    _kind, sources, _dirs = scan_source(local_path)
+    pieces = [Piece(s, off, n) for s in sources for off, n in fixed_chunks(s.size, manifest.chunk_size)]
+    found = {}
+    for d, p in zip(hash_pieces(pieces, store.n_workers), pieces):
+        if d in bad:
+            found.setdefault(d, p)
+    with writer_lease(store.backend, ttl=store.lease_ttl):
+        for d in sorted(bad):
+            piece = found.get(d)
+            if piece is None:
+                report.unrepairable.append(d.hex())
+                continue
+            raw = read_piece(piece.source, piece.offset, piece.length)
+            if digest_of(raw) != d:
+                report.unrepairable.append(d.hex())
+                continue
+            store.backend.delete(chunk_key(d.hex()))
+            try:
+                store.backend.create(chunk_key(d.hex()), codec.encode(raw, level=manifest.level))
+            except FileExistsError:
+                pass  # another repair or put restored it first
+            report.repaired.append(d.hex())
+    return report
+
+
+@dataclass
+class GcReport:
+    dry_run: bool
+    versions: int = 0
+    referenced_chunks: int = 0
+    deleted_chunks: int = 0
+    deleted_bytes: int = 0
+    deleted_staging: int = 0
+    deleted_leases: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def gc(store, *, dry_run: bool = False, wait: float = 600.0) -> GcReport:
+    """Delete chunks no manifest references, staging leftovers and expired leases.
+
+    Runs under the gc lease: writers wait while it runs, and it starts only once running writers
+    have finished, so no put can publish a manifest naming a chunk gc is deleting. A dry run
+    takes no lease and deletes nothing; its figures are what a real run would free now.
+    """
+    lease = None if dry_run else gc_lease(store.backend, ttl=store.lease_ttl, wait=wait)
+    try:
+        manifests, problems = _manifests(store, None)
+        if problems:
+            raise CasError(f"gc stopped before deleting anything: {problems[0]}; "
+                           "fix or remove that version first (gc must know every chunk a version needs)")
+        referenced = {d.hex() for m in manifests for f in m.files for d in f.digests}
+        garbage = [(k, n) for k, n in store.backend.walk(CHUNKS) if digest_of_chunk_key(k) not in referenced]
+        staging = [k for k, _ in store.backend.walk(TMP)]
+        stale = [lease_.key for lease_ in all_leases(store.backend) if lease_.expires < time.time()]
+        report = GcReport(dry_run=dry_run, versions=len(manifests), referenced_chunks=len(referenced),
+                          deleted_chunks=len(garbage), deleted_bytes=sum(n for _, n in garbage),
+                          deleted_staging=len(staging), deleted_leases=len(stale))
+        if not dry_run:
+            run_bounded(store.backend.delete, [k for k, _ in garbage] + staging + stale, store.n_workers)
+        return report
+    finally:
+        if lease:
+            lease.release()
