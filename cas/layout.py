@@ -6,10 +6,13 @@
     manifests/<model>/<version>.removed   tombstone: the label stays taken after `rm`
     refs/<model>/<tag>/<seq:08d>     tag history, one immutable entry per move
     locks/<kind>.<owner>.<seq>       leases of running writers and of gc (see cas.leases)
-    tmp/                             staging area owned by backends
+    tmp/<ms>-<random>                staging: backends write here, then rename/link into place
 """
 
 from __future__ import annotations
+
+import time
+import uuid
 
 CHUNKS = "chunks"
 MANIFESTS = "manifests"
@@ -58,3 +61,17 @@ LOCKS = "locks"
 def lease_key(kind: str, owner: str, seq: int) -> str:
     """``locks/<kind>.<owner>.<seq>``: one immutable file per heartbeat of a lease."""
     return f"{LOCKS}/{kind}.{owner}.{seq:08d}"
+
+
+def staging_key() -> str:
+    """A fresh staging name. It starts with the creation time in milliseconds so gc can tell a
+    crashed writer's leftover (old) from a write in progress (recent) without asking anyone."""
+    return f"{TMP}/{int(time.time() * 1000):013d}-{uuid.uuid4().hex}"
+
+
+def staging_age(key: str, now: float | None = None) -> float | None:
+    """Seconds since a staging key was made, or None if the name is not one of ours."""
+    stamp = key.rsplit("/", 1)[-1].split("-", 1)[0]
+    if not stamp.isdigit():
+        return None
+    return (time.time() if now is None else now) - int(stamp) / 1000

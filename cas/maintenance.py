@@ -6,7 +6,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from . import codec
+from . import codec, layout
 from .chunking import fixed_chunks
 from .digest import digest as digest_of
 from .errors import CasError, CorruptChunk
@@ -167,8 +167,15 @@ class GcReport:
         return asdict(self)
 
 
-def gc(store, *, dry_run: bool = False, wait: float = 600.0) -> GcReport:
+STAGING_MAX_AGE = 3600.0
+
+
+def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float = STAGING_MAX_AGE) -> GcReport:
     """Delete chunks no manifest references, staging leftovers and expired leases.
+
+    A staging object is a leftover once it is ``staging_age`` seconds old: a single object's
+    write takes seconds, and leases (which are written through staging too) keep working
+    while gc runs, so young staging objects are never touched.
 
     Runs under the gc lease: writers wait while it runs, and it starts only once running writers
     have finished, so no put can publish a manifest naming a chunk gc is deleting. A dry run
@@ -182,7 +189,7 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0) -> GcReport:
                            "fix or remove that version first (gc must know every chunk a version needs)")
         referenced = {d.hex() for m in manifests for f in m.files for d in f.digests}
         garbage = [(k, n) for k, n in store.backend.walk(CHUNKS) if digest_of_chunk_key(k) not in referenced]
-        staging = [k for k, _ in store.backend.walk(TMP)]
+        staging = [k for k, _ in store.backend.walk(TMP) if (layout.staging_age(k) or 0) > staging_age]
         stale = [lease_.key for lease_ in all_leases(store.backend) if lease_.expires < time.time()]
         report = GcReport(dry_run=dry_run, versions=len(manifests), referenced_chunks=len(referenced),
                           deleted_chunks=len(garbage), deleted_bytes=sum(n for _, n in garbage),

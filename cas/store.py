@@ -382,9 +382,10 @@ class Store:
         """Restore a version's damaged or missing chunks from a local copy of it."""
         return maintenance.repair(self, ref, local_path)
 
-    def gc(self, *, dry_run: bool = False, wait: float = 600.0) -> maintenance.GcReport:
+    def gc(self, *, dry_run: bool = False, wait: float = 600.0,
+           staging_age: float = maintenance.STAGING_MAX_AGE) -> maintenance.GcReport:
         """Delete chunks no version references (safe while other processes put)."""
-        return maintenance.gc(self, dry_run=dry_run, wait=wait)
+        return maintenance.gc(self, dry_run=dry_run, wait=wait, staging_age=staging_age)
 
     # -- stats -----------------------------------------------------------------------------------
 

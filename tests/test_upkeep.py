@@ -139,13 +139,15 @@ def test_gc_refuses_to_run_when_a_manifest_is_unreadable(local_store, tmp_path):
 
 
 def test_gc_cleans_staging_and_expired_leases(local_store):
-    local_store.backend.create("tmp/leftover-from-a-crash", b"x")
+    local_store.backend.create("tmp/0001700000000-leftover-from-a-crash-in-2023", b"x")
+    local_store.backend.create("tmp/9999999999999-a-write-in-progress", b"x")
     dead = Lease(local_store.backend, WRITER, ttl=0.01).acquire()
     dead._stop.set()  # a writer killed with -9: its lease is never renewed nor released
     time.sleep(0.05)
     report = local_store.gc(wait=2)
     assert report.deleted_staging == 1 and report.deleted_leases == 1
     assert list(local_store.backend.walk("locks")) == []
+    assert [k for k, _ in local_store.backend.walk("tmp")] == ["tmp/9999999999999-a-write-in-progress"]
 
 
 def test_gc_waits_for_running_writers_and_writers_wait_for_gc(local_store):

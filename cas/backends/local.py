@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import errno
 import os
-import uuid
 from collections.abc import Iterable, Iterator
 
-from ..layout import TMP
+from ..layout import TMP, staging_key
 
 
 class LocalBackend:
@@ -36,7 +35,7 @@ class LocalBackend:
     def create(self, key: str, data: bytes) -> None:
         final = self._path(key)
         os.makedirs(self._tmp, exist_ok=True)
-        staged = os.path.join(self._tmp, uuid.uuid4().hex)
+        staged = self._path(staging_key())
         try:
             fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
