@@ -85,11 +85,11 @@ def read_header(obj, *, name: str = "chunk object") -> tuple[int, int]:
     return codec, raw_length
 
 
-def decode(obj, *, expected_length: int, name: str = "chunk object") -> bytes:
-    """Decode a stored object whose raw length must be ``expected_length``.
+def decode(obj, *, expected_length: int, name: str = "chunk object"):
+    """Decode a stored object whose raw length must be ``expected_length``; returns a bytes-like.
 
-    Raises CorruptChunk for anything that is not a well-formed object of that length. The caller
-    still verifies the digest.
+    A raw payload comes back as a memoryview into ``obj`` (no copy). Raises CorruptChunk for
+    anything that is not a well-formed object of that length. The caller still verifies the digest.
     """
     codec, raw_length = read_header(obj, name=name)
     if raw_length != expected_length:
@@ -98,7 +98,7 @@ def decode(obj, *, expected_length: int, name: str = "chunk object") -> bytes:
     if codec == RAW:
         if len(payload) != raw_length:
             raise CorruptChunk(f"{name} holds {len(payload)} raw bytes, its header says {raw_length}")
-        return bytes(payload)
+        return payload
     # zstd: bound the output by the length we expect before zstd allocates anything.
     try:
         frame_size = zstandard.frame_content_size(payload)
