@@ -39,7 +39,7 @@ READER = textwrap.dedent("""
 """)
 
 
-def test_concurrent_writer_processes_and_a_reader(tmp_path):
+def test_concurrent_writer_processes_and_a_reader(tmp_path, process_shared_url):
     src = tmp_path / "src"
     src.mkdir()
     base = os.urandom(1 << 20)
@@ -48,7 +48,7 @@ def test_concurrent_writer_processes_and_a_reader(tmp_path):
             data = bytearray(base)
             data[(w * 3 + i) * 65536] ^= 0xFF
             (src / f"w{w}-{i}.bin").write_bytes(bytes(data))
-    url = str(tmp_path / "store")
+    url = process_shared_url
     out = tmp_path / "read"
     out.mkdir()
     reader = subprocess.Popen([sys.executable, "-c", READER, url, str(out)], stdout=subprocess.PIPE, text=True)

@@ -159,15 +159,14 @@ def _assert_store_consistent(store: Store) -> None:
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8])
-def test_put_killed_at_any_point_leaves_no_partial_version_and_resumes(tmp_path, delay):
+def test_put_killed_at_any_point_leaves_no_partial_version_and_resumes(tmp_path, process_shared_url, delay):
     src = tmp_path / "w.bin"
     src.write_bytes(os.urandom(2 << 20) + b"\0" * (6 << 20))  # 128 chunks, some slow to compress at level 19
-    url = str(tmp_path / "store")
+    url = process_shared_url
     _run_and_kill(PUT_SCRIPT, [url, str(src)], delay)
     store = Store.open(url, cache_dir=False)
     _assert_store_consistent(store)
     before = len(list(store.backend.walk("chunks")))
-    print(f"killed after {delay}s: {before} chunks stored, {len(store.versions('m'))} versions")
     m = store.put(str(src), "m", chunk_size=64 * 1024)
     distinct = len(m.chunk_lengths())
     assert store.last_transfer.sent_chunks == distinct - before  # only what the killed put had not sent
@@ -177,10 +176,10 @@ def test_put_killed_at_any_point_leaves_no_partial_version_and_resumes(tmp_path,
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3])
-def test_get_killed_midway_leaves_no_half_written_destination(tmp_path, delay):
+def test_get_killed_midway_leaves_no_half_written_destination(tmp_path, process_shared_url, delay):
     src = tmp_path / "w.bin"
     src.write_bytes(os.urandom(24 << 20))
-    url = str(tmp_path / "store")
+    url = process_shared_url
     Store.open(url, cache_dir=False).put(str(src), "m", chunk_size=64 * 1024)
     dest = tmp_path / "dest" / "w.bin"
     _run_and_kill(GET_SCRIPT, [url, str(dest)], delay)
