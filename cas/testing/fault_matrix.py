@@ -1,0 +1,165 @@
+"""Put and get under injected WebHDFS faults: does every operation succeed or fail cleanly?
+
+Each trial arms one fault on the WebHDFS test server, runs one put (a new version with fresh
+bytes) or one get (into a fresh destination), then checks the outcome from outside:
+
+- succeeded: the operation returned, and what it stored or fetched is byte-for-byte right;
+- failed cleanly: it raised a cas or OS error with a one-line message, published no version,
+  and left no destination behind;
+- corrupted: anything else that damages data: a published version that does not verify, a
+  destination with wrong bytes, a partial destination (must always be 0);
+- crashed: it raised something outside the project's error types (must be 0 too).
+
+A *transient* fault hits a few requests (fewer than the retry budget) and must end in success; a
+*persistent* one hits every matching request and must end in a clean failure. Run it as
+``python tools/fault_table.py`` for the table in docs/faults.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+from cas import Store
+from cas.errors import CasError
+
+# Small timeouts and backoff so a persistent fault fails in seconds, not minutes.
+BACKEND_OPTIONS = {"retries": 4, "backoff": 0.05, "backoff_max": 0.5, "timeout": 1.0, "connect_timeout": 1.0}
+CHUNK = 64 * 1024
+SIZE = 16 * CHUNK
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    ops: tuple[str, ...]  # which of "put", "get" it applies to
+    params: dict | None  # server.inject(**params); None = take datanode 0 down
+
+
+FAULTS = (
+    Fault("connection refused by the namenode", ("put", "get"), dict(kind="refuse", node="namenode")),
+    Fault("connection refused by the datanode", ("put", "get"), dict(kind="refuse", node="datanode")),
+    Fault("HTTP 500 from the namenode", ("put", "get"), dict(kind="status", code=500, node="namenode")),
+    Fault("HTTP 503 from the datanode", ("put", "get"), dict(kind="status", code=503, node="datanode")),
+    Fault("response cut midway (read)", ("get",), dict(kind="cut_response", node="datanode", op="OPEN")),
+    Fault("response cut midway (RENAME answer)", ("put",), dict(kind="cut_response", op="RENAME")),
+    Fault("upload cut midway", ("put",), dict(kind="cut_upload", op="CREATE")),
+    Fault("stalled datanode", ("put", "get"), dict(kind="stall", node="datanode", seconds=1.5)),
+    Fault("datanode taken down", ("put", "get"), None),
+)
+
+
+@dataclass
+class Row:
+    fault: str
+    op: str
+    mode: str
+    tried: int = 0
+    succeeded: int = 0
+    failed_cleanly: int = 0
+    corrupted: int = 0
+    crashed: int = 0
+    example_error: str = ""
+
+
+def _arm(server, fault: Fault, persistent: bool):
+    """Arm the fault; returns a function that disarms it."""
+    if fault.params is None:
+        server.datanode_down(0)
+        if persistent:
+            return lambda: server.datanode_up(0)
+        timer = threading.Timer(0.3, server.datanode_up, args=(0,))  # back within the retry window (~0.75 s)
+        timer.start()
+        return lambda: (timer.join(), server.datanode_up(0))
+    params = dict(fault.params)
+    server.inject(params.pop("kind"), times=None if persistent else 2, **params)
+    return server.clear_faults
+
+
+def _one_line(exc: BaseException) -> bool:
+    return isinstance(exc, (CasError, OSError)) and "\n" not in str(exc).strip()
+
+
+def run_trial(server, fault: Fault, op: str, persistent: bool, workdir: str) -> tuple[str, str]:
+    """One operation under one fault; returns (outcome, error text)."""
+    url = server.store_url(root=f"/faults/{uuid.uuid4().hex[:10]}", user="cas")
+    clean = Store.open(url, cache_dir=False, n_workers=4, **BACKEND_OPTIONS)
+    src = os.path.join(workdir, f"src-{uuid.uuid4().hex[:8]}")
+    with open(src, "wb") as f:
+        f.write(os.urandom(SIZE))
+    if op == "get":
+        clean.put(src, "m", chunk_size=CHUNK)
+    dest = os.path.join(workdir, f"dest-{uuid.uuid4().hex[:8]}")
+    faulty = Store.open(url, cache_dir=False, n_workers=4, **BACKEND_OPTIONS)
+    disarm = _arm(server, fault, persistent)
+    error = ""
+    try:
+        if op == "put":
+            faulty.put(src, "m", chunk_size=CHUNK)
+        else:
+            faulty.get("m", dest)
+        outcome = "succeeded"
+    except Exception as exc:  # noqa: BLE001 - classified below
+        error = f"{type(exc).__name__}: {exc}"
+        outcome = "failed_cleanly" if _one_line(exc) else "crashed"
+    finally:
+        disarm()
+    return _check(clean, op, outcome, src, dest), error
+
+
+def _check(store: Store, op: str, outcome: str, src: str, dest: str) -> str:
+    """Look from outside, with no faults armed: is everything that is visible intact?"""
+    with open(src, "rb") as f:
+        want = f.read()
+    if store.verify(full=True).problems:
+        return "corrupted"
+    if op == "put":
+        versions = store.versions("m")
+        if outcome == "succeeded":
+            if versions != ["1"]:
+                return "corrupted"
+            back = dest + ".check"
+            store.get("m@1", back)
+            with open(back, "rb") as f:
+                return outcome if f.read() == want else "corrupted"
+        return outcome if versions == [] else "corrupted"  # a failed put publishes nothing
+    if outcome == "succeeded":
+        with open(dest, "rb") as f:
+            return outcome if f.read() == want else "corrupted"
+    return outcome if not os.path.exists(dest) else "corrupted"
+
+
+def run_matrix(server, *, trials: int = 3, faults=FAULTS) -> list[Row]:
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for fault in faults:
+            for op in fault.ops:
+                for persistent in (False, True):
+                    row = Row(fault.name, op, "persistent" if persistent else "transient")
+                    for _ in range(trials):
+                        outcome, error = run_trial(server, fault, op, persistent, workdir)
+                        row.tried += 1
+                        setattr(row, outcome, getattr(row, outcome) + 1)
+                        if error and not row.example_error:
+                            row.example_error = error
+                    rows.append(row)
+    return rows
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = ["| fault | operation | mode | tried | succeeded | failed cleanly | corrupted | crashed |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.fault} | {r.op} | {r.mode} | {r.tried} | {r.succeeded} | {r.failed_cleanly} | "
+                     f"{r.corrupted} | {r.crashed} |")
+    totals = Counter()
+    for r in rows:
+        totals.update(tried=r.tried, succeeded=r.succeeded, failed=r.failed_cleanly, corrupted=r.corrupted,
+                      crashed=r.crashed)
+    lines.append(f"| **all** | | | {totals['tried']} | {totals['succeeded']} | {totals['failed']} | "
+                 f"{totals['corrupted']} | {totals['crashed']} |")
+    return "\n".join(lines)

@@ -1,0 +1,17 @@
+"""put and get through WebHDFS faults: transient ones are survived, persistent ones fail cleanly,
+and nothing is ever corrupted (the matrix behind docs/faults.md, one trial each)."""
+
+import pytest
+
+from cas.testing.fault_matrix import FAULTS, run_matrix
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name.replace(" ", "-"))
+def test_fault(webhdfs_server, fault):
+    rows = run_matrix(webhdfs_server, trials=1, faults=[fault])
+    for row in rows:
+        assert row.corrupted == 0 and row.crashed == 0, row
+        if row.mode == "transient":
+            assert row.succeeded == row.tried, row
+        else:
+            assert row.failed_cleanly == row.tried, row
