@@ -110,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("stats", help="dedup and compression statistics")
     c.add_argument("model", nargs="?")
     c.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("predict", help="run a stored TensorFlow model on a .npy array in worker processes")
+    c.add_argument("ref")
+    c.add_argument("input", metavar="INPUT.npy")
+    c.add_argument("-o", "--output", required=True, metavar="OUT.npy")
+    c.add_argument("--workers", dest="predict_workers", type=int, default=2, metavar="N",
+                   help="worker processes, each loading the model once (default 2)")
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--json", action="store_true")
     return p
 
 
@@ -250,9 +259,24 @@ def cmd_stats(store: Store, args) -> None:
     _emit(args, report, "\n".join(lines))
 
 
+def cmd_predict(store: Store, args) -> None:
+    try:
+        import numpy as np
+
+        from .predict import parallel_predict
+    except ImportError as exc:
+        raise CasError(f"cas predict needs TensorFlow and numpy ({exc}); pip install 'cas[tensorflow]'") from None
+    out = parallel_predict(args.ref, args.input, workers=args.predict_workers, store=store, batch_size=args.batch_size)
+    if not isinstance(out, np.ndarray):
+        raise CasError(f"{args.ref} has several outputs; cas predict writes one array, use cas.predict.parallel_predict")
+    np.save(args.output, out)
+    _emit(args, {"ref": args.ref, "output": args.output, "shape": list(out.shape), "workers": args.predict_workers},
+          f"wrote {len(out)} predictions {tuple(out.shape)} to {args.output} ({args.predict_workers} workers)")
+
+
 COMMANDS = {"put": cmd_put, "get": cmd_get, "ls": cmd_ls, "show": cmd_show, "tag": cmd_tag, "untag": cmd_untag,
             "rollback": cmd_rollback, "history": cmd_history, "rm": cmd_rm, "stats": cmd_stats,
-            "verify": cmd_verify, "repair": cmd_repair, "gc": cmd_gc}
+            "verify": cmd_verify, "repair": cmd_repair, "gc": cmd_gc, "predict": cmd_predict}
 
 
 def describe_error(exc: BaseException) -> str:
@@ -277,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cas: interrupted; nothing partial was published", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `cas ls | head`: the reader left, which is not an error
+        sys.stderr.close()
+        return 0
     except (CasError, OSError, ValueError, TypeError) as exc:
         if args.verbose:
             raise

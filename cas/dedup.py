@@ -1,0 +1,395 @@
+"""What would storing these versions cost, and what do stored versions share: dedup analysis.
+
+The core is pure: ``analyze`` takes versions as manifests (ordered chunk digests and lengths per
+file) and a ``stored_size(digest, raw_length)`` function, and returns plain dicts that a table,
+``--json`` or a chart can show. Two edges feed it: ``analyze_local`` chunks and hashes local files
+through cas.transfer (in parallel) and compresses the unique chunks with cas.codec, all of them or
+a sample; ``analyze_store`` reads manifests and stored object sizes from a store.
+
+Terms are those of cas.stats (logical, unique, stored bytes; dedup ratio = logical / unique,
+compression ratio = unique / stored; a version's *new* bytes are the chunks it was first to bring),
+plus:
+
+- each chunk occurrence of a version is **new** (no earlier version and no earlier place in this
+  version holds it), **shared** (an earlier version holds it) or **repeated** (only an earlier place
+  in this same version holds it). Per version and per file, new + shared + repeated = logical bytes;
+- a **region** is a maximal run of consecutive chunks of one file with the same status;
+- the **shared matrix** cell [i][j] is the raw bytes of the distinct chunks that versions i and j
+  both reference. It is symmetric; the diagonal is a version's distinct bytes (its logical size
+  unless it repeats chunks);
+- a version's **exclusive** bytes are its chunks no other analysed version references (what
+  removing it would free, unless another model shares them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from . import codec
+from .chunking import check_chunk_size, fixed_chunks
+from .digest import HASH_NAME
+from .digest import digest as digest_of
+from .errors import NotFound, SourceChanged
+from .layout import CHUNKS, digest_of_chunk_key
+from .localfs import scan_source
+from .manifest import FileEntry, Manifest, pack
+from .names import Ref, check_name
+from .progress import byte_bar
+from .transfer import Piece, hash_pieces, read_piece, run_bounded
+
+NEW = "new"
+SHARED = "shared"
+REPEATED = "repeated"
+
+# stored_size(digest, raw_length): bytes the chunk object takes (or would take) in a store;
+# None when a store lacks the chunk.
+StoredSize = Callable[[bytes, int], "int | None"]
+
+LOCAL_MODEL = "local"  # model name recorded in the manifests built for local versions
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+# -- the pure core ------------------------------------------------------------------------------
+
+
+def analyze(versions: Sequence[Manifest], stored_size: StoredSize) -> dict:
+    """Dedup figures, file and region detail, and the shared matrix for ``versions`` in the order given.
+
+    The order matters: a version's new bytes are those no earlier version holds.
+    """
+    labels = [m.version for m in versions]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"version labels must be distinct, got {labels}")
+    first_seen: dict[bytes, int] = {}  # digest -> index of the version that brought it
+    stored: dict[bytes, int | None] = {}
+    lengths: dict[bytes, int] = {}
+    whole_files: dict[tuple[bytes, ...], str] = {}  # chunk list of a file seen before -> "version:path"
+    by_path: dict[str, dict] = {}
+    missing = 0
+    out_versions = []
+    for vi, m in enumerate(versions):
+        row = {"version": m.version, "created": m.created, "chunk_size": m.chunk_size, "files": len(m.files),
+               "logical_bytes": m.size, "manifest_bytes": len(pack(m)), "chunks": 0, "distinct_chunks": 0,
+               "distinct_raw_bytes": 0, "new_chunks": 0, "new_raw_bytes": 0, "new_stored_bytes": 0,
+               "shared_raw_bytes": 0, "repeated_raw_bytes": 0}
+        file_rows = []
+        for f in m.files:
+            fr, new_digests = _file_report(f, vi, first_seen, labels)
+            for d, n in zip(f.digests, f.lengths):
+                lengths.setdefault(d, n)
+            fr["new_stored_bytes"] = 0
+            for d in new_digests:
+                size = stored_size(d, lengths[d])
+                stored[d] = size
+                if size is None:
+                    missing += 1
+                else:
+                    fr["new_stored_bytes"] += size
+            key = tuple(f.digests)
+            fr["same_as"] = whole_files.get(key) if f.size else None
+            if f.size:
+                whole_files.setdefault(key, f"{m.version}:{f.path}")
+            row["chunks"] += len(f.digests)
+            row["new_chunks"] += len(new_digests)
+            for status in (NEW, SHARED, REPEATED):
+                row[f"{status}_raw_bytes"] += fr[f"{status}_raw_bytes"]
+            row["new_stored_bytes"] += fr["new_stored_bytes"]
+            file_rows.append(fr)
+            p = by_path.setdefault(f.path, {"path": f.path, "versions": 0, "logical_bytes": 0, "new_raw_bytes": 0,
+                                            "new_stored_bytes": 0})
+            p["versions"] += 1
+            p["logical_bytes"] += f.size
+            p["new_raw_bytes"] += fr["new_raw_bytes"]
+            p["new_stored_bytes"] += fr["new_stored_bytes"]
+        distinct = m.chunk_lengths()
+        row["distinct_chunks"] = len(distinct)
+        row["distinct_raw_bytes"] = sum(distinct.values())
+        for fr in file_rows:
+            fr["regions"] = fr.pop("regions")  # keep the long list last in JSON
+        row["file_detail"] = file_rows
+        out_versions.append(row)
+
+    matrix, exclusive_raw, exclusive_stored, referenced_stored = _sharing(versions, lengths, stored)
+    for vi, row in enumerate(out_versions):
+        row["exclusive_raw_bytes"] = exclusive_raw[vi]
+        row["exclusive_stored_bytes"] = exclusive_stored[vi]
+        row["referenced_stored_bytes"] = referenced_stored[vi]
+        row["shared_stored_bytes"] = referenced_stored[vi] - exclusive_stored[vi]
+        row["file_detail"] = row.pop("file_detail")  # keep the long list last in JSON
+
+    logical = sum(r["logical_bytes"] for r in out_versions)
+    unique = sum(r["new_raw_bytes"] for r in out_versions)
+    stored_total = sum(r["new_stored_bytes"] for r in out_versions)
+    return {
+        "versions_analysed": len(versions),
+        "chunk_sizes": sorted({m.chunk_size for m in versions}),
+        "logical_bytes": logical,
+        "unique_bytes": unique,
+        "unique_chunks": len(first_seen),
+        "stored_bytes": stored_total,
+        "manifest_bytes": sum(r["manifest_bytes"] for r in out_versions),
+        "dedup_ratio": _ratio(logical, unique),
+        "compression_ratio": _ratio(unique, stored_total),
+        "missing_chunks": missing,
+        "versions": out_versions,
+        "shared_raw_bytes": {"versions": labels, "matrix": matrix},
+        "files": sorted(by_path.values(), key=lambda p: (-p["new_stored_bytes"], p["path"])),
+    }
+
+
+def _file_report(f: FileEntry, vi: int, first_seen: dict[bytes, int], labels: list[str]) -> tuple[dict, list[bytes]]:
+    """Classify every chunk of one file and coalesce runs into regions; updates ``first_seen``."""
+    counts = {NEW: 0, SHARED: 0, REPEATED: 0}
+    regions: list[dict] = []
+    sources: list[set[int]] = []  # per region: versions that first brought its shared chunks
+    new_digests: list[bytes] = []
+    for offset, length, d in f.chunks():
+        seen = first_seen.get(d)
+        if seen is None:
+            status = NEW
+            first_seen[d] = vi
+            new_digests.append(d)
+        elif seen < vi:
+            status = SHARED
+        else:
+            status = REPEATED
+        counts[status] += length
+        if regions and regions[-1]["status"] == status:
+            regions[-1]["length"] += length
+            regions[-1]["chunks"] += 1
+        else:
+            regions.append({"offset": offset, "length": length, "status": status, "chunks": 1})
+            sources.append(set())
+        if status == SHARED:
+            sources[-1].add(seen)
+    for region, src in zip(regions, sources):
+        if region["status"] == SHARED:
+            region["first_seen_in"] = [labels[i] for i in sorted(src)]
+    report = {"path": f.path, "size": f.size, "chunks": len(f.digests)}
+    report.update({f"{s}_raw_bytes": n for s, n in counts.items()})
+    report["regions"] = regions
+    return report, new_digests
+
+
+def _sharing(versions: Sequence[Manifest], lengths: dict[bytes, int], stored: dict[bytes, int | None]):
+    """Shared matrix and per-version exclusive/referenced bytes.
+
+    Chunks are grouped by the set of versions that reference them (few distinct sets in practice),
+    so the cost is one pass over the chunks plus the groups times their size squared.
+    """
+    n = len(versions)
+    holders: dict[bytes, int] = {}  # digest -> bit mask of versions referencing it
+    for vi, m in enumerate(versions):
+        bit = 1 << vi
+        for d in m.chunk_lengths():
+            holders[d] = holders.get(d, 0) | bit
+    groups: dict[int, list[int]] = {}  # mask -> [raw bytes, stored bytes]
+    for d, mask in holders.items():
+        g = groups.setdefault(mask, [0, 0])
+        g[0] += lengths[d]
+        g[1] += stored.get(d) or 0
+    matrix = [[0] * n for _ in range(n)]
+    exclusive_raw, exclusive_stored, referenced_stored = [0] * n, [0] * n, [0] * n
+    for mask, (raw, stored_bytes) in groups.items():
+        members = [i for i in range(n) if mask >> i & 1]
+        for i in members:
+            referenced_stored[i] += stored_bytes
+            for j in members:
+                matrix[i][j] += raw
+        if len(members) == 1:
+            exclusive_raw[members[0]] += raw
+            exclusive_stored[members[0]] += stored_bytes
+    return matrix, exclusive_raw, exclusive_stored, referenced_stored
+
+
+def largest_regions(report: dict, *, status: str = NEW, top: int = 10, skip_first: bool = True) -> list[dict]:
+    """The ``top`` longest regions of ``status`` across versions, longest first, each with version and path.
+
+    ``skip_first``: leave out the first version, where every region is new.
+    """
+    found = []
+    for row in report["versions"][1 if skip_first else 0:]:
+        for f in row["file_detail"]:
+            for r in f["regions"]:
+                if r["status"] == status:
+                    found.append({"version": row["version"], "path": f["path"], **r})
+    found.sort(key=lambda r: (-r["length"], r["version"], r["path"], r["offset"]))
+    return found[:top]
+
+
+# -- compression: every unique chunk, or a sample ----------------------------------------------
+
+
+def in_sample(digest: bytes, fraction: float) -> bool:
+    """Whether a chunk belongs to a ``fraction`` sample: decided by its digest, so the same chunks
+    are chosen on every run and the choice is independent of the chunk's position."""
+    return fraction >= 1.0 or int.from_bytes(digest[:8], "big") < fraction * 2**64
+
+
+def measure_stored(first_piece: dict[bytes, Piece], *, sample: float = 1.0, level: int = codec.DEFAULT_LEVEL,
+                   min_saving: float = codec.DEFAULT_MIN_SAVING, n_workers: int = 2,
+                   progress: bool = False) -> tuple[StoredSize, dict]:
+    """Encode unique chunks as a put would and return (stored_size function, description).
+
+    With ``sample`` < 1 only that fraction of chunks (at least one) is encoded; the others are
+    estimated at the sample's stored/raw ratio. The description says which was done.
+    """
+    if not 0 < sample <= 1:
+        raise ValueError(f"sample must be a fraction in (0, 1], got {sample!r}")
+    codec.check_level(level)
+    chosen = [(d, p) for d, p in first_piece.items() if in_sample(d, sample)]
+    if not chosen and first_piece:
+        chosen = [next(iter(first_piece.items()))]
+    total = sum(p.length for _, p in chosen)
+
+    with byte_bar("compress", total, progress) as bar:
+        def one(item: tuple[bytes, Piece]) -> int:
+            expected, piece = item
+            raw = read_piece(piece.source, piece.offset, piece.length)
+            if digest_of(raw) != expected:
+                raise SourceChanged(f"{piece.source.local_path!r} changed while being analysed "
+                                    f"(bytes at offset {piece.offset}); run again once the file is stable")
+            size = len(codec.encode(raw, level=level, min_saving=min_saving))
+            bar(piece.length)
+            return size
+
+        sizes = dict(zip((d for d, _ in chosen), run_bounded(one, chosen, n_workers)))
+    sampled_raw = sum(p.length for _, p in chosen)
+    sampled_stored = sum(sizes.values())
+    ratio = sampled_stored / sampled_raw if sampled_raw else 1.0
+    estimated = len(chosen) < len(first_piece)
+
+    def stored_size(d: bytes, length: int) -> int:
+        size = sizes.get(d)
+        return size if size is not None else round(length * ratio)
+
+    info = {
+        "source": "estimated from a sample" if estimated else "measured on every unique chunk",
+        "estimated": estimated,
+        "codec": "zstd",
+        "level": level,
+        "min_saving": min_saving,
+        "sample_fraction": sample,
+        "sampled_chunks": len(chosen),
+        "sampled_raw_bytes": sampled_raw,
+        "sampled_stored_bytes": sampled_stored,
+        "unique_chunks": len(first_piece),
+        "sample_ratio": _ratio(sampled_raw, sampled_stored),
+    }
+    return stored_size, info
+
+
+# -- local versions ------------------------------------------------------------------------------
+
+
+def default_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+def local_labels(paths: Sequence[str]) -> list[str]:
+    """Short version labels for local paths: the fewest trailing path components that tell them apart.
+
+    ``runs/v1/model.h5`` and ``runs/v2/model.h5`` become ``v1/model.h5`` and ``v2/model.h5``.
+    """
+    parts = [os.path.normpath(os.path.abspath(p)).split(os.sep) for p in paths]
+    if len({tuple(p) for p in parts}) != len(parts):
+        raise ValueError(f"each version must be given once, got {list(paths)}")
+    for k in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-k:]) or "/" for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return ["/".join(p) for p in parts]
+
+
+def chunk_local(sources_by_version: Sequence[tuple[str, str, list, list[str]]], chunk_size: int, *,
+                level: int = codec.DEFAULT_LEVEL, n_workers: int = 2,
+                progress: bool = False) -> tuple[list[Manifest], dict[bytes, Piece]]:
+    """Hash scanned local versions at ``chunk_size``; return their manifests and the first piece of every chunk.
+
+    ``sources_by_version``: (label, kind, files, empty_dirs) per version, files as from scan_source.
+    """
+    check_chunk_size(chunk_size)
+    pieces = [Piece(s, off, n) for _, _, files, _ in sources_by_version for s in files
+              for off, n in fixed_chunks(s.size, chunk_size)]
+    with byte_bar(f"hash at {chunk_size} B", sum(p.length for p in pieces), progress) as bar:
+        digests = hash_pieces(pieces, n_workers, bar)
+    first_piece: dict[bytes, Piece] = {}
+    for d, p in zip(digests, pieces):
+        first_piece.setdefault(d, p)
+    it = iter(zip(digests, pieces))
+    manifests = []
+    for label, kind, files, empty_dirs in sources_by_version:
+        entries = []
+        for src in files:
+            chunk_list = [next(it) for _ in range(0, src.size, chunk_size)]
+            entries.append(FileEntry(src.rel_path, src.size, src.mode, tuple(d for d, _ in chunk_list),
+                                     tuple(p.length for _, p in chunk_list)))
+        manifests.append(Manifest(model=LOCAL_MODEL, version=label, kind=kind, chunk_size=chunk_size, level=level,
+                                  files=tuple(entries), dirs=tuple(empty_dirs), hash=HASH_NAME, created=0.0))
+    return manifests, first_piece
+
+
+def analyze_local(paths: Sequence[str], chunk_sizes: Sequence[int], *, sample: float = 1.0,
+                  level: int = codec.DEFAULT_LEVEL, min_saving: float = codec.DEFAULT_MIN_SAVING,
+                  n_workers: int | None = None, progress: bool = False) -> dict:
+    """What storing the local files or directories ``paths`` (versions, oldest first) would cost
+    at each of ``chunk_sizes``: one ``analyze`` report per chunk size, with how stored bytes were found."""
+    if not paths:
+        raise ValueError("give at least one local file or directory")
+    if not chunk_sizes:
+        raise ValueError("give at least one chunk size")
+    sizes = [check_chunk_size(c) for c in dict.fromkeys(chunk_sizes)]
+    n_workers = n_workers or default_workers()
+    labels = local_labels(paths)
+    scanned = []
+    for label, path in zip(labels, paths):
+        kind, files, empty_dirs = scan_source(path)
+        scanned.append((label, kind, files, empty_dirs))
+    reports = []
+    for chunk_size in sizes:
+        manifests, first_piece = chunk_local(scanned, chunk_size, level=level, n_workers=n_workers, progress=progress)
+        stored_size, info = measure_stored(first_piece, sample=sample, level=level, min_saving=min_saving,
+                                           n_workers=n_workers, progress=progress)
+        report = {"chunk_size": chunk_size, "stored": info}
+        report.update(analyze(manifests, stored_size))
+        reports.append(report)
+    return {
+        "mode": "local",
+        "inputs": [{"version": label, "path": os.path.abspath(p), "kind": kind}
+                   for (label, kind, _, _), p in zip(scanned, paths)],
+        "reports": reports,
+    }
+
+
+# -- a store -------------------------------------------------------------------------------------
+
+
+def analyze_store(store, model: str, versions: Sequence[str] | None = None) -> dict:
+    """What the stored versions of ``model`` share and where its stored bytes go.
+
+    Versions are analysed in creation order (``versions`` restricts them); stored sizes are the
+    chunk objects' real sizes, read in one walk of the store.
+    """
+    check_name(model, "model")
+    available = store.versions(model)
+    if not available:
+        raise NotFound(f"no model named {model!r} in {store.backend.url}; `cas ls` lists the models")
+    chosen = list(dict.fromkeys(versions)) if versions else available
+    unknown = [v for v in chosen if v not in available]
+    if unknown:
+        raise NotFound(f"model {model!r} has no version {unknown[0]!r}; `cas ls {model}` lists its versions")
+    manifests = run_bounded(lambda v: store.manifest(Ref(model, version=v)), chosen, store.n_workers)
+    manifests.sort(key=lambda m: m.created)
+    sizes = {digest_of_chunk_key(k): n for k, n in store.backend.walk(CHUNKS)}
+
+    def stored_size(d: bytes, _length: int) -> int | None:
+        return sizes.get(d.hex())
+
+    report = {"mode": "store", "store": store.backend.url, "model": model,
+              "stored": {"source": "read from the store", "estimated": False}}
+    report.update(analyze(manifests, stored_size))
+    return report
