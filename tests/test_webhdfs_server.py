@@ -690,6 +690,12 @@ def test_faults_fire_exactly_times_across_threads(server):
         server.inject("explode")
 
 
+def test_fault_skip_lets_the_first_matching_requests_through(server):
+    fault = server.inject("status", op="GETFILESTATUS", code=500, skip=2, times=1)
+    codes = [status(server, ROOT).status_code for _ in range(4)]
+    assert codes == [200, 200, 500, 200] and fault.hits == 1
+
+
 def test_datanode_down_refuses_connections_and_comes_back_on_the_same_port(server, client):
     port = server.datanodes[0].port
     server.datanode_down(0)

@@ -11,7 +11,8 @@ bytes) or one get (into a fresh destination), then checks the outcome from outsi
 - crashed: it raised something outside the project's error types (must be 0 too).
 
 A *transient* fault hits a few requests (fewer than the retry budget) and must end in success; a
-*persistent* one hits every matching request and must end in a clean failure. Run it as
+*persistent* one hits every matching request and must end in a clean failure. Faults start after
+the operation's first two matching requests, so they land midway, among the chunk transfers. Run it as
 ``python tools/fault_table.py`` for the table in docs/faults.md.
 """
 
@@ -76,7 +77,9 @@ def _arm(server, fault: Fault, persistent: bool):
         timer.start()
         return lambda: (timer.join(), server.datanode_up(0))
     params = dict(fault.params)
-    server.inject(params.pop("kind"), times=None if persistent else 2, **params)
+    # skip=2: the operation's first two matching requests (its writer lease, or the tag and
+    # manifest reads of a get) go through, so the fault lands among the chunk transfers.
+    server.inject(params.pop("kind"), times=None if persistent else 2, skip=2, **params)
     return server.clear_faults
 
 

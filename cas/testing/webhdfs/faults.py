@@ -31,6 +31,8 @@ class Fault:
     times: int | None = 1  # None: every matching request, until cleared
     params: dict = field(default_factory=dict)
     hits: int = 0
+    skip: int = 0  # let this many matching requests through first (to land a fault midway)
+    skipped: int = 0
 
     @property
     def exhausted(self) -> bool:
@@ -52,7 +54,7 @@ class Faults:
         self._faults: list[Fault] = []
 
     def add(self, kind: str, *, op: str | None, path_prefix: str | None, node: str | None,
-            times: int | None, params: dict) -> Fault:
+            times: int | None, params: dict, skip: int = 0) -> Fault:
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {KINDS}")
         unknown = set(params) - _PARAMS[kind]
@@ -62,7 +64,9 @@ class Faults:
             raise ValueError(f"node must be 'namenode', 'datanode' or None, not {node!r}")
         if times is not None and times < 1:
             raise ValueError("times must be a positive count or None")
-        fault = Fault(kind, op.upper() if op else None, path_prefix, node, times, dict(params))
+        if skip < 0:
+            raise ValueError("skip must be >= 0")
+        fault = Fault(kind, op.upper() if op else None, path_prefix, node, times, dict(params), skip=skip)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -72,6 +76,9 @@ class Faults:
         with self._lock:
             for fault in self._faults:
                 if not fault.exhausted and fault.matches(node, op, path, uploading):
+                    if fault.skipped < fault.skip:
+                        fault.skipped += 1
+                        continue
                     fault.hits += 1
                     return fault
         return None

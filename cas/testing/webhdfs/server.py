@@ -129,7 +129,7 @@ class WebHdfsServer:
     # -- faults and outages ---------------------------------------------------------------------
 
     def inject(self, kind: str, *, op: str | None = None, path_prefix: str | None = None,
-               node: str | None = None, times: int | None = 1, **params) -> Fault:
+               node: str | None = None, times: int | None = 1, skip: int = 0, **params) -> Fault:
         """Arm a fault for the next ``times`` requests matching ``op``/``path_prefix``/``node``.
 
         Kinds and params: ``refuse`` (reset the connection, no response); ``status`` (``code``=500,
@@ -137,9 +137,12 @@ class WebHdfsServer:
         half; an empty-bodied answer is dropped whole, after the op ran); ``cut_upload`` (``after``
         body bytes, default half, or 64 KiB of a chunked body); ``stall`` (``seconds``=1.0, then
         answer normally). ``refuse``/``status``/``stall`` act before the op runs.
-        ``times=None`` keeps firing until ``clear_faults()``. Returns the fault; ``.hits`` counts.
+        ``times=None`` keeps firing until ``clear_faults()``; ``skip=K`` lets the first K matching
+        requests through, so a fault can land in the middle of an operation. Returns the fault;
+        ``.hits`` counts.
         """
-        return self.faults.add(kind, op=op, path_prefix=path_prefix, node=node, times=times, params=params)
+        return self.faults.add(kind, op=op, path_prefix=path_prefix, node=node, times=times, params=params,
+                               skip=skip)
 
     def clear_faults(self) -> None:
         self.faults.clear()
