@@ -1,0 +1,283 @@
+"""Save Keras/TensorFlow models into a store and load them back: ``.keras``, ``.h5``, SavedModel.
+
+TensorFlow stays optional: this module imports it (and Keras, h5py) only inside the functions that
+need it, so ``import cas`` and ``import cas.tensorflow`` never load TensorFlow.
+
+    from cas import Store
+    from cas.tensorflow import save_model, load_model
+    store = Store.open("/data/models")
+    save_model(model, "resnet", store=store)               # resnet@1, tagged latest
+    model = load_model("resnet@1", store=store)            # fetched once, then read from the cache
+
+Loading goes through ``Store.checkout``: the version is fetched (only the chunks that no verified
+local copy of another version holds), verified and renamed into place before any loader sees it,
+and a version already checked out moves no bytes. A missing or corrupt chunk fails the checkout, so
+a half-written model is never loaded.
+
+Dedup-friendly layout. Fixed-size chunks dedup only when unchanged bytes keep their offsets, and
+Keras's own files do not: a ``.keras`` zip starts with ``config.json``, an ``.h5`` file with the
+model config as an attribute, and both change length when anything in the config changes (e.g.
+``trainable`` flags after freezing the base), which shifts every weight byte behind them and makes
+a head-only fine-tune store 100% new bytes. ``save_model`` therefore writes both formats with the
+weights first (a ``.keras`` zip whose first member is ``model.weights.h5``, stored uncompressed with
+a fixed timestamp; an ``.h5`` file whose ``model_weights`` group is copied in before the config
+attributes). Both are ordinary files that Keras loads unchanged. See ``DEFAULT_CHUNK_SIZES`` for
+the chunk size each format gets.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from . import codec
+from .chunking import MIB
+from .errors import CasError
+from .manifest import KIND_DIR, KIND_FILE, Manifest
+from .stats import human_bytes
+from .store import Store
+
+FORMATS = ("keras", "h5", "savedmodel")
+
+# Chunk size per format. A head-only change still rewrites a few small places spread through the
+# file (the HDF5 superblock at offset 0, a B-tree node or two, the head and optimizer at the end),
+# so a version adds about 3 chunks plus the changed tensors: at 4 MiB that is ~13% of a 95 MB
+# ResNet50, at 1 MiB ~3-4%. 1 MiB keeps the object count modest (~100 objects per 100 MB, fine
+# for an HDFS namenode) while a fine-tune costs a few percent of the model. Numbers: see the README.
+DEFAULT_CHUNK_SIZES = {"keras": 1 * MIB, "h5": 1 * MIB, "savedmodel": 1 * MIB}
+
+KERAS_SUFFIX = ".keras"
+H5_SUFFIXES = (".h5", ".hdf5")
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+KERAS_DIR_FILES = ("config.json", "model.weights.h5")
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # so an unchanged member is byte-identical between saves
+
+
+class NotAModel(CasError, ValueError):
+    """A version that holds no model this module can load (or a model object it cannot save)."""
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A verified local copy of a model version, ready for a loader."""
+
+    ref: str  # MODEL@VERSION
+    format: str  # one of FORMATS
+    path: str  # the file (with its proper suffix) or the directory to hand to the loader
+    manifest: Manifest
+
+
+# -- save ------------------------------------------------------------------------------------------
+
+
+def save_model(model, name: str, version: str | None = None, *, store: Store | str | None = None,
+               format: str = "keras", tags=(), latest: bool = True, chunk_size: int | None = None,
+               level: int = codec.DEFAULT_LEVEL, metadata: dict | None = None,
+               include_optimizer: bool = True) -> Manifest:
+    """Save ``model`` as a new version of ``name`` in the store and return its manifest.
+
+    ``format``: ``"keras"`` (a ``.keras`` zip), ``"h5"`` (legacy HDF5) or ``"savedmodel"`` (a
+    SavedModel directory, via ``model.export`` for a Keras model or ``tf.saved_model.save`` for a
+    ``tf.Module``). ``chunk_size`` defaults to ``DEFAULT_CHUNK_SIZES[format]``. ``include_optimizer``
+    applies to ``h5`` only (Keras always saves a built optimizer into ``.keras``). The manifest's
+    metadata records the format and the TensorFlow and Keras versions next to ``metadata``.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+    import keras
+    import tensorflow as tf
+
+    if format != "savedmodel" and not isinstance(model, keras.Model):
+        raise NotAModel(f"cannot save {type(model).__name__} as {format!r}: only a keras.Model can be saved "
+                        "as .keras or .h5; use format='savedmodel' for a tf.Module")
+    meta = {"format": format, "framework": "tensorflow", "tensorflow": tf.__version__, "keras": keras.__version__}
+    meta.update(metadata or {})
+    with _opened(store) as s, tempfile.TemporaryDirectory(prefix="cas-save-") as tmp:
+        if format == "keras":
+            local_path = os.path.join(tmp, "model.keras")
+            _write_keras(model, local_path, tmp)
+        elif format == "h5":
+            local_path = os.path.join(tmp, "model.h5")
+            _write_h5(model, local_path, tmp, include_optimizer=include_optimizer)
+        else:
+            local_path = os.path.join(tmp, "saved_model")
+            _write_saved_model(model, local_path)
+        return s.put(local_path, name, version, tags=tags, latest=latest,
+                     chunk_size=chunk_size or DEFAULT_CHUNK_SIZES[format], level=level, metadata=meta)
+
+
+def _write_keras(model, path: str, tmp: str) -> None:
+    """A ``.keras`` zip with the weights first, stored, at a fixed timestamp."""
+    unpacked = os.path.join(tmp, "unpacked")
+    model.save(unpacked, zipped=False)
+    members = []
+    for dirpath, dirnames, filenames in os.walk(unpacked):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            full = os.path.join(dirpath, fname)
+            members.append(os.path.relpath(full, unpacked).replace(os.sep, "/"))
+    first = [m for m in ("model.weights.h5", "model.weights.npz") if m in members]
+    order = first + sorted(m for m in members if m not in first)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for arcname in order:
+            full = os.path.join(unpacked, *arcname.split("/"))
+            info = zipfile.ZipInfo(arcname, date_time=_FIXED_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            info.file_size = os.path.getsize(full)
+            with open(full, "rb") as src, zf.open(info, "w") as dst:
+                shutil.copyfileobj(src, dst, MIB)
+
+
+def _write_h5(model, path: str, tmp: str, *, include_optimizer: bool) -> None:
+    """A legacy ``.h5`` file with the ``model_weights`` group first, config attributes last."""
+    import h5py
+
+    draft = os.path.join(tmp, "draft.h5")
+    model.save(draft, include_optimizer=include_optimizer)
+    with h5py.File(draft, "r") as src, h5py.File(path, "w") as dst:
+        names = list(src.keys())
+        order = [n for n in names if n == "model_weights"] + sorted(n for n in names if n != "model_weights")
+        for n in order:
+            src.copy(src[n], dst, name=n)
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+
+
+def _write_saved_model(model, path: str) -> None:
+    import keras
+    import tensorflow as tf
+
+    if isinstance(model, keras.Model):
+        model.export(path, format="tf_saved_model", verbose=False)
+    elif isinstance(model, tf.Module):
+        tf.saved_model.save(model, path)
+    else:
+        raise NotAModel(f"cannot save {type(model).__name__} as a SavedModel: expected a keras.Model or a tf.Module")
+
+
+# -- load ------------------------------------------------------------------------------------------
+
+
+def detect_format(manifest: Manifest) -> str:
+    """The format of a stored version, judged from its manifest alone (no bytes fetched).
+
+    Raises NotAModel naming the version and what it holds when it is not a loadable model.
+    """
+    ref = f"{manifest.model}@{manifest.version}"
+    paths = {f.path for f in manifest.files}
+    if manifest.kind == KIND_FILE:
+        (entry,) = manifest.files
+        lower = entry.path.lower()
+        if lower.endswith(KERAS_SUFFIX):
+            return "keras"
+        if lower.endswith(H5_SUFFIXES):
+            return "h5"
+        raise NotAModel(f"{ref} is not a model cas.tensorflow can load: it holds one file {entry.path!r} "
+                        f"({human_bytes(entry.size)}); expected a .keras or .h5 file or a SavedModel directory")
+    if manifest.kind == KIND_DIR:
+        if any(p in paths for p in SAVED_MODEL_FILES):
+            return "savedmodel"
+        if all(p in paths for p in KERAS_DIR_FILES):
+            return "keras"
+        nested = sorted(p for p in paths if p.rsplit("/", 1)[-1] in SAVED_MODEL_FILES)
+        hint = f"; it has {nested[0]!r}: put that directory instead" if nested else ""
+        shown = ", ".join(repr(p) for p in sorted(paths)[:5]) + (", ..." if len(paths) > 5 else "")
+        raise NotAModel(f"{ref} is not a model cas.tensorflow can load: it is a directory of {len(paths)} files "
+                        f"({shown or 'none'}) without saved_model.pb or a Keras config.json + model.weights.h5{hint}")
+    raise NotAModel(f"{ref} has unknown kind {manifest.kind!r}")
+
+
+def checkout_model(ref: str, *, store: Store | str | None = None) -> LocalModel:
+    """Verified local copy of a model version (fetched only if needed) and its format.
+
+    The format is checked from the manifest before any byte moves, then against the fetched
+    bytes (a zip, an HDF5 file), so a mislabelled file fails here with a clear message instead
+    of deep inside Keras.
+    """
+    with _opened(store) as s:
+        manifest = s.manifest(ref)
+        fmt = detect_format(manifest)
+        path = s.checkout(f"{manifest.model}@{manifest.version}")
+    name = f"{manifest.model}@{manifest.version}"
+    if manifest.kind == KIND_FILE:
+        suffix = KERAS_SUFFIX if fmt == "keras" else ".h5"
+        path = _suffixed_link(path, "model" + suffix)
+        _check_signature(name, manifest.files[0].path, path, fmt)
+    return LocalModel(name, fmt, path, manifest)
+
+
+def load_model(ref: str, *, store: Store | str | None = None, compile: bool = True, custom_objects=None,
+               safe_mode: bool = True):
+    """Load a stored model: a ``keras.Model`` for ``.keras``/``.h5``, the object
+    ``tf.saved_model.load`` returns for a SavedModel (call its ``serve`` endpoint or signatures).
+
+    The version is fetched into the local cache first (or its verified copy reused: no bytes
+    move); loading v2 after v1 fetches only the chunks v2 does not share with v1.
+    """
+    local = checkout_model(ref, store=store)
+    return load_local(local, compile=compile, custom_objects=custom_objects, safe_mode=safe_mode)
+
+
+def load_local(local: LocalModel, *, compile: bool = True, custom_objects=None, safe_mode: bool = True):
+    """Load a checked-out model (what worker processes call; no store access)."""
+    if local.format == "savedmodel":
+        import tensorflow as tf
+
+        return tf.saved_model.load(local.path)
+    import keras
+
+    return keras.saving.load_model(local.path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+
+
+def _suffixed_link(payload: str, name: str) -> str:
+    """A symlink ``name`` beside the cached file, since Keras picks its loader by file suffix."""
+    link = os.path.join(os.path.dirname(payload), name)
+    target = os.path.basename(payload)
+    try:
+        if os.readlink(link) == target:
+            return link
+    except OSError:
+        pass
+    tmp = f"{link}.{os.getpid()}.tmp"
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    os.symlink(target, tmp)
+    os.replace(tmp, link)  # atomic, so concurrent loaders never see a missing link
+    return link
+
+
+def _check_signature(ref: str, stored_name: str, path: str, fmt: str) -> None:
+    """Refuse a file whose bytes are not what its name promises (a zip, an HDF5 file)."""
+    if fmt == "keras":
+        ok = zipfile.is_zipfile(path)
+        kind = "zip (.keras)"
+    else:
+        import h5py
+
+        ok = h5py.is_hdf5(path)
+        kind = "HDF5 (.h5)"
+    if not ok:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        raise NotAModel(f"{ref} holds {stored_name!r}, named like a {kind} file, but it is not one (it starts "
+                        f"with {head!r}); it is not a model cas.tensorflow can load")
+
+
+@contextmanager
+def _opened(store: Store | str | None):
+    """Use the given Store, or open (and afterwards close) one from a URL or the default."""
+    if isinstance(store, Store):
+        yield store
+        return
+    s = Store.open(store)
+    try:
+        yield s
+    finally:
+        s.close()
