@@ -82,14 +82,18 @@ class Staging:
         return os.path.join(self.path, *rel_path.split("/"))
 
     def prepare(self) -> None:
-        """Create the staging tree with every file allocated to its final size.
+        """Create the staging tree with every file at its final size (sparse).
 
-        Space is reserved up front (posix_fallocate) so a full disk fails here, with nothing
-        downloaded yet, instead of halfway through.
+        A free-space check up front makes a full disk fail here, with nothing downloaded yet. (Not
+        posix_fallocate: on ext4 it makes every later write convert unwritten extents, which cost
+        3-4x the CPU of writing into a sparse file in our measurements.)
         """
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        needed = self.manifest.size
+        parent = os.path.dirname(self.path)
+        os.makedirs(parent, exist_ok=True)
         try:
+            fs = os.statvfs(parent)
+            if fs.f_bavail * fs.f_frsize < self.manifest.size:
+                raise OSError(errno.ENOSPC, "not enough free space", parent)
             if self.manifest.kind == KIND_DIR:
                 os.mkdir(self.path)
                 for d in self.manifest.dirs:
@@ -99,17 +103,22 @@ class Staging:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
-                    _allocate(fd, f.size)
+                    os.ftruncate(fd, f.size)
                 finally:
                     os.close(fd)
         except OSError as exc:
             self.discard()
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise CasError(
-                    f"not enough disk space at {os.path.dirname(self.destination)!r} for "
-                    f"{self.manifest.model}@{self.manifest.version} ({needed} bytes); free space or choose another path"
-                ) from None
-            raise
+            raise self.explain(exc) from None
+
+    def explain(self, exc: OSError) -> Exception:
+        """A full disk (here or halfway through writing) as a one-line error naming the version."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return CasError(
+                f"not enough disk space at {os.path.dirname(self.destination)!r} for "
+                f"{self.manifest.model}@{self.manifest.version} ({self.manifest.size} bytes); "
+                "free space or choose another path"
+            )
+        return exc
 
     def commit(self) -> None:
         """Set modes, then move the staged tree into place (replacing the old one only with force)."""
@@ -132,17 +141,6 @@ class Staging:
 
     def discard(self) -> None:
         _remove(self.path)
-
-
-def _allocate(fd: int, size: int) -> None:
-    if size == 0:
-        return
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            raise
-        os.ftruncate(fd, size)  # file system without fallocate: a sparse file
 
 
 def _remove(path: str) -> None:

@@ -295,6 +295,9 @@ class Store:
             if manifest.strong_hash:
                 self._check_strong(manifest, staging)
             staging.commit()
+        except OSError as exc:
+            staging.discard()
+            raise staging.explain(exc) from None
         except BaseException:
             staging.discard()
             raise

@@ -191,3 +191,15 @@ def test_get_killed_midway_leaves_no_half_written_destination(tmp_path, process_
     if not dest.exists():
         Store.open(url, cache_dir=False).get("m@1", str(dest))
         assert dest.read_bytes() == src.read_bytes()
+
+
+def test_disk_filling_up_during_get_fails_cleanly_and_leaves_nothing(local_store, tmp_path, tiny_disk, monkeypatch):
+    """The free-space check can be wrong (another writer fills the disk meanwhile)."""
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    local_store.put(str(src), "m", chunk_size=1 << 20)
+    real_statvfs = os.statvfs
+    monkeypatch.setattr(os, "statvfs", lambda p: real_statvfs(tmp_path))  # claims the big disk's space
+    with pytest.raises(CasError, match=r"not enough disk space .* for m@1"):
+        local_store.get("m", str(tiny_disk / "w.bin"))
+    assert os.listdir(tiny_disk) == []

@@ -3,23 +3,44 @@
 Objects are plain files under the root. ``create`` writes to ``tmp/``, fsyncs, then hard-links
 the staged file to its final name: ``link`` fails if the name exists, which gives the same
 never-overwrite, exactly-one-winner semantics that RENAME gives on HDFS (``os.rename`` would
-silently replace).
+silently replace). The final directory is fsynced too, so a published name survives a crash.
+
+Large objects (chunks) are written with O_DIRECT where the file system allows it: a buffered
+write followed by fsync costs about 2.7 CPU-seconds per GiB of kernel time on our ext4 VMs
+(page-cache allocation plus synchronous writeback), O_DIRECT about 0.1, and a store's chunks are
+written once and rarely read back soon, so the page cache gains nothing from holding them.
 """
 
 from __future__ import annotations
 
 import errno
+import mmap
 import os
+import threading
 from collections.abc import Iterable, Iterator
 
 from ..layout import TMP, staging_key
 
+DIRECT_ALIGN = 4096  # O_DIRECT needs buffer, offset and length aligned to the logical block size
+DIRECT_MIN_BYTES = 256 * 1024  # small objects (manifests, tags, leases) are not worth the copy
+_direct_buffers = threading.local()
+
+
+def _aligned_buffer(size: int) -> mmap.mmap:
+    """A page-aligned buffer of at least ``size`` bytes, one per thread and reused."""
+    buf = getattr(_direct_buffers, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = _direct_buffers.buf = mmap.mmap(-1, size)
+    return buf
+
 
 class LocalBackend:
-    def __init__(self, root: str, *, fsync: bool = True, max_workers: int | None = None) -> None:
+    def __init__(self, root: str, *, fsync: bool = True, direct_io: bool = True,
+                 max_workers: int | None = None) -> None:
         self.root = os.path.abspath(os.path.expanduser(root))
         self.url = "file://" + self.root
         self.fsync = fsync
+        self.direct_io = direct_io and hasattr(os, "O_DIRECT")  # turned off if the file system refuses it
         self.max_workers = max_workers or min(16, (os.cpu_count() or 2) * 2)
         self._tmp = os.path.join(self.root, TMP)
 
@@ -37,20 +58,14 @@ class LocalBackend:
         os.makedirs(self._tmp, exist_ok=True)
         staged = self._path(staging_key())
         try:
-            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._write_staged(staged, data)
             try:
                 os.link(staged, final)
             except FileNotFoundError:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.link(staged, final)
+            if self.fsync:
+                _fsync_dir(os.path.dirname(final))
         except FileExistsError:
             raise FileExistsError(errno.EEXIST, "object already exists", key) from None
         finally:
@@ -58,6 +73,43 @@ class LocalBackend:
                 os.unlink(staged)
             except FileNotFoundError:
                 pass
+
+    def _write_staged(self, path: str, data) -> None:
+        if self.direct_io and len(data) >= DIRECT_MIN_BYTES:
+            try:
+                self._write_direct(path, data)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: this file system has no O_DIRECT (tmpfs)
+                    raise
+                self.direct_io = False
+                os.unlink(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_direct(self, path: str, data) -> None:
+        """Write through O_DIRECT: pad to the block size, then cut the file back to its length."""
+        padded = -(-len(data) // DIRECT_ALIGN) * DIRECT_ALIGN
+        buf = _aligned_buffer(padded)
+        buf[: len(data)] = data
+        buf[len(data):padded] = bytes(padded - len(data))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o644)
+        try:
+            view, offset = memoryview(buf)[:padded], 0
+            while offset < padded:
+                offset += os.pwrite(fd, view[offset:], offset)
+            os.ftruncate(fd, len(data))
+            if self.fsync:
+                os.fsync(fd)  # the data is on disk already; this makes the size and extents durable
+        finally:
+            os.close(fd)
 
     def delete(self, key: str) -> bool:
         try:
@@ -91,3 +143,11 @@ class LocalBackend:
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.root!r})"
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
