@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import msgpack
@@ -18,7 +19,8 @@ from .backends import Backend, open_backend
 from .cache import LocalCache, default_cache_root
 from .chunking import DEFAULT_CHUNK_SIZE, check_chunk_size, fixed_chunks
 from .digest import HASH_NAME
-from .errors import AlreadyExists, BadManifest, BadName, CasError, InUse, IntegrityError, NotFound
+from .errors import (AlreadyExists, BadManifest, BadName, CasError, InUse, IntegrityError, NotFound,
+                     StoreUnavailable)
 from .integrity import file_digest, new_hasher
 from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, digest_of_chunk_key,
                      manifest_key, model_dir, tombstone_key)
@@ -159,6 +161,12 @@ class Store:
         and each of ``tags`` move to the new version once it is published. ``strong_hash``
         ("sha256" or "blake3") records a whole-file digest that every get verifies.
         """
+        with _naming_failures(f"put of {local_path!r} as {model!r}",
+                              "no partial version is visible; run it again to finish (only missing chunks are sent)"):
+            return self._put(local_path, model, version, tags=tags, latest=latest, chunk_size=chunk_size,
+                             level=level, metadata=metadata, strong_hash=strong_hash)
+
+    def _put(self, local_path, model, version, *, tags, latest, chunk_size, level, metadata, strong_hash) -> Manifest:
         check_name(model, "model")
         if version is not None:
             check_name(version, "version")
@@ -253,8 +261,9 @@ class Store:
         that is renamed into place at the end. Chunks that verified local copies of other versions
         already hold are read from disk instead of the store.
         """
-        manifest, packed = self._load(*self.resolve(ref))
-        self._materialise(manifest, local_path, force=force)
+        with _naming_failures(f"get of {str(ref)!r}", f"nothing was written to {local_path!r}"):
+            manifest, packed = self._load(*self.resolve(ref))
+            self._materialise(manifest, local_path, force=force)
         if self.cache:
             self.cache.remember(manifest, packed, local_path)
         return manifest
@@ -415,6 +424,18 @@ class Store:
         if not model:
             report["all_chunk_objects_bytes"] = sum(sizes.values())
         return report
+
+
+@contextmanager
+def _naming_failures(what: str, outcome: str):
+    """An unreachable store mid-operation: say which operation stopped and what that left (the
+    backend's message names the key and what to check)."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except (ConnectionError, TimeoutError) as exc:
+        raise StoreUnavailable(f"{what} stopped ({outcome}): {exc}") from exc
 
 
 def _check_metadata(metadata) -> dict:
