@@ -164,7 +164,7 @@ def tree_bytes(root: str) -> int:
 
 
 def open_store(root: str) -> Store:
-    """A local store with the defaults a user gets (fsync on, backend-sized workers) and no seed cache,
+    """A local store with the defaults a user gets (durable, backend-sized workers) and no seed cache,
     so every get really reads the store."""
     return Store(LocalBackend(root), cache_dir=False)
 

@@ -47,7 +47,7 @@ def test_compress_baseline(benchmark, chunks, n_workers, size):
 
 @pytest.mark.benchmark(group="put")
 def test_put_new(benchmark, weights, bench_tmp, size, chunks, n_workers):
-    """Store.put into an empty local store: hash pass, existence check, read + re-hash + compress + fsync'd create.
+    """Store.put into an empty local store: hash pass, existence check, read + re-hash + compress + O_DIRECT create, syncfs barrier.
 
     When timed, each round is preceded by one untimed-by-pytest run of the compress baseline, so
     report.py can also take the ratio round by round (the machine is shared and noisy).

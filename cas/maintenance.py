@@ -150,6 +150,7 @@ def repair(store, ref, local_path: str) -> RepairReport:
             except FileExistsError:
                 pass  # another repair or put restored it first
             report.repaired.append(d.hex())
+        store.backend.flush()
     return report
 
 

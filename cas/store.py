@@ -211,7 +211,9 @@ class Store:
             with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
                 stored_sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
                                              n_workers=self.n_workers, progress=bar)
+            self.backend.flush()  # every chunk durable before a manifest can name it
             published = self._publish(draft, explicit=version is not None)
+            self.backend.flush()  # and the manifest before a tag can point at it
             for tag in ([LATEST] if latest else []) + tags:
                 refs.set_tag(self.backend, model, tag, published.version)
         self.last_transfer = TransferStats(chunks=len(pieces), distinct_chunks=len(first_piece),

@@ -33,8 +33,9 @@ class Backend(Protocol):
     def create(self, key: str, data: bytes) -> None:
         """Publish ``data`` at ``key`` atomically and exclusively.
 
-        - On return the object is durable and complete; a concurrent reader sees either
-          FileNotFoundError or all of ``data``, never a prefix.
+        - On return the object is complete and visible; a concurrent reader sees either
+          FileNotFoundError or all of ``data``, never a prefix. It is durable (survives a power
+          loss) once ``flush`` has returned.
         - If ``key`` exists: FileExistsError, and the existing object is left unchanged. Of
           several concurrent creators of one key exactly one succeeds (this is the
           compare-and-set that assigns version numbers and tag entries).
@@ -55,6 +56,10 @@ class Backend(Protocol):
 
     def missing(self, keys: Iterable[str]) -> set[str]:
         """The subset of ``keys`` that have no object: the one bulk existence question a put asks."""
+
+    def flush(self) -> None:
+        """Make every object created so far durable: the barrier the store puts between a put's
+        chunks and its manifest. Backends whose create is durable already do nothing."""
 
     def close(self) -> None:
         """Release connections and threads; the backend is unusable afterwards."""

@@ -47,5 +47,8 @@ class MemoryBackend:
         with self._lock:
             return {k for k in keys if k not in self.objects}
 
+    def flush(self) -> None:
+        pass  # nothing outlives the process anyway
+
     def close(self) -> None:
         pass

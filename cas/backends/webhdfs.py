@@ -787,6 +787,10 @@ class WebHdfsBackend:
         present = {e["pathSuffix"] for e in entries if e.get("type") == "FILE"}
         return {k for k in keys if posixpath.basename(self._path(k)) not in present}
 
+    def flush(self) -> None:
+        """Nothing to do: a file HDFS has closed (the datanode answers 201 only after the close)
+        is replicated per dfs.replication, and RENAME is a namenode transaction in its edit log."""
+
     def close(self) -> None:
         self._closed = True
         self._session.close()

@@ -139,6 +139,13 @@ class BackendConformance:
         asked = [f"chunks/{i:02x}/{i:02x}/{i:032x}" for i in range(300)]
         assert backend.missing(asked) == set(asked) - set(present)
 
+    def test_flush_keeps_every_object_readable(self, backend):
+        backend.create("f/1", b"one")
+        backend.create("f/2", os.urandom(300_000))
+        backend.flush()
+        backend.flush()  # idempotent
+        assert backend.read("f/1") == b"one" and len(backend.read("f/2")) == 300_000
+
     # -- staging ----------------------------------------------------------------------------
 
     def test_create_leaves_nothing_outside_tmp(self, backend):
