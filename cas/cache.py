@@ -5,7 +5,7 @@ materialised (``places``) and keeps small copies of those manifests, so a later 
 version can read the chunks they share from local disk instead of the store. Every reused
 chunk is re-hashed before use: a file the user edited since is simply not reused.
 
-``checkouts/`` holds whole versions materialised for loaders (``Store.checkout``), each with a
+``checkouts/<model>/<version>/`` holds whole versions materialised for loaders (``Store.checkout``), each with a
 marker that records sizes and modification times, so reusing a checkout moves no bytes.
 """
 
@@ -94,14 +94,22 @@ class LocalCache:
 
     # -- checkouts -----------------------------------------------------------------------------
 
-    def checkout_path(self, model: str, version: str) -> str:
-        return os.path.join(self.root, "checkouts", model, version, "payload")
+    def checkout_dir(self, model: str, version: str) -> str:
+        return os.path.join(self.root, "checkouts", model, version)
+
+    def checkout_path(self, manifest: Manifest) -> str:
+        """Where a version's checkout lives: a single file keeps its stored name (loaders such as
+        Keras pick their reader by suffix), a directory version is ``tree/``."""
+        base = self.checkout_dir(manifest.model, manifest.version)
+        if manifest.kind == KIND_FILE:
+            return os.path.join(base, "file", manifest.files[0].path)
+        return os.path.join(base, "tree")
 
     def _marker_path(self, model: str, version: str) -> str:
-        return os.path.join(self.root, "checkouts", model, version, "complete.json")
+        return os.path.join(self.checkout_dir(model, version), "complete.json")
 
     def mark_complete(self, manifest: Manifest) -> None:
-        root = self.checkout_path(manifest.model, manifest.version)
+        root = self.checkout_path(manifest)
         record = {}
         for f in manifest.files:
             st = os.stat(materialised_path(root, manifest, f.path))
@@ -113,7 +121,7 @@ class LocalCache:
         try:
             with open(self._marker_path(manifest.model, manifest.version), "rb") as f:
                 record = json.load(f)
-            root = self.checkout_path(manifest.model, manifest.version)
+            root = self.checkout_path(manifest)
             for entry in manifest.files:
                 st = os.stat(materialised_path(root, manifest, entry.path))
                 if record.get(entry.path) != [st.st_size, st.st_mtime_ns]:

@@ -275,7 +275,7 @@ class Store:
         if not self.cache:
             raise CasError("checkout needs the local cache; open the store without cache_dir=False")
         manifest, packed = self._load(*self.resolve(ref))
-        path = self.cache.checkout_path(manifest.model, manifest.version)
+        path = self.cache.checkout_path(manifest)
         if self.cache.is_complete(manifest):
             self.last_transfer = TransferStats(chunks=sum(len(f.digests) for f in manifest.files))
             return path

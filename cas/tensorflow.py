@@ -204,9 +204,7 @@ def checkout_model(ref: str, *, store: Store | str | None = None) -> LocalModel:
         fmt = detect_format(manifest)
         path = s.checkout(f"{manifest.model}@{manifest.version}")
     name = f"{manifest.model}@{manifest.version}"
-    if manifest.kind == KIND_FILE:
-        suffix = KERAS_SUFFIX if fmt == "keras" else ".h5"
-        path = _suffixed_link(path, "model" + suffix)
+    if manifest.kind == KIND_FILE:  # the checkout keeps the stored name, so its suffix tells Keras the format
         _check_signature(name, manifest.files[0].path, path, fmt)
     return LocalModel(name, fmt, path, manifest)
 
@@ -232,25 +230,6 @@ def load_local(local: LocalModel, *, compile: bool = True, custom_objects=None, 
     import keras
 
     return keras.saving.load_model(local.path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
-
-
-def _suffixed_link(payload: str, name: str) -> str:
-    """A symlink ``name`` beside the cached file, since Keras picks its loader by file suffix."""
-    link = os.path.join(os.path.dirname(payload), name)
-    target = os.path.basename(payload)
-    try:
-        if os.readlink(link) == target:
-            return link
-    except OSError:
-        pass
-    tmp = f"{link}.{os.getpid()}.tmp"
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-    os.symlink(target, tmp)
-    os.replace(tmp, link)  # atomic, so concurrent loaders never see a missing link
-    return link
 
 
 def _check_signature(ref: str, stored_name: str, path: str, fmt: str) -> None:

@@ -207,7 +207,7 @@ def test_a_random_file_is_not_a_model(store, tmp_path):
     store.put(str(blob), "blob")
     with pytest.raises(NotAModel, match=r"blob@1 .*'weights\.bin'.*expected a \.keras or \.h5"):
         load_model("blob", store=store)
-    assert not os.path.exists(store.cache.checkout_path("blob", "1"))  # refused before fetching
+    assert not os.path.exists(store.cache.checkout_dir("blob", "1"))  # refused before fetching
 
 
 def test_a_directory_without_saved_model_pb_is_not_a_model(store, tmp_path):
@@ -257,7 +257,7 @@ def test_damaged_chunk_fails_clearly_and_loads_nothing(tmp_path, tiny, damage):
         expected = CorruptChunk if damage == "corrupt" else NotFound
         with pytest.raises(expected, match=r"tiny@1"):
             load_model("tiny", store=s)
-        checkout = s.cache.checkout_path("tiny", "1")
+        checkout = s.cache.checkout_path(s.manifest("tiny@1"))
         assert not os.path.exists(checkout)
         leftovers = [f for d, _, fs in os.walk(cache) for f in fs if "cas-partial" in f]
         assert not leftovers
