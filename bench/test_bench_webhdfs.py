@@ -42,10 +42,11 @@ PUT_TARGET = 5.0
 class ServerProcess:
     """The WebHDFS test server in a child process; the store root /cas belongs to user cas."""
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, *, bandwidth: float | None = BANDWIDTH, latency: float = LATENCY) -> None:
+        emulation = (["--bandwidth", str(bandwidth)] if bandwidth else []) + ["--latency", str(latency)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cas.testing.webhdfs_server", "--bandwidth", str(BANDWIDTH),
-             "--latency", str(LATENCY), "--root", data_dir, "--store-root", "/cas", "--user", "cas"],
+            [sys.executable, "-m", "cas.testing.webhdfs_server", *emulation, "--root", data_dir,
+             "--store-root", "/cas", "--user", "cas"],
             stdout=subprocess.PIPE, text=True)
         self.namenode_url = self.proc.stdout.readline().split()[1]
         self.base_url = self.proc.stdout.readline().split()[1].split("?")[0]
