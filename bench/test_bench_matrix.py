@@ -47,7 +47,9 @@ def matrix_data(bench_tmp, size, benchmark_timing_enabled):
 
 @pytest.fixture(scope="module")
 def benchmark_timing_enabled(request) -> bool:
-    return not request.config.getoption("benchmark_disable")
+    # --benchmark-enable on the command line wins over the --benchmark-disable in pyproject's addopts
+    config = request.config
+    return bool(config.getoption("benchmark_enable", False)) or not config.getoption("benchmark_disable", False)
 
 
 @pytest.fixture(scope="module")
