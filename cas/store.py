@@ -274,13 +274,14 @@ class Store:
         """A verified local copy of a version in the cache, fetched only if needed; returns its path."""
         if not self.cache:
             raise CasError("checkout needs the local cache; open the store without cache_dir=False")
-        manifest, packed = self._load(*self.resolve(ref))
-        path = self.cache.checkout_path(manifest)
-        if self.cache.is_complete(manifest):
-            self.last_transfer = TransferStats(chunks=sum(len(f.digests) for f in manifest.files))
-            return path
-        self.cache.forget_checkout(manifest.model, manifest.version)
-        self._materialise(manifest, path, force=True)
+        with _naming_failures(f"checkout of {str(ref)!r}", "no checkout was made"):
+            manifest, packed = self._load(*self.resolve(ref))
+            path = self.cache.checkout_path(manifest)
+            if self.cache.is_complete(manifest):
+                self.last_transfer = TransferStats(chunks=sum(len(f.digests) for f in manifest.files))
+                return path
+            self.cache.forget_checkout(manifest.model, manifest.version)
+            self._materialise(manifest, path, force=True)
         self.cache.mark_complete(manifest)
         self.cache.remember(manifest, packed, path)
         return path
