@@ -17,6 +17,7 @@ from . import codec
 from .digest import digest as digest_of
 from .errors import CorruptChunk, NotFound, SourceChanged
 from .layout import chunk_key
+from .directio import write_at
 from .integrity import new_hasher
 from .localfs import SourceFile
 
@@ -193,10 +194,14 @@ def fetch_chunk(backend, digest: bytes, length: int, label: str) -> bytes:
 
 
 def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: SeedLookup | None = None,
-                    progress: Progress = _no_progress) -> tuple[int, int]:
-    """Fill every target of every job; returns (bytes fetched from the store, bytes reused locally)."""
+                    progress: Progress = _no_progress, direct: bool = True) -> tuple[int, int]:
+    """Fill every target of every job; returns (bytes fetched from the store, bytes reused locally).
+
+    ``direct``: write aligned chunks with O_DIRECT (see cas.directio) while the file system allows it.
+    """
     counts = [0, 0]
     lock = threading.Lock()
+    use_direct = [direct]
 
     def one(job: ChunkJob) -> None:
         data = seed(job.digest, job.length) if seed else None
@@ -204,15 +209,8 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
         if data is None:
             data = fetch_chunk(backend, job.digest, job.length, job.label)
         for path, offset in job.targets:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                view = memoryview(data)
-                pos = offset
-                while view:
-                    written = os.pwrite(fd, view, pos)
-                    view, pos = view[written:], pos + written
-            finally:
-                os.close(fd)
+            if not write_at(path, data, offset, direct=use_direct[0]):
+                use_direct[0] = False
         with lock:
             counts[1 if reused else 0] += job.length
         progress(job.length * len(job.targets))

@@ -321,3 +321,21 @@ def test_store_open_uses_cas_store_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CAS_STORE", str(tmp_path / "envstore"))
     s = Store.open(cache_dir=False)
     assert s.backend.url == f"file://{tmp_path / 'envstore'}"
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_get_writes_identical_bytes_with_and_without_o_direct(local_store, tmp_path, direct):
+    """O_DIRECT where the file system allows it (ext4 here), plain writes where it refuses (tmpfs)."""
+    local_store.direct_writes = direct
+    src = write(tmp_path / "w.bin", weights(5 * CHUNK + 123))  # aligned chunks and an unaligned tail
+    local_store.put(str(src), "m", chunk_size=CHUNK)
+    for parent in (tmp_path, "/dev/shm"):
+        if not os.path.isdir(parent):
+            continue
+        dest = os.path.join(parent, f"cas-direct-test-{os.getpid()}-{direct}.bin")
+        try:
+            local_store.get("m", dest, force=True)
+            assert open(dest, "rb").read() == src.read_bytes()
+        finally:
+            if os.path.exists(dest):
+                os.unlink(dest)

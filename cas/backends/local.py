@@ -22,24 +22,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import mmap
 import os
-import threading
 from collections.abc import Iterable, Iterator
 
+from ..directio import ALIGN, aligned_buffer
 from ..layout import TMP, staging_key
 
-DIRECT_ALIGN = 4096  # O_DIRECT needs buffer, offset and length aligned to the logical block size
 DIRECT_MIN_BYTES = 256 * 1024  # small objects (manifests, tags, leases) are not worth the copy
-_direct_buffers = threading.local()
-
-
-def _aligned_buffer(size: int) -> mmap.mmap:
-    """A page-aligned buffer of at least ``size`` bytes, one per thread and reused."""
-    buf = getattr(_direct_buffers, "buf", None)
-    if buf is None or len(buf) < size:
-        buf = _direct_buffers.buf = mmap.mmap(-1, size)
-    return buf
 
 
 class LocalBackend:
@@ -100,8 +89,8 @@ class LocalBackend:
 
     def _write_direct(self, path: str, data) -> None:
         """Write through O_DIRECT: pad to the block size, then cut the file back to its length."""
-        padded = -(-len(data) // DIRECT_ALIGN) * DIRECT_ALIGN
-        buf = _aligned_buffer(padded)
+        padded = -(-len(data) // ALIGN) * ALIGN
+        buf = aligned_buffer(padded)
         buf[: len(data)] = data
         buf[len(data):padded] = bytes(padded - len(data))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o644)
