@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from conftest import files_equal  # noqa: E402
 from datasets import load_series  # noqa: E402
 
 INSTALL_HINT = "apt-get update && apt-get install -y restic borgbackup casync time   (or: bash bench/setup-peers.sh)"
@@ -134,25 +135,13 @@ def tree_bytes(path: str) -> int:
 def trees_equal(a: str, b: str) -> bool:
     """Same regular files with the same bytes (empty directories ignored: HdfsCLI writes none)."""
     if os.path.isfile(a) or os.path.isfile(b):
-        return os.path.isfile(a) and os.path.isfile(b) and _files_equal(a, b)
+        return os.path.isfile(a) and os.path.isfile(b) and files_equal(a, b)
 
     def files(root):
         return sorted(os.path.relpath(os.path.join(d, n), root) for d, _, ns in os.walk(root) for n in ns)
 
     fa, fb = files(a), files(b)
-    return fa == fb and all(_files_equal(os.path.join(a, r), os.path.join(b, r)) for r in fa)
-
-
-def _files_equal(a: str, b: str, block: int = 16 << 20) -> bool:
-    if os.path.getsize(a) != os.path.getsize(b):
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(block), fb.read(block)
-            if x != y:
-                return False
-            if not x:
-                return True
+    return fa == fb and all(files_equal(os.path.join(a, r), os.path.join(b, r)) for r in fa)
 
 
 def find_restored(dest: str, name: str) -> str:
