@@ -46,29 +46,69 @@ def test_fixed_chunks_cover_the_file_exactly():
 
 
 # -- codec -------------------------------------------------------------------------------------
+# Every codec test runs both ways of encoding (one-shot into fresh bytes, streamed into a reused
+# buffer) and of decoding: the objects must be interchangeable.
 
-def test_compressible_chunk_is_stored_zstd_and_round_trips():
+def encode_into_bytes(raw, **options) -> bytes:
+    out = bytearray(codec.encoded_capacity(len(raw)) + 7)  # a roomier buffer than needed is fine
+    return bytes(out[:codec.encode_into(raw, out, **options)])
+
+
+def decode_into_bytes(obj, *, expected_length: int) -> bytes:
+    out = bytearray(b"\xee" * (expected_length + 64))
+    view = codec.decode_into(obj, out, expected_length=expected_length)
+    assert out[expected_length:] == b"\xee" * 64, "decode_into wrote past the chunk's length"
+    return bytes(view)
+
+
+ENCODERS = pytest.mark.parametrize("encode", [codec.encode, encode_into_bytes], ids=["oneshot", "into"])
+DECODERS = pytest.mark.parametrize("decode", [codec.decode, decode_into_bytes], ids=["oneshot", "into"])
+
+
+@ENCODERS
+@DECODERS
+def test_compressible_chunk_is_stored_zstd_and_round_trips(encode, decode):
     raw = b"weights " * 100_000
-    obj = codec.encode(raw, level=3)
+    obj = encode(raw, level=3)
     assert codec.read_header(obj) == (codec.ZSTD, len(raw))
     assert len(obj) < len(raw) // 10
-    assert codec.decode(obj, expected_length=len(raw)) == raw
+    assert decode(obj, expected_length=len(raw)) == raw
 
 
-def test_incompressible_chunk_is_stored_raw():
+@ENCODERS
+@DECODERS
+def test_incompressible_chunk_is_stored_raw(encode, decode):
     raw = os.urandom(200_000)
-    obj = codec.encode(raw, level=3)
+    obj = encode(raw, level=3)
     assert codec.read_header(obj) == (codec.RAW, len(raw))
     assert len(obj) == len(raw) + codec.HEADER_SIZE
-    assert codec.decode(obj, expected_length=len(raw)) == raw
+    assert decode(obj, expected_length=len(raw)) == raw
 
 
-def test_decoder_reads_objects_from_writers_that_chose_other_codecs():
+@ENCODERS
+def test_a_chunk_saving_less_than_min_saving_is_stored_raw(encode):
+    raw = os.urandom(100_000) + bytes(3_000)  # zstd saves ~3%
+    assert codec.read_header(encode(raw, min_saving=0.02))[0] == codec.ZSTD
+    assert codec.read_header(encode(raw, min_saving=0.05))[0] == codec.RAW
+
+
+@DECODERS
+def test_decoder_reads_objects_from_writers_that_chose_other_codecs(decode):
     raw = b"abc" * 50_000
     as_raw = codec.encode(raw, min_saving=1.0)  # a writer that never compresses
     as_zstd = codec.encode(raw, level=19)
+    streamed = encode_into_bytes(raw, level=3)
     assert codec.read_header(as_raw)[0] == codec.RAW
-    assert codec.decode(as_raw, expected_length=len(raw)) == codec.decode(as_zstd, expected_length=len(raw)) == raw
+    assert decode(as_raw, expected_length=len(raw)) == decode(as_zstd, expected_length=len(raw)) == raw
+    assert decode(streamed, expected_length=len(raw)) == raw
+
+
+def test_into_buffers_that_are_too_small_are_refused():
+    raw = b"x" * 10_000
+    with pytest.raises(ValueError, match="too small"):
+        codec.encode_into(raw, bytearray(codec.encoded_capacity(len(raw)) - 1))
+    with pytest.raises(ValueError, match="too small"):
+        codec.decode_into(codec.encode(raw), bytearray(9_999), expected_length=10_000)
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -78,23 +118,25 @@ def test_decoder_reads_objects_from_writers_that_chose_other_codecs():
     (lambda o: o[:5] + bytes([7]) + o[6:], "unknown codec"),
     (lambda o: o[:-5], "frame|decompress"),
 ])
-def test_damaged_objects_raise_corrupt_chunk(mutate, message):
+@DECODERS
+def test_damaged_objects_raise_corrupt_chunk(mutate, message, decode):
     raw = b"0123456789" * 10_000
     obj = codec.encode(raw)
     with pytest.raises(CorruptChunk, match=message):
-        codec.decode(mutate(obj), expected_length=len(raw))
+        decode(mutate(obj), expected_length=len(raw))
 
 
-def test_a_header_claiming_a_huge_size_is_refused_before_allocating():
+@DECODERS
+def test_a_header_claiming_a_huge_size_is_refused_before_allocating(decode):
     raw = b"x" * 1000
     obj = bytearray(codec.encode(raw))
     obj[8:16] = (1 << 40).to_bytes(8, "little")  # claims 1 TiB
     with pytest.raises(CorruptChunk, match="manifest says 1000"):
-        codec.decode(bytes(obj), expected_length=1000)
+        decode(bytes(obj), expected_length=1000)
     # and a zstd frame that claims more than the header: also refused up front
     lying = codec.HEADER.pack(codec.MAGIC, 1, codec.ZSTD, 0, 1000) + zstandard.ZstdCompressor().compress(b"y" * 5000)
     with pytest.raises(CorruptChunk, match="frame claims 5000"):
-        codec.decode(lying, expected_length=1000)
+        decode(lying, expected_length=1000)
 
 
 # -- manifest ----------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ class Backend(Protocol):
     def create(self, key: str, data: bytes) -> None:
         """Publish ``data`` at ``key`` atomically and exclusively.
 
+        ``data`` is any bytes-like object; it may be a view of a buffer the caller reuses once
+        create returns, so a backend that keeps the bytes copies them.
+
         - On return the object is complete and visible; a concurrent reader sees either
           FileNotFoundError or all of ``data``, never a prefix. It is durable (survives a power
           loss) once ``flush`` has returned.
@@ -57,9 +60,28 @@ class Backend(Protocol):
     def missing(self, keys: Iterable[str]) -> set[str]:
         """The subset of ``keys`` that have no object: the one bulk existence question a put asks."""
 
+    # Optional: ``read_into(key, buffer) -> int`` reads a whole object into a caller's reusable
+    # buffer and returns its length (BufferError, reading nothing, if it does not fit). The get
+    # pipeline uses it when present (see ``read_into`` below); the local backend has it.
+
     def flush(self) -> None:
         """Make every object created so far durable: the barrier the store puts between a put's
         chunks and its manifest. Backends whose create is durable already do nothing."""
 
     def close(self) -> None:
         """Release connections and threads; the backend is unusable afterwards."""
+
+
+def read_into(backend, key: str, buffer):
+    """The whole object at ``key``: read into ``buffer`` if the backend can, else a fresh bytes.
+
+    Returns a bytes-like object (a view of ``buffer`` or bytes). BufferError if the object is
+    longer than ``buffer``, whichever way it was read.
+    """
+    reader = getattr(backend, "read_into", None)
+    if reader is not None:
+        return memoryview(buffer)[:reader(key, buffer)]
+    data = backend.read(key)
+    if len(data) > len(buffer):
+        raise BufferError(f"object {key!r} is {len(data)} bytes, more than the {len(buffer)}-byte buffer")
+    return data

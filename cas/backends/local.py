@@ -25,7 +25,7 @@ import errno
 import os
 from collections.abc import Iterable, Iterator
 
-from ..directio import ALIGN, aligned_buffer
+from ..directio import write_direct
 from ..layout import TMP, staging_key
 
 DIRECT_MIN_BYTES = 256 * 1024  # small objects (manifests, tags, leases) are not worth the copy
@@ -88,17 +88,29 @@ class LocalBackend:
             os.close(fd)
 
     def _write_direct(self, path: str, data) -> None:
-        """Write through O_DIRECT: pad to the block size, then cut the file back to its length."""
-        padded = -(-len(data) // ALIGN) * ALIGN
-        buf = aligned_buffer(padded)
-        buf[: len(data)] = data
-        buf[len(data):padded] = bytes(padded - len(data))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o644)
         try:
-            view, offset = memoryview(buf)[:padded], 0
-            while offset < padded:
-                offset += os.pwrite(fd, view[offset:], offset)
-            os.ftruncate(fd, len(data))
+            write_direct(fd, data, 0)
+        finally:
+            os.close(fd)
+
+    def read_into(self, key: str, buffer) -> int:
+        """Read the whole object into ``buffer`` (no fresh allocation); returns its length.
+
+        BufferError, reading nothing, if the object is longer than the buffer.
+        """
+        fd = os.open(self._path(key), os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size > len(buffer):
+                raise BufferError(f"object {key!r} is {size} bytes, more than the {len(buffer)}-byte buffer")
+            view, got = memoryview(buffer)[:size], 0
+            while got < size:
+                n = os.preadv(fd, [view[got:]], got)
+                if not n:
+                    break  # objects are immutable; a shorter file was cut by something outside cas
+                got += n
+            return got
         finally:
             os.close(fd)
 

@@ -16,10 +16,13 @@ go through the code being tested (the file system, the server's own storage, a s
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 
 import pytest
+
+from cas.backends.base import read_into
 
 
 class BackendConformance:
@@ -40,6 +43,29 @@ class BackendConformance:
         data = os.urandom(9 << 20)
         backend.create("big/object", data)
         assert backend.read("big/object") == data
+
+    def test_create_from_a_reused_buffer_keeps_the_bytes_it_was_given(self, backend, raw_read):
+        # The put pipeline encodes every chunk into one page-aligned buffer per thread and hands
+        # create a view of it; the next chunk overwrites that buffer.
+        buf = mmap.mmap(-1, 2 << 20)
+        first = os.urandom((1 << 20) + 123)  # whole pages plus a short tail
+        buf[: len(first)] = first
+        backend.create("reused/1", memoryview(buf)[: len(first)])
+        buf[: len(first)] = bytes(len(first))
+        backend.create("reused/2", memoryview(buf)[:5000])
+        assert backend.read("reused/1") == first
+        assert raw_read("reused/1") == first
+        assert backend.read("reused/2") == bytes(5000)
+
+    def test_read_into_a_buffer(self, backend):
+        data = os.urandom(300_001)
+        backend.create("into/x", data)
+        buf = bytearray(400_000)
+        assert bytes(read_into(backend, "into/x", buf)) == data
+        with pytest.raises(BufferError):
+            read_into(backend, "into/x", bytearray(300_000))
+        with pytest.raises(FileNotFoundError):
+            read_into(backend, "into/missing", buf)
 
     def test_ranged_reads(self, backend):
         data = bytes(range(256)) * 40
