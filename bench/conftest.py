@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,9 +42,12 @@ import pytest
 from cas import Store, codec
 from cas.backends import LocalBackend
 from cas.chunking import DEFAULT_CHUNK_SIZE, fixed_chunks
-from cas.directio import aligned_buffer
-from cas.layout import TMP
-from cas.transfer import cpu_threads, run_bounded
+from cas.backends.base import read_into
+from cas.digest import digest
+from cas.directio import aligned_buffer, write_at
+from cas.layout import TMP, chunk_key
+from cas.localfs import SourceFile
+from cas.transfer import Piece, cpu_threads, hash_pieces, read_piece, run_bounded
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 DEFAULT_BENCH_SIZE = 40 * MIB
@@ -222,6 +226,71 @@ def decode_all_oneshot(encoded, n_workers: int) -> list[int]:
     """cas.codec.decode (one-shot decompress into a fresh bytes) of every object, for reference."""
     return run_bounded(lambda item: len(codec.decode(item[0], expected_length=item[1])), encoded,
                        cpu_threads(n_workers))
+
+
+# -- the I/O-only floors: what put and get must do besides compressing/decompressing ----------------
+
+def put_io_only(weights: str, encoded, root: str, n_workers: int) -> None:
+    """A put's I/O with the compression taken out, into an empty local store at ``root``.
+
+    The hash pass (read + xxh3 every chunk), then per chunk: read it again, hash it, copy its
+    ready-made stored object into the page-aligned buffer (where put's compressor writes it) and
+    create it (O_DIRECT, link into place), in ``n_workers`` threads; then the syncfs barrier.
+    """
+    backend = LocalBackend(root)
+    pieces = [Piece(SourceFile(weights, "weights", os.path.getsize(weights), 0o644), offset, length)
+              for offset, length in fixed_chunks(os.path.getsize(weights), CHUNK_SIZE)]
+    digests = hash_pieces(pieces, n_workers)
+
+    def one(i: int) -> None:
+        digest(read_piece(pieces[i].source, pieces[i].offset, pieces[i].length))
+        obj = encoded[i][0]
+        out = aligned_buffer(len(obj), "object")
+        out[: len(obj)] = obj
+        backend.create(chunk_key(digests[i].hex()), memoryview(out)[: len(obj)])
+
+    run_bounded(one, range(len(pieces)), n_workers)
+    backend.flush()
+
+
+def get_io_only(root: str, chunks, dest: str, n_workers: int, *, direct: bool) -> None:
+    """A get's I/O with the decompression taken out: read every stored object of ``root`` (put
+    there from ``chunks``) into a reused buffer, copy the chunk's raw bytes into the page-aligned
+    buffer (where get's decoder writes them) and write them at their offset of a new sparse file,
+    O_DIRECT or through the page cache; then rename it into place."""
+    backend = LocalBackend(root)
+    staged = dest + ".staged"
+    with open(staged, "wb") as f:
+        f.truncate(sum(map(len, chunks)))
+
+    def one(i: int) -> None:
+        raw = chunks[i]
+        read_into(backend, chunk_key(digest(raw).hex()), aligned_buffer(codec.encoded_capacity(len(raw)), "object"))
+        out = aligned_buffer(len(raw), "chunk")
+        out[: len(raw)] = raw
+        write_at(staged, memoryview(out)[: len(raw)], i * CHUNK_SIZE, direct=direct)
+
+    run_bounded(one, range(len(chunks)), n_workers)
+    os.replace(staged, dest)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, every thread, user + system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def recording_cpu(fn, sink: list):
+    """``fn`` wrapped to append the CPU-seconds each call used to ``sink``."""
+
+    def wrapped(*args, **kwargs):
+        start = cpu_seconds()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sink.append(cpu_seconds() - start)
+
+    return wrapped
 
 
 def timed(fn, *args) -> float:

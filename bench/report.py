@@ -6,7 +6,10 @@ Each pass is one pytest run of bench/test_bench_core.py with timing on (``--benc
 so every baseline is measured in the same run, minutes at most from its subject; when timed, every
 round of put (get) also runs its baseline right before it, so targets 1 and 3 are the median of
 those per-round ratios, which keeps a noisy shared machine from favouring one side. Target 2 is
-the median over passes of (median put-new time / median put-again time). The peak-RSS checks then run once
+the median over passes of (median put-new time / median put-again time). For targets 1 and 3 the
+report also prints the best ratio the machine allows in that run: the I/O-only floors
+(test_put_io_only, test_get_io_only: the subject's I/O with the codec taken out) against the
+baseline, by wall time and by CPU-seconds per core. The peak-RSS checks then run once
 in fresh processes at each of --rss-sizes. Everything goes under a temporary directory in
 --tmp (default: the system temp dir) that is deleted at the end, generated data included.
 
@@ -32,7 +35,8 @@ sys.path.insert(0, HERE)
 
 from conftest import MIB, format_size, parse_size  # noqa: E402
 
-TIMED = ["test_compress_baseline", "test_put_new", "test_put_again", "test_decompress_baseline", "test_get"]
+TIMED = ["test_compress_baseline", "test_put_io_only", "test_put_new", "test_put_again", "test_decompress_baseline",
+         "test_get_io_only[direct]", "test_get_io_only[buffered]", "test_get"]
 
 
 def run_pytest(args: list[str], env: dict, json_path: str) -> int:
@@ -155,6 +159,12 @@ def summarise(passes: list[dict], rss: dict, size: int) -> dict:
                             "value": max(peaks.values()) / MIB, "limit": "< 300 MiB, growth < 32 MiB",
                             "pass": max(peaks.values()) < 300 * MIB and flat < 32 * MIB,
                             "detail": {k: v / MIB for k, v in peaks.items()}})
+    bounds = {"1": io_bound(passes, "test_compress_baseline", ["test_put_io_only"]),
+              "3": io_bound(passes, "test_decompress_baseline", ["test_get_io_only[direct]", "test_get_io_only[buffered]"])}
+    for t in targets:
+        b = bounds.get(t["target"][0])
+        if b and t["target"][:2] in ("1 ", "3 "):
+            t["bound"] = b
     for name in ("test_compress_baseline", "test_decompress_baseline"):  # one-shot reference rows
         oneshot = [t for p in passes if name in p for t in p[name]["extra_info"].get("oneshot_s", [])]
         if oneshot:
@@ -164,6 +174,28 @@ def summarise(passes: list[dict], rss: dict, size: int) -> dict:
     stored = passes[-1].get("test_put_new", {}).get("extra_info", {}) if passes else {}
     return {"rows": rows, "targets": targets, "rss": rss_rows,
             "stored_fraction": stored.get("stored_bytes", 0) / size if stored else None}
+
+
+def io_bound(passes: list[dict], baseline: str, io_names: list[str]) -> dict | None:
+    """The best ratio this machine allows a target: the subject does the baseline's work and the
+    I/O-only floor's, so it takes at least as long as either (wall bound) and needs the CPU-seconds
+    of both spread over every core (CPU bound). Medians over all rounds; the faster I/O variant."""
+
+    def med(name: str, key: str | None = None) -> float:
+        vals = [x for p in passes if name in p
+                for x in (p[name]["extra_info"].get(key, []) if key else p[name]["stats"]["data"])]
+        return _median(vals)
+
+    present = [n for n in io_names if any(n in p for p in passes)]
+    if not present or not any(baseline in p for p in passes):
+        return None
+    io = min(present, key=med)
+    t_base, cpu_base, t_io, cpu_io = med(baseline), med(baseline, "cpu_s"), med(io), med(io, "cpu_s")
+    cores = next(p[baseline]["extra_info"].get("cores", 1) for p in passes if baseline in p)
+    wall = t_base / max(t_base, t_io)
+    cpu = t_base * cores / (cpu_base + cpu_io)
+    return {"value": min(1.0, wall, cpu), "wall_bound": wall, "cpu_bound": cpu, "io": io, "io_s": t_io,
+            "io_cpu_s": cpu_io, "base_s": t_base, "base_cpu_s": cpu_base, "cores": cores}
 
 
 def print_table(r: dict) -> None:
@@ -198,6 +230,15 @@ def print_table(r: dict) -> None:
         for key in ("per_round", "per_pass"):
             if t.get(key):
                 print(f"  {t['target'][:40]:<40} {key:<9}: {' '.join(f'{x:.2f}' for x in t[key])}")
+    bounded = [t for t in r["targets"] if t.get("bound")]
+    if bounded:
+        print()
+        print("Upper bounds from this run's I/O-only floors (a ratio above the bound is impossible here):")
+        for t in bounded:
+            b = t["bound"]
+            print(f"  {t['target'][:40]:<40} bound {b['value']:.2f}: baseline {b['base_s']:.2f} s / {b['base_cpu_s']:.2f} "
+                  f"CPU-s, {b['io']} {b['io_s']:.2f} s / {b['io_cpu_s']:.2f} CPU-s, {b['cores']} cores "
+                  f"(wall bound {b['wall_bound']:.2f}, CPU bound {b['cpu_bound']:.2f})")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ import os
 import pytest
 
 from conftest import (CHUNK_SIZE, LEVEL, MIB, MODEL, bench_rounds, compress_all, compress_all_oneshot, decode_all,
-                      decode_all_oneshot, files_equal, format_size, measure_child, open_store, remove, rss_sizes, timed,
-                      tree_bytes)
+                      decode_all_oneshot, files_equal, format_size, get_io_only, measure_child, open_store, put_io_only,
+                      recording_cpu, remove, rss_sizes, timed, tree_bytes)
+
+from cas.transfer import cpu_threads
 
 RSS_LIMIT = 300 * MIB
 RSS_GROWTH_SLACK = 32 * MIB  # peak RSS may differ this much between sizes (allocator noise), no more
@@ -46,10 +48,33 @@ def _oneshot_times(benchmark, fn, *args) -> list[float]:
 def test_compress_baseline(benchmark, chunks, n_workers, size):
     """Machine limit for put: cas.codec.encode_into of every chunk in n_workers threads, no I/O, no hashing."""
 
-    stored_sizes = benchmark.pedantic(compress_all, args=(chunks, n_workers), rounds=bench_rounds(), iterations=1)
+    cpu = []
+    stored_sizes = benchmark.pedantic(recording_cpu(compress_all, cpu), args=(chunks, n_workers),
+                                      rounds=bench_rounds(), iterations=1)
     assert len(stored_sizes) == len(chunks)
     _info(benchmark, raw_bytes=size, stored_bytes=sum(stored_sizes), n_workers=n_workers, level=LEVEL,
-          chunk_size=CHUNK_SIZE, oneshot_s=_oneshot_times(benchmark, compress_all_oneshot, chunks, n_workers))
+          chunk_size=CHUNK_SIZE, oneshot_s=_oneshot_times(benchmark, compress_all_oneshot, chunks, n_workers),
+          cpu_s=cpu, threads=cpu_threads(n_workers), cores=cpu_threads(1 << 16))
+
+
+@pytest.mark.benchmark(group="put")
+def test_put_io_only(benchmark, weights, encoded, bench_tmp, n_workers, size):
+    """The I/O floor of put: everything put does to new data except compressing (conftest.put_io_only).
+
+    With the compress baseline it bounds target 1 from above: put takes at least as long as
+    either, and needs the CPU-seconds of both (report.py prints the bound).
+    """
+    root = os.path.join(bench_tmp, "put-io-only")
+    cpu = []
+
+    def fresh_store():
+        remove(root)
+        return (weights, encoded, root, n_workers), {}
+
+    benchmark.pedantic(recording_cpu(put_io_only, cpu), setup=fresh_store, rounds=bench_rounds(), iterations=1)
+    assert tree_bytes(os.path.join(root, "chunks")) == sum(len(obj) for obj, _ in encoded)
+    _info(benchmark, raw_bytes=size, n_workers=n_workers, cpu_s=cpu)
+    remove(root)
 
 
 @pytest.mark.benchmark(group="put")
@@ -96,10 +121,32 @@ def test_put_again(benchmark, weights, stored, size):
 def test_decompress_baseline(benchmark, encoded, n_workers, size):
     """Machine limit for get: cas.codec.decode_into of every stored object in n_workers threads, no I/O, no hashing."""
 
-    lengths = benchmark.pedantic(decode_all, args=(encoded, n_workers), rounds=bench_rounds(), iterations=1)
+    cpu = []
+    lengths = benchmark.pedantic(recording_cpu(decode_all, cpu), args=(encoded, n_workers), rounds=bench_rounds(),
+                                 iterations=1)
     assert sum(lengths) == size
     _info(benchmark, raw_bytes=size, stored_bytes=sum(len(o) for o, _ in encoded), n_workers=n_workers,
-          oneshot_s=_oneshot_times(benchmark, decode_all_oneshot, encoded, n_workers))
+          oneshot_s=_oneshot_times(benchmark, decode_all_oneshot, encoded, n_workers), cpu_s=cpu,
+          threads=cpu_threads(n_workers), cores=cpu_threads(1 << 16))
+
+
+@pytest.mark.benchmark(group="get")
+@pytest.mark.parametrize("writes", ["direct", "buffered"])
+def test_get_io_only(benchmark, writes, stored, chunks, weights, bench_tmp, n_workers, size):
+    """The I/O floor of get: everything get does except decoding and verifying (conftest.get_io_only),
+    writing the destination with O_DIRECT (what get does) or through the page cache; the faster
+    of the two is the floor report.py uses to bound target 3."""
+    dest = os.path.join(bench_tmp, f"got-io-only-{writes}.f32")
+    cpu = []
+
+    def fresh_destination():
+        remove(dest)
+        return (stored, chunks, dest, n_workers), {"direct": writes == "direct"}
+
+    benchmark.pedantic(recording_cpu(get_io_only, cpu), setup=fresh_destination, rounds=bench_rounds(), iterations=1)
+    assert files_equal(dest, weights)
+    _info(benchmark, raw_bytes=size, n_workers=n_workers, cpu_s=cpu)
+    remove(dest)
 
 
 @pytest.mark.benchmark(group="get")
