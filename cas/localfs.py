@@ -8,9 +8,12 @@ where the user asked for one.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import re
 import shutil
 import stat
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -63,6 +66,10 @@ class Staging:
 
     Use ``prepare`` to lay out pre-sized files, write chunks at their offsets into
     ``file_path(rel)``, then ``commit`` to move the result into place (or ``discard``).
+
+    The get holds an flock on its staging file or directory until it ends; the kernel drops it
+    when the process dies, however it dies. So ``prepare`` can tell the leftovers of a killed get
+    (kill -9, the OOM killer) from a concurrent get's work in progress, and removes the former.
     """
 
     def __init__(self, manifest: Manifest, destination: str, *, force: bool) -> None:
@@ -74,7 +81,8 @@ class Staging:
                 f"destination {destination!r} exists; choose another path or pass --force (force=True) to replace it"
             )
         parent, name = os.path.split(self.destination)
-        self.path = os.path.join(parent, f".{name}.cas-partial-{uuid.uuid4().hex[:12]}")
+        self.path = os.path.join(parent, f"{_partial_prefix(name)}{uuid.uuid4().hex[:12]}")
+        self._lock_fd: int | None = None
 
     def file_path(self, rel_path: str) -> str:
         if self.manifest.kind == KIND_FILE:
@@ -90,25 +98,39 @@ class Staging:
         """
         parent = os.path.dirname(self.path)
         os.makedirs(parent, exist_ok=True)
+        sweep_dead_partials(self.destination)
         try:
             fs = os.statvfs(parent)
             if fs.f_bavail * fs.f_frsize < self.manifest.size:
                 raise OSError(errno.ENOSPC, "not enough free space", parent)
             if self.manifest.kind == KIND_DIR:
                 os.mkdir(self.path)
+                self._lock(os.open(self.path, os.O_RDONLY | os.O_DIRECTORY))
                 for d in self.manifest.dirs:
                     os.makedirs(self.file_path(d), exist_ok=True)
             for f in self.manifest.files:
                 target = self.file_path(f.path)
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                if self.manifest.kind == KIND_FILE:
+                    self._lock(fd)
                 try:
                     os.ftruncate(fd, f.size)
                 finally:
-                    os.close(fd)
+                    if self.manifest.kind != KIND_FILE:
+                        os.close(fd)
         except OSError as exc:
             self.discard()
             raise self.explain(exc) from None
+
+    def _lock(self, fd: int) -> None:
+        self._lock_fd = fd
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else holds it
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def explain(self, exc: OSError) -> Exception:
         """A full disk (here or halfway through writing) as a one-line error naming the version."""
@@ -124,6 +146,12 @@ class Staging:
         """Set modes, then move the staged tree into place (replacing the old one only with force)."""
         for f in self.manifest.files:
             os.chmod(self.file_path(f.path), f.mode & 0o777)
+        try:
+            self._commit()
+        finally:
+            self._unlock()
+
+    def _commit(self) -> None:
         if not os.path.lexists(self.destination):
             os.rename(self.path, self.destination)
             return
@@ -140,7 +168,50 @@ class Staging:
         _remove(aside)
 
     def discard(self) -> None:
+        self._unlock()
         _remove(self.path)
+
+
+def _partial_prefix(name: str) -> str:
+    return f".{name}.cas-partial-"
+
+
+PARTIAL_GRACE_S = 60  # a staging copy this fresh may be a get that has not taken its lock yet
+
+
+def sweep_dead_partials(destination: str) -> list[str]:
+    """Remove the staging leftovers of gets to ``destination`` whose process is gone; their paths.
+
+    A staging copy untouched for PARTIAL_GRACE_S whose flock can be taken has no live owner.
+    Asides of a forced replace (``-old``) are left alone: one may be the only copy of what the
+    destination held.
+    """
+    parent, name = os.path.split(os.path.abspath(destination))
+    pattern = re.compile(re.escape(_partial_prefix(name)) + r"[0-9a-f]{12}")
+    removed = []
+    try:
+        entries = os.listdir(parent)
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry):
+            continue
+        path = os.path.join(parent, entry)
+        try:
+            if time.time() - os.lstat(path).st_mtime < PARTIAL_GRACE_S:
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # gone meanwhile, or not ours to open (a symlink, no permission)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live get is filling it
+        finally:
+            os.close(fd)
+        _remove(path)
+        removed.append(path)
+    return removed
 
 
 def _remove(path: str) -> None:

@@ -192,11 +192,44 @@ def test_get_killed_midway_leaves_no_half_written_destination(tmp_path, process_
     if dest.exists():  # finished before the kill: then it must be whole
         assert dest.read_bytes() == src.read_bytes()
     leftovers = [n for n in os.listdir(dest.parent) if "cas-partial" in n] if dest.parent.exists() else []
-    # a staging copy may remain after kill -9 (hidden, never at the destination); a new get still works
+    # a staging copy may remain after kill -9 (hidden, never at the destination); a new get still
+    # works, and once the copy is older than the grace period, the next get removes it
     assert all(n.startswith(".w.bin.cas-partial-") for n in leftovers)
-    if not dest.exists():
-        Store.open(url, cache_dir=False).get("m@1", str(dest))
-        assert dest.read_bytes() == src.read_bytes()
+    for name in leftovers:
+        os.utime(dest.parent / name, (time.time() - 3600, time.time() - 3600))
+    Store.open(url, cache_dir=False).get("m@1", str(dest), force=True)
+    assert dest.read_bytes() == src.read_bytes()
+    assert [n for n in os.listdir(dest.parent) if "cas-partial" in n] == []
+
+
+def test_a_get_sweeps_stale_partials_of_dead_gets_but_never_a_live_one(tmp_path, local_store):
+    import fcntl
+
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(1 << 20))
+    local_store.put(str(src), "m")
+    dest_dir = tmp_path / "out"
+    dest_dir.mkdir()
+    dead_file = dest_dir / ".w.bin.cas-partial-0123456789ab"
+    dead_dir = dest_dir / ".w.bin.cas-partial-aaaaaaaaaaaa"
+    live = dest_dir / ".w.bin.cas-partial-bbbbbbbbbbbb"
+    fresh = dest_dir / ".w.bin.cas-partial-cccccccccccc"
+    aside = dest_dir / ".w.bin.cas-partial-dddddddddddd-old"
+    other = dest_dir / ".x.bin.cas-partial-eeeeeeeeeeee"
+    for p in (dead_file, live, fresh, aside, other):
+        p.write_bytes(b"partial")
+    dead_dir.mkdir()
+    (dead_dir / "f").write_bytes(b"partial")
+    old = time.time() - 3600
+    for p in (dead_file, dead_dir, live, aside, other):
+        os.utime(p, (old, old))
+    holder = os.open(live, os.O_RDONLY)  # a get in progress holds its lock
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        local_store.get("m", str(dest_dir / "w.bin"))
+    finally:
+        os.close(holder)
+    assert sorted(os.listdir(dest_dir)) == sorted([live.name, fresh.name, aside.name, other.name, "w.bin"])
 
 
 def test_disk_filling_up_during_get_fails_cleanly_and_leaves_nothing(local_store, tmp_path, tiny_disk, monkeypatch):
