@@ -198,7 +198,7 @@ def sweep_dead_partials(destination: str) -> list[str]:
             continue
         path = os.path.join(parent, entry)
         try:
-            if time.time() - os.lstat(path).st_mtime < PARTIAL_GRACE_S:
+            if time.time() - _newest_mtime(path) < PARTIAL_GRACE_S:
                 continue
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:  # gone meanwhile, or not ours to open (a symlink, no permission)
@@ -212,6 +212,20 @@ def sweep_dead_partials(destination: str) -> list[str]:
         _remove(path)
         removed.append(path)
     return removed
+
+
+def _newest_mtime(path: str) -> float:
+    """The latest modification time of ``path`` or of anything under it (a live get keeps writing;
+    a file lock alone is not trusted on network file systems mounted without lock support)."""
+    newest = os.lstat(path).st_mtime
+    if os.path.isdir(path) and not os.path.islink(path):
+        for dirpath, dirnames, filenames in os.walk(path):
+            for name in dirnames + filenames:
+                try:
+                    newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+                except FileNotFoundError:
+                    pass
+    return newest
 
 
 def _remove(path: str) -> None:

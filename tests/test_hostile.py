@@ -220,8 +220,11 @@ def test_a_get_sweeps_stale_partials_of_dead_gets_but_never_a_live_one(tmp_path,
         p.write_bytes(b"partial")
     dead_dir.mkdir()
     (dead_dir / "f").write_bytes(b"partial")
+    busy_dir = dest_dir / ".w.bin.cas-partial-ffffffffffff"  # an old directory whose files are still written
+    busy_dir.mkdir()
+    (busy_dir / "f").write_bytes(b"partial")
     old = time.time() - 3600
-    for p in (dead_file, dead_dir, live, aside, other):
+    for p in (dead_file, dead_dir / "f", dead_dir, live, aside, other, busy_dir):
         os.utime(p, (old, old))
     holder = os.open(live, os.O_RDONLY)  # a get in progress holds its lock
     fcntl.flock(holder, fcntl.LOCK_EX)
@@ -229,7 +232,7 @@ def test_a_get_sweeps_stale_partials_of_dead_gets_but_never_a_live_one(tmp_path,
         local_store.get("m", str(dest_dir / "w.bin"))
     finally:
         os.close(holder)
-    assert sorted(os.listdir(dest_dir)) == sorted([live.name, fresh.name, aside.name, other.name, "w.bin"])
+    assert sorted(os.listdir(dest_dir)) == sorted([live.name, fresh.name, aside.name, other.name, busy_dir.name, "w.bin"])
 
 
 def test_disk_filling_up_during_get_fails_cleanly_and_leaves_nothing(local_store, tmp_path, tiny_disk, monkeypatch):
