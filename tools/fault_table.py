@@ -21,8 +21,9 @@ def main() -> None:
     print(f"Measured {datetime.date.today()} on {platform.machine()} ({platform.python_version()}) with "
           f"`python tools/fault_table.py --trials {args.trials}` against the project's WebHDFS test server.")
     print(f"Each operation moves a {SIZE // 1024} KiB version in 64 KiB chunks; backend options {BACKEND_OPTIONS}.")
-    print("Each fault starts after the operation's first 2 matching requests (so it lands among the chunk "
-          "transfers); transient = it then hits 2 requests (a datanode outage: 0.3 s), persistent = every one.\n")
+    print("Each fault matches only the chunk transfers (paths under tmp/ for a put, chunks/ for a get) and starts "
+          "after the first 2 of them; transient = it then hits 2 requests (a datanode outage: 0.3 s), "
+          "persistent = every one.\n")
     print(markdown(rows))
     print("\nSucceeded and failed-cleanly outcomes are checked from outside after each trial: `verify --full` "
           "of the store, the bytes of the version or destination, no version published by a failed put, "

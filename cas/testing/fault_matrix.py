@@ -11,8 +11,9 @@ bytes) or one get (into a fresh destination), then checks the outcome from outsi
 - crashed: it raised something outside the project's error types (must be 0 too).
 
 A *transient* fault hits a few requests (fewer than the retry budget) and must end in success; a
-*persistent* one hits every matching request and must end in a clean failure. Faults start after
-the operation's first two matching requests, so they land midway, among the chunk transfers. Run it as
+*persistent* one hits every matching request and must end in a clean failure. Faults match only
+requests for the chunk transfers (paths under tmp/ for a put, chunks/ for a get) and start after
+the first two of those, so they land midway, among the chunk transfers. Run it as
 ``python tools/fault_table.py`` for the table in docs/faults.md.
 """
 
@@ -67,8 +68,8 @@ class Row:
     example_error: str = ""
 
 
-def _arm(server, fault: Fault, persistent: bool):
-    """Arm the fault; returns a function that disarms it."""
+def _arm(server, fault: Fault, persistent: bool, root: str, op: str):
+    """Arm the fault for requests of the operation's chunk transfers; returns a function that disarms it."""
     if fault.params is None:
         server.datanode_down(0)
         if persistent:
@@ -77,8 +78,10 @@ def _arm(server, fault: Fault, persistent: bool):
         timer.start()
         return lambda: (timer.join(), server.datanode_up(0))
     params = dict(fault.params)
-    # skip=2: the operation's first two matching requests (its writer lease, or the tag and
-    # manifest reads of a get) go through, so the fault lands among the chunk transfers.
+    # Only requests under the chunk paths match: a put stages every object under tmp/ (its writer
+    # lease first: two namenode requests, one datanode request), a get reads chunks/. skip=2 lets
+    # the first two matching requests through, so the fault lands among the chunk transfers.
+    params.setdefault("path_prefix", f"{root}/tmp/" if op == "put" else f"{root}/chunks/")
     server.inject(params.pop("kind"), times=None if persistent else 2, skip=2, **params)
     return server.clear_faults
 
@@ -89,7 +92,8 @@ def _one_line(exc: BaseException) -> bool:
 
 def run_trial(server, fault: Fault, op: str, persistent: bool, workdir: str) -> tuple[str, str]:
     """One operation under one fault; returns (outcome, error text)."""
-    url = server.store_url(root=f"/faults/{uuid.uuid4().hex[:10]}", user="cas")
+    root = f"/faults/{uuid.uuid4().hex[:10]}"
+    url = server.store_url(root=root, user="cas")
     clean = Store.open(url, cache_dir=False, n_workers=4, **BACKEND_OPTIONS)
     src = os.path.join(workdir, f"src-{uuid.uuid4().hex[:8]}")
     with open(src, "wb") as f:
@@ -98,7 +102,7 @@ def run_trial(server, fault: Fault, op: str, persistent: bool, workdir: str) -> 
         clean.put(src, "m", chunk_size=CHUNK)
     dest = os.path.join(workdir, f"dest-{uuid.uuid4().hex[:8]}")
     faulty = Store.open(url, cache_dir=False, n_workers=4, **BACKEND_OPTIONS)
-    disarm = _arm(server, fault, persistent)
+    disarm = _arm(server, fault, persistent, root, op)
     error = ""
     try:
         if op == "put":
