@@ -56,6 +56,13 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dec
 
 
+def check_min_saving(min_saving: float) -> float:
+    if not isinstance(min_saving, (int, float)) or not 0.0 <= min_saving <= 1.0:  # also refuses NaN
+        raise ValueError(f"min_saving must be a fraction from 0 to 1 (0: keep any saving, 1: always raw), "
+                         f"got {min_saving!r}")
+    return float(min_saving)
+
+
 def check_level(level: int) -> int:
     if not isinstance(level, int) or not 1 <= level <= 22:
         raise ValueError(f"zstd level must be an integer from 1 to 22, got {level!r}")
@@ -64,6 +71,7 @@ def check_level(level: int) -> int:
 
 def encode(raw, *, level: int = DEFAULT_LEVEL, min_saving: float = DEFAULT_MIN_SAVING) -> bytes:
     """Encode raw chunk bytes into a stored object, choosing zstd or raw by what pays."""
+    check_min_saving(min_saving)
     raw_length = len(raw)
     compressed = _compressor(level).compress(raw)
     if len(compressed) <= raw_length * (1.0 - min_saving):
@@ -90,7 +98,7 @@ def encode_into(raw, out, *, level: int = DEFAULT_LEVEL, min_saving: float = DEF
     out = memoryview(out)
     if len(out) < encoded_capacity(raw_length):
         raise ValueError(f"output buffer of {len(out)} bytes is too small for a {raw_length}-byte chunk")
-    limit = int(raw_length * (1.0 - min_saving))  # the most compressed bytes worth keeping
+    limit = int(raw_length * (1.0 - check_min_saving(min_saving)))  # the most compressed bytes worth keeping
     if raw_length and limit > 0:
         reader = _compressor(level).stream_reader(raw, size=raw_length)
         written = _read_fully(reader, out[HEADER_SIZE:HEADER_SIZE + limit])
@@ -150,18 +158,15 @@ def _checked_payload(obj, expected_length: int, name: str) -> memoryview:
 def decode(obj, *, expected_length: int, name: str = "chunk object"):
     """Decode a stored object whose raw length must be ``expected_length``; returns a bytes-like.
 
-    A raw payload comes back as a memoryview into ``obj`` (no copy). Raises CorruptChunk for
-    anything that is not a well-formed object of that length. The caller still verifies the digest.
+    A raw payload comes back as a memoryview into ``obj`` (no copy), a zstd one in a new
+    bytearray. Raises CorruptChunk for anything that is not a well-formed object of that length
+    (the same verdicts as ``decode_into``, which does the work). The caller still verifies the digest.
     """
-    payload = _checked_payload(obj, expected_length, name)
     if read_header(obj, name=name)[0] == RAW:
-        return payload
-    try:
-        out = _decompressor().decompress(payload, max_output_size=expected_length)
-    except zstandard.ZstdError as exc:
-        raise CorruptChunk(f"{name} does not decompress: {exc}") from None
-    if len(out) != expected_length:
-        raise CorruptChunk(f"{name} decompressed to {len(out)} bytes, expected {expected_length}")
+        return _checked_payload(obj, expected_length, name)
+    _checked_payload(obj, expected_length, name)  # bounds the allocation below
+    out = bytearray(expected_length)
+    decode_into(obj, out, expected_length=expected_length, name=name)
     return out
 
 

@@ -105,27 +105,35 @@ class Staging:
                 raise OSError(errno.ENOSPC, "not enough free space", parent)
             if self.manifest.kind == KIND_DIR:
                 os.mkdir(self.path)
-                self._lock(os.open(self.path, os.O_RDONLY | os.O_DIRECTORY))
+                self._lock()
                 for d in self.manifest.dirs:
                     os.makedirs(self.file_path(d), exist_ok=True)
             for f in self.manifest.files:
                 target = self.file_path(f.path)
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                if self.manifest.kind == KIND_FILE:
-                    self._lock(fd)
                 try:
+                    if self.manifest.kind == KIND_FILE:
+                        self._lock()
                     os.ftruncate(fd, f.size)
                 finally:
-                    if self.manifest.kind != KIND_FILE:
-                        os.close(fd)
+                    os.close(fd)
         except OSError as exc:
             self.discard()
             raise self.explain(exc) from None
+        except BaseException:  # Ctrl-C in a notebook: no locked leftover for the life of the kernel
+            self.discard()
+            raise
 
-    def _lock(self, fd: int) -> None:
+    def _lock(self) -> None:
+        """Hold a shared flock on the staging copy while this get runs (see sweep_dead_partials)."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # a file system without flock (some NFS mounts): the 60 s grace still protects
+            os.close(fd)
+            return
         self._lock_fd = fd
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: nobody else holds it
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -182,7 +190,9 @@ PARTIAL_GRACE_S = 60  # a staging copy this fresh may be a get that has not take
 def sweep_dead_partials(destination: str) -> list[str]:
     """Remove the staging leftovers of gets to ``destination`` whose process is gone; their paths.
 
-    A staging copy untouched for PARTIAL_GRACE_S whose flock can be taken has no live owner.
+    A staging copy untouched for PARTIAL_GRACE_S on which an exclusive flock can be taken has no
+    live owner (a running get holds a shared one). Where locks fail (NFS emulates flock with
+    byte-range locks, which want a file opened for writing), nothing is removed.
     Asides of a forced replace (``-old``) are left alone: one may be the only copy of what the
     destination held.
     """
@@ -191,7 +201,7 @@ def sweep_dead_partials(destination: str) -> list[str]:
     removed = []
     try:
         entries = os.listdir(parent)
-    except FileNotFoundError:
+    except OSError:  # missing, or a directory we may write into but not list
         return removed
     for entry in entries:
         if not pattern.fullmatch(entry):
@@ -205,8 +215,8 @@ def sweep_dead_partials(destination: str) -> list[str]:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # a live get is filling it
+        except OSError:
+            continue  # a live get is filling it (or locks do not work here: then leave it be)
         finally:
             os.close(fd)
         _remove(path)

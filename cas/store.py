@@ -72,7 +72,7 @@ class Store:
         self.direct_writes = direct_writes
         self.n_workers = n_workers or backend.max_workers
         self.progress = progress
-        self.min_saving = min_saving
+        self.min_saving = codec.check_min_saving(min_saving)
         self.cache = None if cache_dir is False else LocalCache(cache_dir or default_cache_root(), backend.url)
         self.last_transfer = TransferStats()
         self.lease_ttl = DEFAULT_TTL  # seconds a writer/gc lease lives without a heartbeat

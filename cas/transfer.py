@@ -34,7 +34,17 @@ def cpu_threads(n_workers: int) -> int:
     ~15% longer than in 2 (bench/README.md).
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(n_workers, cores))
+    return max(1, min(n_workers, cores, _cgroup_cpu_limit() or cores))
+
+
+def _cgroup_cpu_limit() -> int | None:
+    """The CPU quota of this container (cgroup v2 ``cpu.max``, e.g. a Kubernetes CPU limit), in whole cores."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 def _no_progress(_n: int) -> None:

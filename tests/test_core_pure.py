@@ -103,6 +103,15 @@ def test_decoder_reads_objects_from_writers_that_chose_other_codecs(decode):
     assert decode(streamed, expected_length=len(raw)) == raw
 
 
+@pytest.mark.parametrize("bad", [-1.0, -0.01, 1.5, float("nan"), "0.1"])
+def test_min_saving_outside_0_to_1_is_refused_not_stored_as_a_cut_frame(bad):
+    raw = os.urandom(100_000)
+    with pytest.raises(ValueError, match="min_saving"):
+        codec.encode_into(raw, bytearray(codec.encoded_capacity(len(raw))), min_saving=bad)
+    with pytest.raises(ValueError, match="min_saving"):
+        codec.encode(raw, min_saving=bad)
+
+
 def test_into_buffers_that_are_too_small_are_refused():
     raw = b"x" * 10_000
     with pytest.raises(ValueError, match="too small"):

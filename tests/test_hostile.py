@@ -226,8 +226,8 @@ def test_a_get_sweeps_stale_partials_of_dead_gets_but_never_a_live_one(tmp_path,
     old = time.time() - 3600
     for p in (dead_file, dead_dir / "f", dead_dir, live, aside, other, busy_dir):
         os.utime(p, (old, old))
-    holder = os.open(live, os.O_RDONLY)  # a get in progress holds its lock
-    fcntl.flock(holder, fcntl.LOCK_EX)
+    holder = os.open(live, os.O_RDONLY)  # a get in progress holds its (shared) lock
+    fcntl.flock(holder, fcntl.LOCK_SH)
     try:
         local_store.get("m", str(dest_dir / "w.bin"))
     finally:
@@ -245,3 +245,27 @@ def test_disk_filling_up_during_get_fails_cleanly_and_leaves_nothing(local_store
     with pytest.raises(CasError, match=r"not enough disk space .* for m@1"):
         local_store.get("m", str(tiny_disk / "w.bin"))
     assert os.listdir(tiny_disk) == []
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_a_get_interrupted_while_preparing_leaves_no_locked_staging_copy(tmp_path, local_store, monkeypatch, kind):
+    src = tmp_path / "src"
+    if kind == "file":
+        src.write_bytes(os.urandom(100_000))
+    else:
+        src.mkdir()
+        (src / "a.bin").write_bytes(os.urandom(100_000))
+    local_store.put(str(src), "m")
+    out = tmp_path / "out"
+    out.mkdir()
+    fds_before = len(os.listdir("/proc/self/fd"))
+
+    def interrupted(fd, size):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "ftruncate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        local_store.get("m", str(out / "model"))
+    monkeypatch.undo()
+    assert os.listdir(out) == []
+    assert len(os.listdir("/proc/self/fd")) == fds_before

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from cas import AlreadyExists, BadManifest, BadName, CorruptChunk, InUse, NotFound, Store
+from cas.backends import LocalBackend
 from cas.layout import chunk_key, manifest_key
 from tests.conftest import write
 
@@ -339,3 +340,8 @@ def test_get_writes_identical_bytes_with_and_without_o_direct(local_store, tmp_p
         finally:
             if os.path.exists(dest):
                 os.unlink(dest)
+
+
+def test_a_store_refuses_a_min_saving_outside_0_to_1(tmp_path):
+    with pytest.raises(ValueError, match="min_saving"):
+        Store(LocalBackend(str(tmp_path / "s")), cache_dir=False, min_saving=-1.0)
