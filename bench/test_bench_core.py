@@ -7,7 +7,7 @@ Targets (from the issue; bench/report.py checks the timing ratios from a timed r
      in memory; one-shot cas.codec.encode is timed too, for reference: it is slower).
   2. put of the same file again >= 5 x faster than the first put.
   3. get from the local store >= 0.8 x the throughput of decoding the same stored objects
-     (cas.codec.decode_into a reused buffer; one-shot decode for reference) in the same threads, no I/O.
+     (cas.codec.decode_into a reused buffer; one-shot zstd decompress for reference) in the same threads, no I/O.
   4. peak RSS of put and of get < 300 MiB, flat in the file size (fresh process per measurement).
   5. a second version with 10% of its chunks changed adds <= 12% of the first version's stored bytes.
 
