@@ -47,7 +47,7 @@ from cas.backends.base import read_into
 from cas.digest import digest
 from cas.directio import aligned_buffer, write_at
 from cas.layout import TMP, chunk_key
-from cas.localfs import SourceFile
+from cas.localfs import scan_source
 from cas.transfer import Piece, cpu_threads, hash_pieces, read_piece, run_bounded
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
@@ -243,8 +243,8 @@ def put_io_only(weights: str, encoded, root: str, n_workers: int) -> None:
     create it (O_DIRECT, link into place), in ``n_workers`` threads; then the syncfs barrier.
     """
     backend = LocalBackend(root)
-    pieces = [Piece(SourceFile(weights, "weights", os.path.getsize(weights), 0o644), offset, length)
-              for offset, length in fixed_chunks(os.path.getsize(weights), CHUNK_SIZE)]
+    _kind, sources, _dirs = scan_source(weights)
+    pieces = [Piece(s, offset, length) for s in sources for offset, length in fixed_chunks(s.size, CHUNK_SIZE)]
     digests = hash_pieces(pieces, n_workers)
 
     def one(i: int) -> None:

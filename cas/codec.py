@@ -135,8 +135,8 @@ def read_header(obj, *, name: str = "chunk object") -> tuple[int, int]:
     return codec, raw_length
 
 
-def _checked_payload(obj, expected_length: int, name: str) -> memoryview:
-    """The payload of a well-formed object of that raw length (zstd frame size checked too)."""
+def _checked_payload(obj, expected_length: int, name: str) -> tuple[int, memoryview]:
+    """(codec, payload) of a well-formed object of that raw length (zstd frame size checked too)."""
     codec, raw_length = read_header(obj, name=name)
     if raw_length != expected_length:
         raise CorruptChunk(f"{name} header says {raw_length} bytes, the manifest says {expected_length}")
@@ -144,7 +144,7 @@ def _checked_payload(obj, expected_length: int, name: str) -> memoryview:
     if codec == RAW:
         if len(payload) != raw_length:
             raise CorruptChunk(f"{name} holds {len(payload)} raw bytes, its header says {raw_length}")
-        return payload
+        return codec, payload
     # zstd: bound the output by the length we expect before zstd allocates anything.
     try:
         frame_size = zstandard.frame_content_size(payload)
@@ -152,7 +152,20 @@ def _checked_payload(obj, expected_length: int, name: str) -> memoryview:
         raise CorruptChunk(f"{name} is not a valid zstd frame: {exc}") from None
     if frame_size != raw_length:
         raise CorruptChunk(f"{name} zstd frame claims {frame_size} bytes, its header says {raw_length}")
-    return payload
+    return codec, payload
+
+
+def _decompress_into(payload: memoryview, view: memoryview, name: str) -> None:
+    """Stream the zstd frame ``payload`` into ``view``; CorruptChunk unless it fills it exactly."""
+    try:
+        reader = _decompressor().stream_reader(payload)
+        got = _read_fully(reader, view)
+        extra = reader.readinto(bytearray(1))
+    except zstandard.ZstdError as exc:
+        raise CorruptChunk(f"{name} does not decompress: {exc}") from None
+    if got != len(view) or extra:
+        raise CorruptChunk(f"{name} decompressed to {'more than ' if extra else ''}{got} bytes, "
+                           f"expected {len(view)}")
 
 
 def decode(obj, *, expected_length: int, name: str = "chunk object"):
@@ -160,13 +173,13 @@ def decode(obj, *, expected_length: int, name: str = "chunk object"):
 
     A raw payload comes back as a memoryview into ``obj`` (no copy), a zstd one in a new
     bytearray. Raises CorruptChunk for anything that is not a well-formed object of that length
-    (the same verdicts as ``decode_into``, which does the work). The caller still verifies the digest.
+    (the same verdicts as ``decode_into``). The caller still verifies the digest.
     """
-    if read_header(obj, name=name)[0] == RAW:
-        return _checked_payload(obj, expected_length, name)
-    _checked_payload(obj, expected_length, name)  # bounds the allocation below
+    codec, payload = _checked_payload(obj, expected_length, name)
+    if codec == RAW:
+        return payload
     out = bytearray(expected_length)
-    decode_into(obj, out, expected_length=expected_length, name=name)
+    _decompress_into(payload, memoryview(out), name)
     return out
 
 
@@ -176,21 +189,12 @@ def decode_into(obj, out, *, expected_length: int, name: str = "chunk object") -
     The output is bounded by the buffer: a frame that would decode to more (or less) than
     ``expected_length`` is CorruptChunk, and nothing is written past ``expected_length``.
     """
-    payload = _checked_payload(obj, expected_length, name)
+    codec, payload = _checked_payload(obj, expected_length, name)
     view = memoryview(out)[:expected_length]
     if len(view) < expected_length:
         raise ValueError(f"output buffer of {len(out)} bytes is too small for a {expected_length}-byte chunk")
-    codec, _ = read_header(obj, name=name)
     if codec == RAW:
         view[:] = payload
-        return view
-    try:
-        reader = _decompressor().stream_reader(payload)
-        got = _read_fully(reader, view)
-        extra = reader.readinto(bytearray(1))
-    except zstandard.ZstdError as exc:
-        raise CorruptChunk(f"{name} does not decompress: {exc}") from None
-    if got != expected_length or extra:
-        raise CorruptChunk(f"{name} decompressed to {'more than ' if extra else ''}{got} bytes, "
-                           f"expected {expected_length}")
+    else:
+        _decompress_into(payload, view, name)
     return view

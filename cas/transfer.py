@@ -7,7 +7,6 @@ one read buffer per thread so the hot loop does not allocate a fresh chunk-sized
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -197,7 +196,7 @@ class ChunkJob:
 SeedLookup = Callable[[bytes, int], "bytes | None"]
 
 
-def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu=contextlib.nullcontext()) -> memoryview:
+def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.Semaphore) -> memoryview:
     """Read, decode and verify one chunk; retry the read once before calling it corrupt.
 
     Returns a view of this thread's page-aligned chunk buffer, valid until its next fetch.
