@@ -17,9 +17,11 @@ import os
 import uuid
 
 from .digest import digest as digest_of
-from .manifest import KIND_FILE, Manifest, unpack
+from .localfs import sweep_dead_partials
+from .manifest import KIND_FILE, MAX_MANIFEST_BYTES, Manifest, unpack
 
 MAX_PLACES_PER_VERSION = 4
+MAX_STAGING_DIRS = 64  # directories where recent gets staged, swept by gc for killed gets' leftovers
 
 
 def default_cache_root() -> str:
@@ -73,6 +75,31 @@ class LocalCache:
         except (OSError, ValueError):
             return []
 
+    def versions_at(self, destination: str) -> list[Manifest]:
+        """The versions this cache remembers having materialised at ``destination``."""
+        destination = os.path.abspath(destination)
+        found = []
+        places_root = os.path.join(self.root, "places")
+        try:
+            models = os.listdir(places_root)
+        except OSError:
+            return found
+        for model in models:
+            try:
+                names = os.listdir(os.path.join(places_root, model))
+            except OSError:
+                continue
+            for name in names:
+                version = name[: -len(".json")]
+                if destination not in self._places(model, version):
+                    continue
+                try:
+                    with open(self._manifest_path(model, version), "rb") as f:
+                        found.append(unpack(f.read(MAX_MANIFEST_BYTES + 1), name=f"cached manifest {model}@{version}"))
+                except Exception:  # a damaged cache entry: that version simply does not count
+                    continue
+        return found
+
     def seeds(self, model: str) -> "Seeds":
         """Local copies of chunks from every remembered version of ``model``."""
         seeds = Seeds()
@@ -91,6 +118,34 @@ class LocalCache:
             for place in self._places(model, version):
                 seeds.add_version(manifest, place)
         return seeds
+
+    # -- where gets staged (for gc's sweep of killed gets' leftovers) ---------------------------
+
+    def _staging_dirs_path(self) -> str:
+        return os.path.join(self.root, "staging-dirs.json")
+
+    def _staging_dirs(self) -> list[str]:
+        try:
+            with open(self._staging_dirs_path(), "rb") as f:
+                dirs = json.load(f)
+            return [d for d in dirs if isinstance(d, str)] if isinstance(dirs, list) else []
+        except (OSError, ValueError):
+            return []
+
+    def note_staging_dir(self, directory: str) -> None:
+        """Remember that a get stages in ``directory``, so a later gc can sweep it if the get is killed."""
+        directory = os.path.abspath(directory)
+        dirs = self._staging_dirs()
+        if dirs[:1] != [directory]:
+            dirs = [directory] + [d for d in dirs if d != directory][: MAX_STAGING_DIRS - 1]
+            _write_atomic(self._staging_dirs_path(), json.dumps(dirs).encode())
+
+    def sweep_dead_partials(self) -> list[str]:
+        """Remove the leftovers of killed gets in every directory recent gets staged in; their paths."""
+        removed = []
+        for directory in self._staging_dirs():
+            removed += sweep_dead_partials(directory)
+        return removed
 
     # -- checkouts -----------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 import time
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("gc", help="delete chunks no version references (safe while others put)")
     c.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")
+    c.add_argument("--grace", type=float, metavar="SECONDS",
+                   help="keep unreferenced chunks younger than this (default: the lease TTL, 60 s); 0 is safe only "
+                        "when no writer can have been paused")
     c.add_argument("--json", action="store_true")
 
     c = sub.add_parser("stats", help="dedup and compression statistics")
@@ -234,11 +238,13 @@ def cmd_repair(store: Store, args) -> None:
 
 
 def cmd_gc(store: Store, args) -> None:
-    r = store.gc(dry_run=args.dry_run)
+    r = store.gc(dry_run=args.dry_run, grace=args.grace)
     verb = "would delete" if r.dry_run else "deleted"
+    young = f", {r.young_chunks} unreferenced but too young (a later gc takes them)" if r.young_chunks else ""
+    partials = f", {r.deleted_partials} leftovers of killed gets" if r.deleted_partials else ""
     _emit(args, r.as_dict(), f"{verb} {r.deleted_chunks} unreferenced chunks ({human_bytes(r.deleted_bytes)}), "
-                             f"{r.deleted_staging} staging leftovers, {r.deleted_leases} expired leases; "
-                             f"{r.referenced_chunks} chunks of {r.versions} versions kept")
+                             f"{r.deleted_staging} staging leftovers, {r.deleted_leases} expired leases{partials}; "
+                             f"kept {r.referenced_chunks} chunks of {r.versions} versions{young}")
 
 
 def cmd_stats(store: Store, args) -> None:
@@ -294,6 +300,8 @@ def describe_error(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Library notices (a put waiting for a gc, a lapsed lease, a cache that cannot be written) as one line each.
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="cas: %(message)s")
     try:
         with Store.open(args.store, n_workers=args.workers, progress=True) as store:
             COMMANDS[args.command](store, args)

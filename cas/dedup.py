@@ -384,7 +384,7 @@ def analyze_store(store, model: str, versions: Sequence[str] | None = None) -> d
         raise NotFound(f"model {model!r} has no version {unknown[0]!r}; `cas ls {model}` lists its versions")
     manifests = run_bounded(lambda v: store.manifest(Ref(model, version=v)), chosen, store.n_workers)
     manifests.sort(key=lambda m: m.created)
-    sizes = {digest_of_chunk_key(k): n for k, n in store.backend.walk(CHUNKS)}
+    sizes = {digest_of_chunk_key(o.key): o.size for o in store.backend.walk(CHUNKS)}
 
     def stored_size(d: bytes, _length: int) -> int | None:
         return sizes.get(d.hex())

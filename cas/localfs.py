@@ -17,8 +17,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .errors import AlreadyExists, CasError, NotFound
-from .manifest import KIND_DIR, KIND_FILE, Manifest
+from .errors import AlreadyExists, BadManifest, BadName, CasError, NotFound, SourceChanged
+from .manifest import KIND_DIR, KIND_FILE, Manifest, safe_relative_path
 
 
 @dataclass(frozen=True)
@@ -27,38 +27,87 @@ class SourceFile:
     rel_path: str  # path recorded in the manifest ('/'-separated)
     size: int
     mode: int
+    stamp: tuple = ()  # (size, mtime_ns, ctime_ns, inode, device) when scanned: see check_unchanged
+
+
+def _stamp(st: os.stat_result) -> tuple:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _check_source_name(rel_path: str, local_path: str) -> str:
+    """Refuse, before any upload, a name that no reader could materialise (see manifest.safe_relative_path)."""
+    try:
+        rel_path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadName(f"cannot put {local_path!r}: its name is not valid UTF-8; rename it (cas stores names as UTF-8)") from None
+    try:
+        return safe_relative_path(rel_path, "source")
+    except BadManifest:
+        raise BadName(f"cannot put {local_path!r}: its name {rel_path!r} holds a newline, backslash or other control "
+                      "character that cas cannot materialise on every system; rename it") from None
 
 
 def scan_source(local_path: str) -> tuple[str, list[SourceFile], list[str]]:
     """Return (kind, files, empty_dirs) for a file or a directory tree to store.
 
-    Symlinks inside a directory are followed for files; special files (sockets, devices) are
-    refused so a put never hangs reading a FIFO.
+    Symlinks are followed, to files and to directories alike: a version stores content, not
+    links. A symlink loop, a dangling symlink or a special file (socket, FIFO, device) is refused,
+    so a put never loops or hangs. Every name is checked before anything is read or sent.
     """
     path = os.path.abspath(local_path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise NotFound(f"cannot put {local_path!r}: no such file or directory") from None
+        raise NotFound(f"cannot put {local_path!r}: no such file or directory (or a dangling symlink)") from None
     if stat.S_ISREG(st.st_mode):
-        return KIND_FILE, [SourceFile(path, os.path.basename(path), st.st_size, stat.S_IMODE(st.st_mode))], []
+        name = _check_source_name(os.path.basename(path), path)
+        return KIND_FILE, [SourceFile(path, name, st.st_size, stat.S_IMODE(st.st_mode), _stamp(st))], []
     if not stat.S_ISDIR(st.st_mode):
         raise CasError(f"cannot put {local_path!r}: it is neither a regular file nor a directory")
     files: list[SourceFile] = []
     empty_dirs: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, path).replace(os.sep, "/")
-        rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        if not dirnames and not filenames and rel_dir:
-            empty_dirs.append(rel_dir[:-1])
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            st = os.stat(full)
-            if not stat.S_ISREG(st.st_mode):
+    # (directory, its path in the manifest, the (dev, inode) of it and its ancestors: a loop check)
+    stack = [(path, "", frozenset({(st.st_dev, st.st_ino)}))]
+    while stack:
+        dir_path, rel_dir, ancestors = stack.pop()
+        names = sorted(os.listdir(dir_path))
+        if not names and rel_dir:
+            empty_dirs.append(rel_dir)
+        subdirs = []
+        for name in names:
+            full = os.path.join(dir_path, name)
+            rel = _check_source_name(f"{rel_dir}/{name}" if rel_dir else name, full)
+            try:
+                st = os.stat(full)
+            except FileNotFoundError:
+                raise CasError(f"cannot put {full!r}: it is a dangling symlink; remove it or point it at a file") from None
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) in ancestors:
+                    raise CasError(f"cannot put {local_path!r}: {full!r} is a symlink loop (it leads back to a "
+                                   "directory that contains it); remove the link")
+                subdirs.append((full, rel, ancestors | {(st.st_dev, st.st_ino)}))
+            elif stat.S_ISREG(st.st_mode):
+                files.append(SourceFile(full, rel, st.st_size, stat.S_IMODE(st.st_mode), _stamp(st)))
+            else:
                 raise CasError(f"cannot put {full!r}: it is not a regular file (socket, FIFO or device)")
-            files.append(SourceFile(full, rel_dir + name, st.st_size, stat.S_IMODE(st.st_mode)))
-    return KIND_DIR, files, empty_dirs
+        stack.extend(reversed(subdirs))
+    return KIND_DIR, files, empty_dirs  # the order of a top-down walk, names sorted
+
+
+def check_unchanged(sources: list[SourceFile]) -> None:
+    """SourceChanged if any file's size, times or identity moved since ``scan_source`` saw it.
+
+    A file rewritten while a put reads it would otherwise be published as a mix of old and new
+    bytes (chunks the store already had are never re-read).
+    """
+    for src in sources:
+        try:
+            now = _stamp(os.stat(src.local_path))
+        except FileNotFoundError:
+            now = None
+        if src.stamp and now != src.stamp:
+            raise SourceChanged(f"{src.local_path!r} changed while it was being stored (it was written, replaced or "
+                                "removed); nothing was published, run the put again once it is stable")
 
 
 class Staging:
@@ -72,17 +121,28 @@ class Staging:
     (kill -9, the OOM killer) from a concurrent get's work in progress, and removes the former.
     """
 
-    def __init__(self, manifest: Manifest, destination: str, *, force: bool) -> None:
+    def __init__(self, manifest: Manifest, destination: str, *, force: bool,
+                 earlier_versions: tuple[Manifest, ...] = ()) -> None:
+        """``earlier_versions``: versions cas materialised at ``destination`` before; with ``force``
+        a directory holding nothing but their files (or the new version's) may be replaced."""
         self.manifest = manifest
         self.destination = os.path.abspath(destination)
         self.force = force
-        if os.path.lexists(self.destination) and not force:
-            raise AlreadyExists(
-                f"destination {destination!r} exists; choose another path or pass --force (force=True) to replace it"
-            )
+        self._replaceable = _tree_paths((manifest,) + tuple(earlier_versions))
+        if os.path.lexists(self.destination):
+            self._check_replaceable()
         parent, name = os.path.split(self.destination)
         self.path = os.path.join(parent, f"{_partial_prefix(name)}{uuid.uuid4().hex[:12]}")
         self._lock_fd: int | None = None
+
+    def _check_replaceable(self) -> None:
+        """Refuse to replace what --force must never delete: see ``replace_refusal``."""
+        if not self.force:
+            raise AlreadyExists(f"destination {self.destination!r} exists; choose another path or pass --force "
+                                "(force=True) to replace it")
+        refusal = replace_refusal(self.destination, self.manifest, self._replaceable)
+        if refusal:
+            raise AlreadyExists(f"--force will not replace {self.destination!r}: {refusal}")
 
     def file_path(self, rel_path: str) -> str:
         if self.manifest.kind == KIND_FILE:
@@ -98,7 +158,7 @@ class Staging:
         """
         parent = os.path.dirname(self.path)
         os.makedirs(parent, exist_ok=True)
-        sweep_dead_partials(self.destination)
+        sweep_dead_partials(parent)
         try:
             fs = os.statvfs(parent)
             if fs.f_bavail * fs.f_frsize < self.manifest.size:
@@ -166,6 +226,11 @@ class Staging:
         if not self.force:
             self.discard()
             raise AlreadyExists(f"destination {self.destination!r} appeared while fetching; nothing was replaced")
+        try:
+            self._check_replaceable()  # again: files may have appeared in it while we fetched
+        except AlreadyExists:
+            self.discard()
+            raise
         both_files = self.manifest.kind == KIND_FILE and not os.path.isdir(self.destination)
         if both_files:
             os.replace(self.path, self.destination)  # atomic for a file
@@ -180,6 +245,49 @@ class Staging:
         _remove(self.path)
 
 
+def _tree_paths(manifests: tuple[Manifest, ...]) -> frozenset[str]:
+    """Every file and directory path (with their ancestors) that the given directory versions hold."""
+    paths = set()
+    for m in manifests:
+        if m.kind != KIND_DIR:
+            continue
+        for p in [f.path for f in m.files] + list(m.dirs):
+            while p:
+                paths.add(p)
+                p = p.rpartition("/")[0]
+    return frozenset(paths)
+
+
+def replace_refusal(destination: str, manifest: Manifest, replaceable: frozenset[str]) -> str | None:
+    """Why ``--force`` must not replace ``destination`` with ``manifest``'s version, or None if it may.
+
+    --force replaces a file (or symlink) with a file, and a directory with a version's tree only
+    when the directory is empty or holds nothing but paths of versions (``replaceable``): a
+    previous checkout. It never deletes the working directory or a directory that contains it,
+    and never a directory of the user's own files.
+    """
+    if os.path.islink(destination) or not os.path.isdir(destination):
+        if manifest.kind == KIND_DIR:
+            return (f"it is a file and {manifest.model}@{manifest.version} is a directory; remove the file yourself "
+                    "or choose another path")
+        return None
+    real = os.path.realpath(destination)
+    cwd = os.path.realpath(os.getcwd())
+    if cwd == real or cwd.startswith(real.rstrip(os.sep) + os.sep):
+        return "it is the working directory or contains it; choose another path"
+    if manifest.kind == KIND_FILE:
+        return (f"it is a directory and {manifest.model}@{manifest.version} is a single file; give a file path "
+                f"such as {os.path.join(destination, manifest.files[0].path)!r}")
+    for dirpath, dirnames, filenames in os.walk(destination):
+        rel_dir = os.path.relpath(dirpath, destination).replace(os.sep, "/")
+        for name in sorted(dirnames) + sorted(filenames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel not in replaceable:
+                return (f"it holds {rel!r}, which no version cas put there has (it is not a previous checkout); "
+                        "move your files away or choose another path")
+    return None
+
+
 def _partial_prefix(name: str) -> str:
     return f".{name}.cas-partial-"
 
@@ -187,8 +295,11 @@ def _partial_prefix(name: str) -> str:
 PARTIAL_GRACE_S = 60  # a staging copy this fresh may be a get that has not taken its lock yet
 
 
-def sweep_dead_partials(destination: str) -> list[str]:
-    """Remove the staging leftovers of gets to ``destination`` whose process is gone; their paths.
+PARTIAL_NAME = re.compile(r"\..+\.cas-partial-[0-9a-f]{12}")
+
+
+def sweep_dead_partials(directory: str) -> list[str]:
+    """Remove the staging leftovers of gets into ``directory`` whose process is gone; their paths.
 
     A staging copy untouched for PARTIAL_GRACE_S on which an exclusive flock can be taken has no
     live owner (a running get holds a shared one). Where locks fail (NFS emulates flock with
@@ -196,15 +307,14 @@ def sweep_dead_partials(destination: str) -> list[str]:
     Asides of a forced replace (``-old``) are left alone: one may be the only copy of what the
     destination held.
     """
-    parent, name = os.path.split(os.path.abspath(destination))
-    pattern = re.compile(re.escape(_partial_prefix(name)) + r"[0-9a-f]{12}")
+    parent = os.path.abspath(directory)
     removed = []
     try:
         entries = os.listdir(parent)
     except OSError:  # missing, or a directory we may write into but not list
         return removed
     for entry in entries:
-        if not pattern.fullmatch(entry):
+        if not PARTIAL_NAME.fullmatch(entry):
             continue
         path = os.path.join(parent, entry)
         try:

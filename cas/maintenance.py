@@ -11,7 +11,7 @@ from .chunking import fixed_chunks
 from .digest import digest as digest_of
 from .errors import CasError, CorruptChunk
 from .layout import CHUNKS, TMP, chunk_key, digest_of_chunk_key
-from .leases import all_leases, gc_lease, writer_lease
+from .leases import all_leases, gc_lease, holder_is_dead, writer_lease
 from .localfs import scan_source
 from .manifest import Manifest
 from .transfer import Piece, hash_pieces, read_piece, run_bounded
@@ -161,8 +161,10 @@ class GcReport:
     referenced_chunks: int = 0
     deleted_chunks: int = 0
     deleted_bytes: int = 0
+    young_chunks: int = 0  # unreferenced but younger than the grace period: left for a later gc
     deleted_staging: int = 0
     deleted_leases: int = 0
+    deleted_partials: int = 0  # leftovers of killed gets on this host (see localfs.sweep_dead_partials)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -171,7 +173,8 @@ class GcReport:
 STAGING_MAX_AGE = 3600.0
 
 
-def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float = STAGING_MAX_AGE) -> GcReport:
+def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float = STAGING_MAX_AGE,
+       grace: float | None = None) -> GcReport:
     """Delete chunks no manifest references, staging leftovers and expired leases.
 
     A staging object is a leftover once it is ``staging_age`` seconds old: a single object's
@@ -179,9 +182,16 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
     while gc runs, so young staging objects are never touched.
 
     Runs under the gc lease: writers wait while it runs, and it starts only once running writers
-    have finished, so no put can publish a manifest naming a chunk gc is deleting. A dry run
-    takes no lease and deletes nothing; its figures are what a real run would free now.
+    have finished, so no put can publish a manifest naming a chunk gc is deleting. Two guards
+    keep that true when gc itself is paused (a sleeping laptop, SIGSTOP) past its lease, so that
+    writers went ahead meanwhile: the lease is checked before every delete, and gc stops as soon
+    as it lapsed; and a chunk younger than ``grace`` seconds (default: the lease TTL) is never
+    deleted, whatever gc believes about it. What remains is a pause that falls between one
+    check and its delete call (at most ``n_workers`` deletes in flight) while a writer reuses
+    exactly that old chunk; ``cas verify`` would report it. A dry run takes no lease and deletes nothing;
+    its figures are what a real run would free now.
     """
+    grace = store.lease_ttl if grace is None else grace
     lease = None if dry_run else gc_lease(store.backend, ttl=store.lease_ttl, wait=wait)
     try:
         manifests, problems = _manifests(store, None)
@@ -189,14 +199,29 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
             raise CasError(f"gc stopped before deleting anything: {problems[0]}; "
                            "fix or remove that version first (gc must know every chunk a version needs)")
         referenced = {d.hex() for m in manifests for f in m.files for d in f.digests}
-        garbage = [(k, n) for k, n in store.backend.walk(CHUNKS) if digest_of_chunk_key(k) not in referenced]
-        staging = [k for k, _ in store.backend.walk(TMP) if (layout.staging_age(k) or 0) > staging_age]
-        stale = [lease_.key for lease_ in all_leases(store.backend) if lease_.expires < time.time()]
+        unreferenced = [o for o in store.backend.walk(CHUNKS) if digest_of_chunk_key(o.key) not in referenced]
+        young_after = time.time() - grace
+        garbage = [o for o in unreferenced if o.mtime < young_after]
+        staging = [o.key for o in store.backend.walk(TMP) if (layout.staging_age(o.key) or 0) > staging_age]
+        stale = [lease_.key for lease_ in all_leases(store.backend)
+                 if lease_.expires < time.time() or holder_is_dead(lease_)]
         report = GcReport(dry_run=dry_run, versions=len(manifests), referenced_chunks=len(referenced),
-                          deleted_chunks=len(garbage), deleted_bytes=sum(n for _, n in garbage),
+                          deleted_chunks=len(garbage), deleted_bytes=sum(o.size for o in garbage),
+                          young_chunks=len(unreferenced) - len(garbage),
                           deleted_staging=len(staging), deleted_leases=len(stale))
         if not dry_run:
-            run_bounded(store.backend.delete, [k for k, _ in garbage] + staging + stale, store.n_workers)
+            keys = [o.key for o in garbage] + staging + [k for k in stale if k != lease.key]
+
+            def delete(key: str) -> None:
+                # Checked before every delete: a gc paused past its lease must not delete what
+                # writers, which went ahead meanwhile, may have reused.
+                lease.check("deleting unreferenced objects; gc stopped without deleting the rest, since writers "
+                            "may have reused them: run `cas gc` again")
+                store.backend.delete(key)
+
+            run_bounded(delete, keys, store.n_workers)
+            if store.cache:
+                report.deleted_partials = len(store.cache.sweep_dead_partials())
         return report
     finally:
         if lease:

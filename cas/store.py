@@ -7,6 +7,7 @@ same number), then tags. A reader that can see a manifest can read every chunk i
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from contextlib import contextmanager
@@ -24,8 +25,8 @@ from .errors import (AlreadyExists, BadManifest, BadName, CasError, InUse, Integ
 from .integrity import file_digest, new_hasher
 from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, digest_of_chunk_key,
                      manifest_key, model_dir, tombstone_key)
-from .leases import DEFAULT_TTL, writer_lease
-from .localfs import Staging, scan_source
+from .leases import DEFAULT_TTL, Lease, writer_lease
+from .localfs import Staging, check_unchanged, scan_source
 from .manifest import FileEntry, Manifest, pack, unpack
 from .names import LATEST, Ref, check_name, parse_ref
 from .progress import byte_bar
@@ -34,6 +35,9 @@ from .transfer import (ChunkJob, Piece, download_chunks, hash_pieces, hash_piece
                        upload_pieces)
 
 MAX_VERSION_RACE_RETRIES = 1000
+MAX_LEASE_RENEWALS = 3  # a put whose lease lapses this often in a row gives up
+
+log = logging.getLogger("cas")
 
 
 def default_store_url() -> str:
@@ -207,23 +211,56 @@ class Store:
         for d, p in zip(digests, pieces):
             first_piece.setdefault(d, p)
 
-        # From asking what is missing to moving the tags, hold a writer lease: gc cannot delete a
-        # chunk this put decided not to send.
-        with self._writing():
-            missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
-            to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
-            with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
-                stored_sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
-                                             n_workers=self.n_workers, progress=bar)
-            self.backend.flush()  # every chunk durable before a manifest can name it
+        # From asking what is missing to moving the tags, hold an unbroken writer lease: gc cannot
+        # delete a chunk this put decided not to send. A lease that lapsed (this process was paused
+        # past its TTL) proves nothing, so the put asks again rather than publish on its word.
+        lease = self._writing()
+        try:
+            lease, to_send, stored_sizes = self._store_missing(lease, first_piece, level=level, model=model)
+            check_unchanged(sources)  # a file rewritten during the put must not publish a mix
             published = self._publish(draft, explicit=version is not None)
             self.backend.flush()  # and the manifest before a tag can point at it
+            if not lease.intact():  # paused while publishing: make sure gc left every chunk
+                lease, resent, resent_sizes = self._store_missing(lease, first_piece, level=level, model=model,
+                                                                  lapsed=True)
+                to_send, stored_sizes = to_send + resent, stored_sizes + resent_sizes
             for tag in ([LATEST] if latest else []) + tags:
                 refs.set_tag(self.backend, model, tag, published.version)
+        finally:
+            lease.release()
         self.last_transfer = TransferStats(chunks=len(pieces), distinct_chunks=len(first_piece),
                                            sent_chunks=len(to_send), sent_raw_bytes=sum(p.length for _, p in to_send),
                                            sent_stored_bytes=sum(stored_sizes))
         return published
+
+    def _store_missing(self, lease: Lease, first_piece: dict[bytes, Piece], *, level: int, model: str,
+                       lapsed: bool = False) -> tuple[Lease, list, list[int]]:
+        """Send the chunks the store lacks, durably, and return once the lease held throughout.
+
+        If the lease lapsed meanwhile (or ``lapsed``), a gc may have deleted chunks that were
+        skipped or sent: take a fresh lease (waiting for that gc) and ask again.
+        Returns (the lease now held, what was sent, stored sizes).
+        """
+        sent: list = []
+        sizes: list[int] = []
+        for _ in range(MAX_LEASE_RENEWALS):
+            if lapsed:
+                log.warning("the writer lease of this put of %r lapsed (the process was paused or cut off for over "
+                            "%.0f s); asking %s again which chunks it has", model, lease.ttl, self.backend.url)
+                lease.release()
+                lease = self._writing()
+            missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
+            to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
+            with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
+                sizes += upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
+                                       n_workers=self.n_workers, progress=bar)
+            sent += to_send
+            self.backend.flush()  # every chunk durable before a manifest can name it
+            if lease.intact(margin=lease.ttl / 2):
+                return lease, sent, sizes
+            lapsed = True
+        lease.check(f"publishing {model}")  # raises: the lease keeps lapsing
+        return lease, sent, sizes
 
     def _refuse_taken(self, model: str, version: str) -> None:
         taken = {manifest_key(model, version), tombstone_key(model, version)} - self.backend.missing(
@@ -270,9 +307,20 @@ class Store:
         with _naming_failures(f"get of {str(ref)!r}", f"nothing was written to {local_path!r}"):
             manifest, packed = self._load(*self.resolve(ref))
             self._materialise(manifest, local_path, force=force)
-        if self.cache:
-            self.cache.remember(manifest, packed, local_path)
+        self._cache_quietly("remember where it was fetched", self.cache.remember if self.cache else None,
+                            manifest, packed, local_path)
         return manifest
+
+    def _cache_quietly(self, what: str, action, *args):
+        """Run a cache ``action``; a cache that cannot be used (read-only, full) costs reuse, not the get."""
+        if action is None:
+            return None
+        try:
+            return action(*args)
+        except OSError as exc:
+            log.warning("the local cache at %s could not %s (%s); the get itself is complete; set $CAS_CACHE_DIR "
+                        "to a writable directory to reuse chunks locally", self.cache.root, what, exc)
+            return None
 
     def checkout(self, ref: str | Ref) -> str:
         """A verified local copy of a version in the cache, fetched only if needed; returns its path."""
@@ -291,7 +339,10 @@ class Store:
         return path
 
     def _materialise(self, manifest: Manifest, local_path: str, *, force: bool) -> None:
-        staging = Staging(manifest, local_path, force=force)
+        earlier = self.cache.versions_at(local_path) if self.cache and force else ()
+        staging = Staging(manifest, local_path, force=force, earlier_versions=tuple(earlier))
+        self._cache_quietly("note where this get stages", self.cache.note_staging_dir if self.cache else None,
+                            os.path.dirname(staging.path))
         staging.prepare()
         try:
             jobs: dict[bytes, list] = defaultdict(list)
@@ -304,7 +355,7 @@ class Store:
                     lengths[d] = length
                     labels.setdefault(d, f"{manifest.model}@{manifest.version} file {f.path!r}")
             job_list = [ChunkJob(d, lengths[d], tuple(t), labels[d]) for d, t in jobs.items()]
-            seeds = self.cache.seeds(manifest.model) if self.cache else None
+            seeds = self._cache_quietly("list local copies", self.cache.seeds if self.cache else None, manifest.model)
             with byte_bar(f"get {manifest.model}@{manifest.version}", manifest.size, self.progress) as bar:
                 fetched, reused = download_chunks(self.backend, job_list, n_workers=self.n_workers,
                                                   seed=seeds.lookup if seeds else None, progress=bar,
@@ -402,10 +453,13 @@ class Store:
         """Restore a version's damaged or missing chunks from a local copy of it."""
         return maintenance.repair(self, ref, local_path)
 
-    def gc(self, *, dry_run: bool = False, wait: float = 600.0,
-           staging_age: float = maintenance.STAGING_MAX_AGE) -> maintenance.GcReport:
-        """Delete chunks no version references (safe while other processes put)."""
-        return maintenance.gc(self, dry_run=dry_run, wait=wait, staging_age=staging_age)
+    def gc(self, *, dry_run: bool = False, wait: float = 600.0, staging_age: float = maintenance.STAGING_MAX_AGE,
+           grace: float | None = None) -> maintenance.GcReport:
+        """Delete chunks no version references (safe while other processes put).
+
+        Chunks younger than ``grace`` seconds (default: the lease TTL, 60 s) are kept for a later gc.
+        """
+        return maintenance.gc(self, dry_run=dry_run, wait=wait, staging_age=staging_age, grace=grace)
 
     # -- stats -----------------------------------------------------------------------------------
 
@@ -414,7 +468,7 @@ class Store:
         models = [check_name(model, "model")] if model else self.models()
         if model and not self.versions(model):
             raise NotFound(f"no model named {model!r} in {self.backend.url}; `cas ls` lists the models")
-        sizes = {digest_of_chunk_key(k): n for k, n in self.backend.walk("chunks")}
+        sizes = {digest_of_chunk_key(o.key): o.size for o in self.backend.walk("chunks")}
 
         def stored(d: bytes):
             return sizes.get(d.hex())

@@ -157,7 +157,7 @@ def _assert_store_consistent(store: Store) -> None:
     """Every visible version is complete and every chunk object decodes to its name."""
     for version in store.versions("m"):
         assert store.verify(f"m@{version}", full=True).problems == []
-    for key, _size in store.backend.walk("chunks"):
+    for key, _size, _mtime in store.backend.walk("chunks"):
         d = bytes.fromhex(digest_of_chunk_key(key))
         obj = store.backend.read(key)
         length = codec.read_header(obj)[1]
@@ -232,7 +232,23 @@ def test_a_get_sweeps_stale_partials_of_dead_gets_but_never_a_live_one(tmp_path,
         local_store.get("m", str(dest_dir / "w.bin"))
     finally:
         os.close(holder)
-    assert sorted(os.listdir(dest_dir)) == sorted([live.name, fresh.name, aside.name, other.name, busy_dir.name, "w.bin"])
+    # a dead get to another name in the same directory is swept too
+    assert sorted(os.listdir(dest_dir)) == sorted([live.name, fresh.name, aside.name, busy_dir.name, "w.bin"])
+
+
+def test_gc_sweeps_the_leftovers_of_killed_gets_where_gets_staged(tmp_path, store_url):
+    store = Store.open(store_url, cache_dir=str(tmp_path / "cache"))
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(1 << 20))
+    store.put(str(src), "m")
+    dest_dir = tmp_path / "out"
+    store.get("m", str(dest_dir / "w.bin"))
+    dead = dest_dir / ".big.bin.cas-partial-0123456789ab"  # what a kill -9 of a get to out/big.bin leaves
+    dead.write_bytes(b"partial")
+    os.utime(dead, (time.time() - 3600, time.time() - 3600))
+    report = store.gc()
+    assert report.deleted_partials == 1 and not dead.exists()
+    assert (dest_dir / "w.bin").read_bytes() == src.read_bytes()
 
 
 def test_disk_filling_up_during_get_fails_cleanly_and_leaves_nothing(local_store, tmp_path, tiny_disk, monkeypatch):

@@ -169,14 +169,51 @@ def test_existing_destination_is_refused_unless_forced(store, tmp_path):
     assert dest.read_bytes() == b"precious"
     store.get("m", str(dest), force=True)
     assert dest.read_bytes() == b"new bytes"
-    # a directory replaced by a directory version, and no staging left behind
+    # a checkout of one version replaced by another version's tree, and no staging left behind
     d = tmp_path / "tree"
-    write(d / "old.txt", b"old")
-    write(tmp_path / "srcdir" / "new.txt", b"new")
-    store.put(str(tmp_path / "srcdir"), "dm", chunk_size=CHUNK)
-    store.get("dm", str(d), force=True)
+    write(tmp_path / "v1" / "old.txt", b"old")
+    store.put(str(tmp_path / "v1"), "dm", chunk_size=CHUNK)
+    write(tmp_path / "v2" / "new.txt", b"new")
+    store.put(str(tmp_path / "v2"), "dm", chunk_size=CHUNK)
+    store.get("dm@1", str(d))
+    (d / "old.txt").write_bytes(b"edited")  # an edited checkout is still a checkout
+    store.get("dm@2", str(d), force=True)
     assert sorted(os.listdir(d)) == ["new.txt"]
     assert [n for n in os.listdir(tmp_path) if "cas-partial" in n] == []
+
+
+def test_force_never_deletes_a_directory_of_the_users_files(store, tmp_path, monkeypatch):
+    write(tmp_path / "w", b"model bytes")
+    store.put(str(tmp_path / "w"), "m", chunk_size=CHUNK)
+    write(tmp_path / "src" / "a.txt", b"a")
+    store.put(str(tmp_path / "src"), "dm", chunk_size=CHUNK)
+    precious = tmp_path / "precious"
+    write(precious / "project" / "notes.txt", b"work")
+    with pytest.raises(AlreadyExists, match=r"--force .*precious.* is a single file"):
+        store.get("m", str(precious), force=True)  # a file version never replaces a directory
+    with pytest.raises(AlreadyExists, match=r"--force .*holds 'project'"):
+        store.get("dm", str(precious), force=True)  # nor a tree one that is not a checkout
+    assert (precious / "project" / "notes.txt").read_bytes() == b"work"
+    # a checkout where the user added a file of their own is theirs now
+    store.get("dm", str(tmp_path / "co"))
+    write(tmp_path / "co" / "mine.txt", b"mine")
+    with pytest.raises(AlreadyExists, match="mine.txt"):
+        store.get("dm", str(tmp_path / "co"), force=True)
+    assert (tmp_path / "co" / "mine.txt").read_bytes() == b"mine"
+    # never the working directory, nor one that contains it, even when it is empty
+    work = tmp_path / "empty"
+    (work / "sub").mkdir(parents=True)
+    monkeypatch.chdir(work / "sub")
+    for dest in (".", str(work)):
+        with pytest.raises(AlreadyExists, match="working directory"):
+            store.get("dm", dest, force=True)
+    assert (work / "sub").is_dir()
+    assert [n for n in os.listdir(tmp_path) if "cas-partial" in n] == []
+    # an empty directory is replaced by a tree
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fresh").mkdir()
+    store.get("dm", str(tmp_path / "fresh"), force=True)
+    assert (tmp_path / "fresh" / "a.txt").read_bytes() == b"a"
 
 
 def test_get_reuses_chunks_of_an_earlier_fetched_version(store, tmp_path):

@@ -116,11 +116,14 @@ def test_gc_deletes_only_what_no_version_references(local_store, tmp_path):
     local_store.put(str(b), "m", chunk_size=CHUNK)
     local_store.put(str(a), "other", chunk_size=CHUNK)
     local_store.rm("m@2")
-    dry = local_store.gc(dry_run=True)
+    dry = local_store.gc(dry_run=True, grace=0)
     assert dry.deleted_chunks == 4 and dry.deleted_bytes >= 256 * 1024
     assert local_store.verify().chunks == 4  # dry run deleted nothing
     assert len(list(local_store.backend.walk("chunks"))) == 8
-    real = local_store.gc()
+    young = local_store.gc()  # garbage younger than the lease TTL waits for a later gc
+    assert (young.deleted_chunks, young.young_chunks) == (0, 4)
+    assert len(list(local_store.backend.walk("chunks"))) == 8
+    real = local_store.gc(grace=0)
     assert real.deleted_chunks == 4
     assert len(list(local_store.backend.walk("chunks"))) == 4
     assert local_store.verify(full=True).problems == []
@@ -147,7 +150,7 @@ def test_gc_cleans_staging_and_expired_leases(local_store):
     report = local_store.gc(wait=2)
     assert report.deleted_staging == 1 and report.deleted_leases == 1
     assert list(local_store.backend.walk("locks")) == []
-    assert [k for k, _ in local_store.backend.walk("tmp")] == ["tmp/9999999999999-a-write-in-progress"]
+    assert [o.key for o in local_store.backend.walk("tmp")] == ["tmp/9999999999999-a-write-in-progress"]
 
 
 def test_gc_waits_for_running_writers_and_writers_wait_for_gc(local_store):
@@ -192,7 +195,7 @@ def test_concurrent_put_and_gc_never_lose_a_chunk(local_store, tmp_path):
     t = threading.Thread(target=put_again)
     t.start()
     for _ in range(5):
-        local_store.gc(wait=10)
+        local_store.gc(wait=10, grace=0)
     t.join()
     assert errors == []
     assert local_store.verify(full=True).problems == []

@@ -67,7 +67,7 @@ def tmp_files(server, root):
     """Everything left under the store's tmp/, listed through a second backend."""
     backend = _open(server, root)
     try:
-        return [key for key, _size in backend.walk("tmp")]
+        return [o.key for o in backend.walk("tmp")]
     finally:
         backend.close()
 
@@ -338,7 +338,7 @@ def test_list_walk_missing_delete_survive_transient_faults(server, root, store):
     server.raw_write(f"{root}/d/b", b"22")
     server.inject("status", code=503, op="LISTSTATUS", times=3)
     assert store.list("d") == ["a", "b"]
-    assert sorted(store.walk("d")) == [("d/a", 1), ("d/b", 2)]
+    assert sorted((o.key, o.size) for o in store.walk("d")) == [("d/a", 1), ("d/b", 2)]
     assert store.missing(["d/a", "d/b", "d/c"]) == {"d/c"}
     server.inject("refuse", op="DELETE")
     assert store.delete("d/a") is True

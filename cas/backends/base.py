@@ -12,7 +12,15 @@ TimeoutError when the store cannot be reached. Messages name the key.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
+
+
+class StoredObject(NamedTuple):
+    """One object found by ``walk``."""
+
+    key: str
+    size: int  # bytes
+    mtime: float  # when it was written, seconds since the epoch (the store's clock)
 
 
 @runtime_checkable
@@ -54,8 +62,9 @@ class Backend(Protocol):
         """Names (not keys) of the direct children of ``prefix``, objects and sub-prefixes
         alike, sorted. An empty list when nothing exists under ``prefix``."""
 
-    def walk(self, prefix: str) -> Iterator[tuple[str, int]]:
-        """Yield (key, size in bytes) for every object anywhere below ``prefix``, in any order."""
+    def walk(self, prefix: str) -> Iterator[StoredObject]:
+        """Yield a StoredObject (key, size, mtime) for every object anywhere below ``prefix``, in any
+        order. gc uses ``mtime`` to leave young objects alone."""
 
     def missing(self, keys: Iterable[str]) -> set[str]:
         """The subset of ``keys`` that have no object: the one bulk existence question a put asks."""

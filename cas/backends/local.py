@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from ..directio import write_direct
+from .base import StoredObject
 from ..layout import TMP, staging_key
 
 DIRECT_MIN_BYTES = 256 * 1024  # small objects (manifests, tags, leases) are not worth the copy
@@ -127,16 +128,16 @@ class LocalBackend:
         except (FileNotFoundError, NotADirectoryError):
             return []
 
-    def walk(self, prefix: str) -> Iterator[tuple[str, int]]:
+    def walk(self, prefix: str) -> Iterator[StoredObject]:
         top = self._path(prefix)
         for dirpath, _dirnames, filenames in os.walk(top):
             rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             for name in filenames:
                 try:
-                    size = os.stat(os.path.join(dirpath, name)).st_size
+                    st = os.stat(os.path.join(dirpath, name))
                 except FileNotFoundError:  # deleted while we walked
                     continue
-                yield f"{rel}/{name}", size
+                yield StoredObject(f"{rel}/{name}", st.st_size, st.st_mtime)
 
     def missing(self, keys: Iterable[str]) -> set[str]:
         return {k for k in keys if not os.path.exists(self._path(k))}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
+
+from .base import StoredObject
 
 
 class MemoryBackend:
@@ -11,6 +14,7 @@ class MemoryBackend:
         self.url = f"memory://{name}"
         self.max_workers = max_workers
         self.objects: dict[str, bytes] = {}
+        self.mtimes: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -26,9 +30,11 @@ class MemoryBackend:
             if key in self.objects:
                 raise FileExistsError(17, "object already exists", key)
             self.objects[key] = bytes(data)
+            self.mtimes[key] = time.time()
 
     def delete(self, key: str) -> bool:
         with self._lock:
+            self.mtimes.pop(key, None)
             return self.objects.pop(key, None) is not None
 
     def list(self, prefix: str) -> list[str]:
@@ -37,10 +43,11 @@ class MemoryBackend:
             keys = [k for k in self.objects if k.startswith(start)]
         return sorted({k[len(start):].split("/", 1)[0] for k in keys})
 
-    def walk(self, prefix: str) -> Iterator[tuple[str, int]]:
+    def walk(self, prefix: str) -> Iterator[StoredObject]:
         start = prefix.rstrip("/") + "/"
         with self._lock:
-            items = [(k, len(v)) for k, v in self.objects.items() if k.startswith(start)]
+            items = [StoredObject(k, len(v), self.mtimes.get(k, 0.0)) for k, v in self.objects.items()
+                     if k.startswith(start)]
         yield from items
 
     def missing(self, keys: Iterable[str]) -> set[str]:

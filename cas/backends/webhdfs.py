@@ -75,6 +75,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from ..layout import TMP, staging_key
+from .base import StoredObject
 from .webhdfs_url import parse_webhdfs_url
 
 __all__ = ["WebHdfsBackend", "open_webhdfs", "parse_webhdfs_url"]
@@ -645,7 +646,7 @@ class WebHdfsBackend:
             entries = self._children(path, prefix, "list")
         return sorted(e["pathSuffix"] for e in entries or ())
 
-    def walk(self, prefix: str) -> Iterator[tuple[str, int]]:
+    def walk(self, prefix: str) -> Iterator[StoredObject]:
         base = prefix.strip("/")
         self._path(base)  # validate
         level = [base]
@@ -664,7 +665,8 @@ class WebHdfsBackend:
                         if entry.get("type") == "DIRECTORY":
                             next_level.append(child)
                         else:
-                            yield child, int(entry.get("length", 0))
+                            yield StoredObject(child, int(entry.get("length", 0)),
+                                               int(entry.get("modificationTime", 0)) / 1000)
                 level = next_level
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+import time
 
 import pytest
 
@@ -148,7 +149,9 @@ class BackendConformance:
         objects = {"w/a": b"1", "w/b/c": b"22", "w/b/d/e": b"333", "elsewhere": b"4444"}
         for key, data in objects.items():
             backend.create(key, data)
-        assert sorted(backend.walk("w")) == [("w/a", 1), ("w/b/c", 2), ("w/b/d/e", 3)]
+        found = list(backend.walk("w"))
+        assert sorted((o.key, o.size) for o in found) == [("w/a", 1), ("w/b/c", 2), ("w/b/d/e", 3)]
+        assert all(abs(o.mtime - time.time()) < 600 for o in found)  # gc's grace period relies on it
         assert list(backend.walk("nothing/here")) == []
 
     def test_missing_returns_exactly_the_absent_keys(self, backend):
@@ -179,6 +182,6 @@ class BackendConformance:
         backend.create("x/z", b"data")
         with pytest.raises(FileExistsError):
             backend.create("x/y", b"other")
-        keys = sorted(k for k, _ in backend.walk("x"))
+        keys = sorted(o.key for o in backend.walk("x"))
         assert keys == ["x/y", "x/z"]
-        assert [k for k, _ in backend.walk("tmp")] == []
+        assert [o.key for o in backend.walk("tmp")] == []

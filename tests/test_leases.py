@@ -1,0 +1,223 @@
+"""Leases under pauses: a writer or gc stopped (SIGSTOP, a sleeping laptop) past its lease TTL
+must never publish a version with missing chunks nor delete a chunk of a live version.
+
+Each case pauses a real process with SIGSTOP at the point that matters, lets the lease expire
+(a short TTL, not a 65 s sleep), lets the other side act, then resumes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from cas import Store
+from cas.leases import WRITER, Lease, LeaseInfo, holder_is_dead, live_leases
+
+TTL = 1.0
+CHUNK = 64 * 1024
+
+# Each child stops itself (SIGSTOP, as Ctrl-Z would) right after the step named by its hook.
+PUT_PAUSED = """
+import os, signal, sys
+from cas import Store
+url, src = sys.argv[1], sys.argv[2]
+store = Store.open(url, cache_dir=False)
+store.lease_ttl = float(sys.argv[3])
+real_missing, paused = store.backend.missing, []
+def missing(keys):
+    out = real_missing(keys)
+    if not paused:  # it holds its writer lease and has decided which chunks to skip
+        paused.append(1)
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return out
+store.backend.missing = missing
+m = store.put(src, "m", chunk_size=65536)
+print(m.version)
+"""
+
+GC_PAUSED = """
+import os, signal, sys
+from cas import Store
+from cas.errors import CasError
+store = Store.open(sys.argv[1], cache_dir=False)
+store.lease_ttl = float(sys.argv[3])
+real_walk = store.backend.walk
+def walk(prefix):
+    for i, obj in enumerate(real_walk(prefix)):
+        yield obj
+        if prefix == "chunks" and i == 0:  # paused in the middle of its walk of the chunks
+            os.kill(os.getpid(), signal.SIGSTOP)
+store.backend.walk = walk
+try:
+    print(store.gc(grace=0).deleted_chunks)
+except CasError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(1)
+"""
+
+GET_PAUSED = """
+import os, signal, sys
+from cas import Store
+store = Store.open(sys.argv[1], cache_dir=False, n_workers=1)
+real_read, paused = store.backend.read, []
+def read(key, *args, **kwargs):
+    out = real_read(key, *args, **kwargs)
+    if key.startswith("chunks/") and not paused:
+        paused.append(1)
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return out
+store.backend.read = read
+store.backend.read_into = None  # every chunk through read(), so the pause lands mid-download
+store.get("m", sys.argv[2])
+"""
+
+
+def _start_paused(script: str, *args: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)  # returns once it has stopped itself
+    if not os.WIFSTOPPED(status):
+        out, err = proc.communicate()
+        pytest.fail(f"the child ended before its pause point: {err}")
+    return proc
+
+
+def _resume(proc: subprocess.Popen) -> tuple[int, str, str]:
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def _store(url: str) -> Store:
+    store = Store.open(url, cache_dir=False)
+    store.lease_ttl = TTL
+    return store
+
+
+@pytest.fixture
+def garbage_base(tmp_path, process_shared_url):
+    """A store whose only chunks belong to a removed version (base.bin): garbage a put may reuse."""
+    base = tmp_path / "src" / "base.bin"
+    base.parent.mkdir()
+    base.write_bytes(os.urandom(1 << 20))
+    store = _store(process_shared_url)
+    store.put(str(base), "base", chunk_size=CHUNK)
+    store.rm("base@1")
+    return process_shared_url, base
+
+
+def test_a_put_paused_past_its_lease_while_gc_runs_still_publishes_a_whole_version(tmp_path, garbage_base):
+    url, base = garbage_base
+    (base.parent / "new.bin").write_bytes(os.urandom(2 << 20))
+    put = _start_paused(PUT_PAUSED, url, str(base.parent), str(TTL))
+    time.sleep(TTL * 1.5)  # its lease expires: gc goes ahead and deletes base.bin's chunks
+    report = _store(url).gc()
+    assert report.deleted_chunks == 16
+    code, out, err = _resume(put)
+    assert code == 0, err
+    assert "lapsed" in err  # it noticed, and asked the store again instead of trusting what it knew
+    store = _store(url)
+    assert store.verify(full=True).problems == []
+    store.get("m", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "base.bin").read_bytes() == base.read_bytes()
+
+
+def test_a_gc_paused_past_its_lease_deletes_nothing_a_put_made_meanwhile(tmp_path, garbage_base):
+    url, base = garbage_base
+    gc = _start_paused(GC_PAUSED, url, "", str(TTL))
+    time.sleep(TTL * 1.5)  # its lease expires: a put goes ahead, reusing the garbage and adding chunks
+    new = tmp_path / "new.bin"
+    new.write_bytes(base.read_bytes() + os.urandom(1 << 20))
+    store = _store(url)
+    m = store.put(str(new), "m", chunk_size=CHUNK)
+    assert store.last_transfer.sent_chunks == 16  # base.bin's 16 chunks were reused
+    code, out, err = _resume(gc)
+    assert code == 1 and "lapsed" in err and "run `cas gc` again" in err
+    assert store.verify(full=True).problems == []
+    store.get(f"m@{m.version}", str(tmp_path / "out.bin"))
+    assert (tmp_path / "out.bin").read_bytes() == new.read_bytes()
+
+
+def test_a_get_paused_while_gc_and_puts_run_still_gets_its_version(tmp_path, garbage_base):
+    url, base = garbage_base
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(1 << 20))
+    store = _store(url)
+    store.put(str(src), "m", chunk_size=CHUNK)
+    get = _start_paused(GET_PAUSED, url, str(tmp_path / "out.bin"))
+    time.sleep(TTL * 1.5)
+    store.put(str(base), "other", chunk_size=CHUNK)
+    store.gc(grace=0)
+    code, out, err = _resume(get)
+    assert code == 0, err
+    assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
+    assert store.verify(full=True).problems == []
+
+
+def test_gc_leaves_chunks_younger_than_the_grace_period(tmp_path, local_store):
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(256 * 1024))
+    local_store.put(str(src), "m", chunk_size=CHUNK)
+    local_store.rm("m@1")
+    kept = local_store.gc(grace=3600)
+    assert (kept.deleted_chunks, kept.young_chunks) == (0, 4)
+    assert local_store.gc(grace=0).deleted_chunks == 4
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_lease_that_lapsed_stays_broken_even_after_its_heartbeat_renews_it(local_store):
+    clock = FakeClock()
+    lease = Lease(local_store.backend, WRITER, ttl=10, clock=clock)
+    lease.seq = 1
+    lease._write(1)
+    assert lease.intact(margin=5)
+    clock.now += 6
+    assert not lease.intact(margin=5)  # less than the margin left: not good enough to publish on
+    lease = Lease(local_store.backend, WRITER, ttl=10, clock=clock)
+    lease.seq = 1
+    lease._write(1)
+    clock.now += 11  # paused past its expiry...
+    lease._write(2)  # ...then its heartbeat renews it as if nothing happened
+    assert not lease.intact()
+    with pytest.raises(Exception, match="lapsed before publishing"):
+        lease.check("publishing")
+
+
+def test_a_lease_of_a_dead_process_on_this_host_is_dead_at_once(local_store):
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(proc.stdout)
+    import socket
+    host = socket.gethostname()
+    dead = LeaseInfo("locks/gc.x.00000001", "gc", "x", f"{host}:{dead_pid}", time.time() + 60)
+    alive = LeaseInfo("locks/gc.y.00000001", "gc", "y", f"{host}:{os.getpid()}", time.time() + 60)
+    elsewhere = LeaseInfo("locks/gc.z.00000001", "gc", "z", f"another-host:{dead_pid}", time.time() + 60)
+    assert holder_is_dead(dead) and not holder_is_dead(alive) and not holder_is_dead(elsewhere)
+
+
+def test_a_gc_killed_with_sigkill_does_not_block_the_next_gc_on_this_host(tmp_path):
+    url = str(tmp_path / "store")
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from cas.backends.local import LocalBackend
+        from cas.leases import GC, Lease
+        Lease(LocalBackend(sys.argv[1]), GC).acquire()
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    subprocess.run([sys.executable, "-c", script, url])
+    store = Store.open(url, cache_dir=False)
+    assert live_leases(store.backend) == []
+    report = store.gc(wait=1)  # no "another garbage collection is running" for a minute
+    assert report.deleted_leases == 1
