@@ -63,6 +63,23 @@ def _manifests(store, ref) -> tuple[list[Manifest], list[Problem]]:
     return manifests, problems
 
 
+def _dangling_tags(store) -> list[Problem]:
+    """A tag whose current target is a version that is not there (removed, or never written)."""
+    found = []
+    for model in store.backend.list(layout.REFS):
+        try:
+            tags = store.tags(model)
+        except CasError as exc:
+            found.append(Problem(model, "?", None, None, f"tags unreadable: {exc}"))
+            continue
+        for tag, version in tags.items():
+            if not store._exists(model, version):
+                found.append(Problem(model, version, None, None,
+                                     f"tag {tag!r} points to this version, which does not exist; "
+                                     f"`cas tag {model}@VERSION {tag}` or `cas untag {model} {tag}` fixes it"))
+    return found
+
+
 def check_chunk(backend, digest: bytes, length: int) -> str | None:
     """None if the stored chunk decodes to its digest, else what is wrong with it."""
     try:
@@ -87,7 +104,8 @@ def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
             for _off, length, d in f.chunks():
                 users[d].append((m.model, m.version, f.path))
                 lengths[d] = length
-    report = VerifyReport(versions=len(manifests) + len(problems), chunks=len(users), problems=problems)
+    report = VerifyReport(versions=len(manifests) + len(problems), chunks=len(users),
+                          problems=problems + ([] if ref else _dangling_tags(store)))
     if full:
         verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(users), store.n_workers)
         bad = {d: v for d, v in zip(users, verdicts) if v}

@@ -94,8 +94,9 @@ def remove_tag(backend, model: str, tag: str) -> TagEntry:
     return _append(backend, model, tag, make)
 
 
-def rollback_tag(backend, model: str, tag: str) -> TagEntry:
-    """Point the tag at what it pointed to before its current target."""
+def rollback_tag(backend, model: str, tag: str, *, exists=lambda model, version: True) -> TagEntry:
+    """Point the tag at what it pointed to before its current target, skipping removed versions
+    (``exists(model, version)`` says which are still there)."""
     entries = {e.seq: e for e in history(backend, model, tag)}
 
     def make(now):
@@ -104,8 +105,10 @@ def rollback_tag(backend, model: str, tag: str) -> TagEntry:
         if now.seq not in entries:  # moved since we read the history
             entries.update({e.seq: e for e in history(backend, model, tag)})
         before = entries.get(now.parent)
+        while before is not None and before.target is not None and not exists(model, before.target):
+            before = entries.get(before.parent)  # a removed version is no place to roll back to
         if before is None:
-            raise CasError(f"tag {model}:{tag} has no earlier target to roll back to")
+            raise CasError(f"tag {model}:{tag} has no earlier target to roll back to (that still exists)")
         return before.target, before.parent, "rollback"
 
     return _append(backend, model, tag, make)

@@ -404,8 +404,11 @@ class Store:
         check_name(model, "model")
         check_name(tag, "tag")
         with self._writing():
-            entry = refs.rollback_tag(self.backend, model, tag)
+            entry = refs.rollback_tag(self.backend, model, tag, exists=self._exists)
         return entry.target
+
+    def _exists(self, model: str, version: str) -> bool:
+        return not self.backend.missing([manifest_key(model, version)])
 
     # -- rm --------------------------------------------------------------------------------------
 
@@ -419,7 +422,12 @@ class Store:
         if r.version is None:
             raise BadName(f"rm needs an explicit MODEL@VERSION, got {str(r)!r}; versions are never removed by tag")
         model, version = r.model, r.version
-        self._load(model, version)
+        try:
+            self._load(model, version)
+        except NotFound:
+            if tombstone_key(model, version) in self.backend.missing([tombstone_key(model, version)]):
+                raise
+            # removed already (perhaps by an rm that was killed before it fixed the tags): finish the job
         pinned = [t for t, v in self.tags(model).items() if v == version and t != LATEST]
         if pinned and not force:
             raise InUse(f"{model}@{version} is tagged {', '.join(pinned)}; move or remove those tags first, or use --force")
@@ -428,20 +436,22 @@ class Store:
         return version
 
     def _remove_version(self, model: str, version: str, pinned: list[str]) -> None:
-        try:
-            self.backend.create(tombstone_key(model, version), b"")
-        except FileExistsError:
-            pass
-        self.backend.delete(manifest_key(model, version))
+        """Tags first, then the tombstone, then the manifest: an rm killed at any point leaves no tag
+        pointing at a removed version, and running it again finishes it."""
         for tag in pinned:
             refs.remove_tag(self.backend, model, tag)
         if refs.target(self.backend, model, LATEST) == version:
-            remaining = self.versions(model)
+            remaining = [v for v in self.versions(model) if v != version]
             if remaining:
                 newest = max(remaining, key=lambda v: self._load(model, v)[0].created)
                 refs.set_tag(self.backend, model, LATEST, newest)
             else:
                 refs.remove_tag(self.backend, model, LATEST)
+        try:
+            self.backend.create(tombstone_key(model, version), b"")
+        except FileExistsError:
+            pass
+        self.backend.delete(manifest_key(model, version))
 
     # -- upkeep ------------------------------------------------------------------------------------
 

@@ -382,3 +382,29 @@ def test_get_writes_identical_bytes_with_and_without_o_direct(local_store, tmp_p
 def test_a_store_refuses_a_min_saving_outside_0_to_1(tmp_path):
     with pytest.raises(ValueError, match="min_saving"):
         Store(LocalBackend(str(tmp_path / "s")), cache_dir=False, min_saving=-1.0)
+
+
+def test_rollback_skips_removed_versions_and_rm_moves_tags_first(store, tmp_path):
+    for i in range(3):
+        store.put(str(write(tmp_path / f"w{i}", bytes([i]) * 1000)), "m", chunk_size=CHUNK)
+    store.rm("m@2")
+    assert store.tags("m") == {"latest": "3"}
+    assert store.rollback("m") == "1"  # not the removed 2
+    assert store.manifest("m").version == "1"
+    assert store.verify().problems == []
+
+
+def test_an_rm_killed_before_it_moved_latest_is_finished_by_running_it_again(store, tmp_path):
+    """The state an rm of the old order (manifest first, tags after) left when killed midway."""
+    from cas.layout import manifest_key, tombstone_key
+    for i in range(2):
+        store.put(str(write(tmp_path / f"w{i}", bytes([i]) * 1000)), "m", chunk_size=CHUNK)
+    store.backend.create(tombstone_key("m", "2"), b"")
+    store.backend.delete(manifest_key("m", "2"))
+    problems = store.verify().problems
+    assert [(p.model, p.version) for p in problems] == [("m", "2")] and "tag 'latest'" in problems[0].problem
+    assert store.rm("m@2") == "2"  # finishes the job instead of failing
+    assert store.tags("m") == {"latest": "1"}
+    assert store.verify().problems == []
+    with pytest.raises(NotFound):
+        store.rm("m@3")  # a version that never was is still an error
