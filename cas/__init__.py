@@ -6,8 +6,8 @@
     store.get("resnet@1", "restored.keras")
 """
 
-from .errors import (AlreadyExists, BadManifest, BadName, CasError, CorruptChunk, InUse, IntegrityError, NotFound,
-                     SourceChanged, StoreUnavailable)
+from .errors import (AlreadyExists, BadManifest, BadName, CasError, CorruptChunk, InUse, IntegrityError, MissingChunk,
+                     NoSuchModel, NoSuchTag, NoSuchVersion, NotFound, SourceChanged, StoreUnavailable, VersionExists)
 from .manifest import FileEntry, Manifest
 from .store import Store, TransferStats
 
@@ -15,5 +15,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists", "BadManifest", "BadName", "CasError", "CorruptChunk", "FileEntry", "InUse", "IntegrityError", "Manifest",
-    "NotFound", "SourceChanged", "Store", "StoreUnavailable", "TransferStats", "__version__",
+    "MissingChunk", "NoSuchModel", "NoSuchTag", "NoSuchVersion", "NotFound", "SourceChanged", "Store", "StoreUnavailable",
+    "TransferStats", "VersionExists", "__version__",
 ]

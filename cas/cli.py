@@ -12,7 +12,7 @@ import time
 from . import __version__
 from .chunking import DEFAULT_CHUNK_SIZE
 from .codec import DEFAULT_LEVEL
-from .errors import CasError
+from .errors import CasError, NoSuchModel, NoSuchTag
 from .manifest import Manifest
 from .stats import human_bytes
 from .store import Store, default_store_url
@@ -169,7 +169,7 @@ def cmd_ls(store: Store, args) -> None:
         return
     versions = store.versions(args.model)
     if not versions:
-        raise CasError(f"no model named {args.model!r} in {store.backend.url}; `cas ls` lists the models")
+        raise NoSuchModel(args.model, store.backend.url)
     tags = store.tags(args.model)
     rows = []
     for v in versions:
@@ -209,7 +209,7 @@ def cmd_rollback(store: Store, args) -> None:
 def cmd_history(store: Store, args) -> None:
     entries = store.tag_history(args.model, args.tag)
     if not entries:
-        raise CasError(f"model {args.model!r} has no tag {args.tag!r}; `cas ls {args.model}` lists its tags")
+        raise NoSuchTag(args.model, args.tag)
     data = [{"seq": e.seq, "target": e.target, "op": e.op, "time": e.time} for e in entries]
     _emit(args, data, "\n".join(f"{e.seq}\t{_when(e.time)}\t{e.op}\t{e.target or '-'}" for e in entries))
 

@@ -30,7 +30,7 @@ from . import codec
 from .chunking import check_chunk_size, fixed_chunks
 from .digest import HASH_NAME
 from .digest import digest as digest_of
-from .errors import NotFound, SourceChanged
+from .errors import NoSuchModel, NoSuchVersion, SourceChanged
 from .layout import CHUNKS, digest_of_chunk_key
 from .localfs import scan_source
 from .manifest import FileEntry, Manifest, pack
@@ -377,11 +377,11 @@ def analyze_store(store, model: str, versions: Sequence[str] | None = None) -> d
     check_name(model, "model")
     available = store.versions(model)
     if not available:
-        raise NotFound(f"no model named {model!r} in {store.backend.url}; `cas ls` lists the models")
+        raise NoSuchModel(model, store.backend.url)
     chosen = list(dict.fromkeys(versions)) if versions else available
     unknown = [v for v in chosen if v not in available]
     if unknown:
-        raise NotFound(f"model {model!r} has no version {unknown[0]!r}; `cas ls {model}` lists its versions")
+        raise NoSuchVersion(model, unknown[0])
     manifests = run_bounded(lambda v: store.manifest(Ref(model, version=v)), chosen, store.n_workers)
     manifests.sort(key=lambda m: m.created)
     sizes = {digest_of_chunk_key(o.key): o.size for o in store.backend.walk(CHUNKS)}

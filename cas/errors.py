@@ -5,13 +5,32 @@ ConnectionError, TimeoutError). The store turns the ones that mean something to 
 classes below, each with a message that names the object and says what to do. Each class also
 subclasses the matching builtin, so ``except FileNotFoundError`` keeps working for callers who
 think in files.
+
+Errors carry the objects they are about as fields (``model``, ``version``, ``tag``, ``path``,
+``digest``), so callers and tests look at fields, not at the wording; a message that recurs is
+built once, here, by its own class.
 """
 
 from __future__ import annotations
 
+FIELDS = ("model", "version", "tag", "path", "digest")
+
 
 class CasError(Exception):
     """Base of every error cas raises on purpose; the CLI prints its message as one line."""
+
+    model: str | None = None
+    version: str | None = None
+    tag: str | None = None
+    path: str | None = None  # a local path, or a file's path inside a version
+    digest: str | None = None  # a chunk's hex digest
+
+    def __init__(self, message: str = "", **fields) -> None:
+        super().__init__(message)
+        for name, value in fields.items():
+            if name not in FIELDS:
+                raise TypeError(f"{type(self).__name__} has no field {name!r}")
+            setattr(self, name, value)
 
 
 class BadName(CasError, ValueError):
@@ -22,8 +41,35 @@ class NotFound(CasError, FileNotFoundError):
     """A model, version, tag or chunk that the store does not have."""
 
 
+class NoSuchModel(NotFound):
+    def __init__(self, model: str, store_url: str) -> None:
+        super().__init__(f"no model named {model!r} in {store_url}; `cas ls` lists the models", model=model)
+
+
+class NoSuchVersion(NotFound):
+    def __init__(self, model: str, version: str) -> None:
+        super().__init__(f"model {model!r} has no version {version!r}; `cas ls {model}` lists its versions",
+                         model=model, version=version)
+
+
+class NoSuchTag(NotFound):
+    def __init__(self, model: str, tag: str) -> None:
+        super().__init__(f"model {model!r} has no tag {tag!r}; `cas ls {model}` lists its tags", model=model, tag=tag)
+
+
+class MissingChunk(NotFound):
+    def __init__(self, digest: str, where: str) -> None:
+        super().__init__(f"chunk {digest} of {where} is missing from the store; run `cas verify` and `cas repair`",
+                         digest=digest)
+
+
 class AlreadyExists(CasError, FileExistsError):
     """A version label that is taken, or a destination that exists (without --force)."""
+
+
+class VersionExists(AlreadyExists):
+    def __init__(self, model: str, version: str, why: str = "already exists and versions are immutable") -> None:
+        super().__init__(f"{model}@{version} {why}; choose another version label", model=model, version=version)
 
 
 class BadManifest(CasError, ValueError):

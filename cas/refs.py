@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from .errors import CasError, NotFound
+from .errors import CasError, NoSuchTag
 from .layout import TAG_ENTRY_WIDTH, tag_dir, tag_entry_key, tags_dir
 
 MAX_RACE_RETRIES = 100
@@ -88,7 +88,7 @@ def set_tag(backend, model: str, tag: str, version: str) -> TagEntry:
 def remove_tag(backend, model: str, tag: str) -> TagEntry:
     def make(now):
         if now is None or now.target is None:
-            raise NotFound(f"model {model!r} has no tag {tag!r}; `cas ls {model}` lists its tags")
+            raise NoSuchTag(model, tag)
         return None, now.seq, "untag"
 
     return _append(backend, model, tag, make)
@@ -101,7 +101,7 @@ def rollback_tag(backend, model: str, tag: str, *, exists=lambda model, version:
 
     def make(now):
         if now is None:
-            raise NotFound(f"model {model!r} has no tag {tag!r}; `cas ls {model}` lists its tags")
+            raise NoSuchTag(model, tag)
         if now.seq not in entries:  # moved since we read the history
             entries.update({e.seq: e for e in history(backend, model, tag)})
         before = entries.get(now.parent)

@@ -20,8 +20,8 @@ from .backends import Backend, open_backend
 from .cache import LocalCache, default_cache_root
 from .chunking import DEFAULT_CHUNK_SIZE, check_chunk_size, fixed_chunks
 from .digest import HASH_NAME
-from .errors import (AlreadyExists, BadManifest, BadName, CasError, InUse, IntegrityError, NotFound,
-                     StoreUnavailable)
+from .errors import (BadManifest, BadName, CasError, InUse, IntegrityError, NoSuchModel, NoSuchTag, NoSuchVersion,
+                     NotFound, StoreUnavailable, VersionExists)
 from .integrity import file_digest, new_hasher
 from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, digest_of_chunk_key,
                      manifest_key, model_dir, tombstone_key)
@@ -137,8 +137,8 @@ class Store:
         target = refs.target(self.backend, r.model, r.tag)
         if target is None:
             if not self.versions(r.model):
-                raise NotFound(f"no model named {r.model!r} in {self.backend.url}; `cas ls` lists the models")
-            raise NotFound(f"model {r.model!r} has no tag {r.tag!r}; `cas ls {r.model}` lists its tags")
+                raise NoSuchModel(r.model, self.backend.url)
+            raise NoSuchTag(r.model, r.tag)
         return r.model, target
 
     def manifest(self, ref: str | Ref) -> Manifest:
@@ -150,8 +150,8 @@ class Store:
             data = self.backend.read(key)
         except FileNotFoundError:
             if not self.versions(model):
-                raise NotFound(f"no model named {model!r} in {self.backend.url}; `cas ls` lists the models") from None
-            raise NotFound(f"model {model!r} has no version {version!r}; `cas ls {model}` lists its versions") from None
+                raise NoSuchModel(model, self.backend.url) from None
+            raise NoSuchVersion(model, version) from None
         m = unpack(data, name=f"manifest of {model}@{version}")
         if (m.model, m.version) != (model, version):
             raise BadManifest(f"manifest at {key} says it is {m.model}@{m.version}; the store is damaged, run `cas verify`")
@@ -266,17 +266,16 @@ class Store:
         taken = {manifest_key(model, version), tombstone_key(model, version)} - self.backend.missing(
             [manifest_key(model, version), tombstone_key(model, version)])
         if manifest_key(model, version) in taken:
-            raise AlreadyExists(f"{model}@{version} already exists and versions are immutable; choose another version label")
+            raise VersionExists(model, version)
         if taken:
-            raise AlreadyExists(f"{model}@{version} was removed and its label stays reserved; choose another version label")
+            raise VersionExists(model, version, "was removed and its label stays reserved")
 
     def _publish(self, draft: Manifest, *, explicit: bool) -> Manifest:
         if explicit:
             try:
                 self.backend.create(manifest_key(draft.model, draft.version), pack(draft))
             except FileExistsError:
-                raise AlreadyExists(f"{draft.model}@{draft.version} was created by another writer meanwhile; "
-                                    "choose another version label") from None
+                raise VersionExists(draft.model, draft.version, "was created by another writer meanwhile") from None
             return draft
         for _ in range(MAX_VERSION_RACE_RETRIES):
             m = replace(draft, version=str(self._next_number(draft.model)))
@@ -430,7 +429,8 @@ class Store:
             # removed already (perhaps by an rm that was killed before it fixed the tags): finish the job
         pinned = [t for t, v in self.tags(model).items() if v == version and t != LATEST]
         if pinned and not force:
-            raise InUse(f"{model}@{version} is tagged {', '.join(pinned)}; move or remove those tags first, or use --force")
+            raise InUse(f"{model}@{version} is tagged {', '.join(pinned)}; move or remove those tags first, or use --force",
+                        model=model, version=version, tag=pinned[0])
         with self._writing():
             self._remove_version(model, version, pinned)
         return version
@@ -477,7 +477,7 @@ class Store:
         """Dedup and compression figures for one model or the whole store (see cas.stats)."""
         models = [check_name(model, "model")] if model else self.models()
         if model and not self.versions(model):
-            raise NotFound(f"no model named {model!r} in {self.backend.url}; `cas ls` lists the models")
+            raise NoSuchModel(model, self.backend.url)
         sizes = {digest_of_chunk_key(o.key): o.size for o in self.backend.walk("chunks")}
 
         def stored(d: bytes):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import codec
 from .digest import digest as digest_of
-from .errors import CorruptChunk, NotFound, SourceChanged
+from .errors import CorruptChunk, MissingChunk, SourceChanged
 from .layout import chunk_key
 from .backends.base import read_into
 from .directio import aligned_buffer, write_at
@@ -211,9 +211,7 @@ def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.
         try:
             obj = read_into(backend, key, obj_buffer)
         except FileNotFoundError:
-            raise NotFound(
-                f"chunk {hex_digest} of {label} is missing from the store; run `cas verify` and `cas repair`"
-            ) from None
+            raise MissingChunk(hex_digest, label) from None
         except BufferError:
             problem = f"its object is longer than any encoding of {length} bytes"
             continue
@@ -226,7 +224,8 @@ def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.
             if digest_of(data) == digest:
                 return data
         problem = "its bytes do not match its digest"
-    raise CorruptChunk(f"chunk {hex_digest} of {label} is corrupt ({problem}); run `cas verify` and `cas repair`")
+    raise CorruptChunk(f"chunk {hex_digest} of {label} is corrupt ({problem}); run `cas verify` and `cas repair`",
+                       digest=hex_digest)
 
 
 def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: SeedLookup | None = None,

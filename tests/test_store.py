@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from cas import AlreadyExists, BadManifest, BadName, CorruptChunk, InUse, NotFound, Store
+from cas.errors import NoSuchModel, NoSuchTag, NoSuchVersion
 from cas.backends import LocalBackend
 from cas.layout import chunk_key, manifest_key
 from tests.conftest import write
@@ -86,8 +87,9 @@ def test_explicit_version_labels_are_never_overwritten(store, tmp_path):
     a = write(tmp_path / "a", b"A" * 1000)
     b = write(tmp_path / "b", b"B" * 1000)
     store.put(str(a), "m", "v1.0", chunk_size=CHUNK)
-    with pytest.raises(AlreadyExists, match="m@v1.0 already exists"):
+    with pytest.raises(AlreadyExists) as taken:
         store.put(str(b), "m", "v1.0", chunk_size=CHUNK)
+    assert (taken.value.model, taken.value.version) == ("m", "v1.0")
     out = tmp_path / "o"
     store.get("m@v1.0", str(out))
     assert out.read_bytes() == b"A" * 1000
@@ -137,12 +139,17 @@ def test_rm_keeps_the_label_reserved_and_moves_latest_back(store, tmp_path):
 
 
 def test_missing_things_name_themselves(store, tmp_path):
-    with pytest.raises(NotFound, match="no model named 'ghost'"):
+    with pytest.raises(NoSuchModel) as no_model:
         store.manifest("ghost")
+    assert no_model.value.model == "ghost" and isinstance(no_model.value, FileNotFoundError)
     src = write(tmp_path / "w", b"x")
     store.put(str(src), "m", chunk_size=CHUNK)
-    with pytest.raises(NotFound, match="model 'm' has no version '9'"):
+    with pytest.raises(NoSuchVersion) as no_version:
         store.get("m@9", str(tmp_path / "o"))
+    assert (no_version.value.model, no_version.value.version) == ("m", "9")
+    with pytest.raises(NoSuchTag) as no_tag:
+        store.get("m:prod", str(tmp_path / "o"))
+    assert (no_tag.value.model, no_tag.value.tag) == ("m", "prod")
     with pytest.raises(NotFound, match="no such file"):
         store.put(str(tmp_path / "nope"), "m")
     assert not (tmp_path / "o").exists()
