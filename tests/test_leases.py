@@ -19,7 +19,8 @@ import pytest
 from cas import Store
 from cas.leases import WRITER, Lease, LeaseInfo, holder_is_dead, live_leases
 
-TTL = 1.0
+TTL = 1.0  # the paused child's lease
+OWN_TTL = 10.0  # this process's leases: long enough never to lapse on a loaded CI machine
 CHUNK = 64 * 1024
 
 # Each child stops itself (SIGSTOP, as Ctrl-Z would) right after the step named by its hook.
@@ -96,7 +97,7 @@ def _resume(proc: subprocess.Popen) -> tuple[int, str, str]:
 
 def _store(url: str) -> Store:
     store = Store.open(url, cache_dir=False)
-    store.lease_ttl = TTL
+    store.lease_ttl = OWN_TTL
     return store
 
 
@@ -117,7 +118,7 @@ def test_a_put_paused_past_its_lease_while_gc_runs_still_publishes_a_whole_versi
     (base.parent / "new.bin").write_bytes(os.urandom(2 << 20))
     put = _start_paused(PUT_PAUSED, url, str(base.parent), str(TTL))
     time.sleep(TTL * 1.5)  # its lease expires: gc goes ahead and deletes base.bin's chunks
-    report = _store(url).gc()
+    report = _store(url).gc(grace=TTL)
     assert report.deleted_chunks == 16
     code, out, err = _resume(put)
     assert code == 0, err
