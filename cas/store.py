@@ -216,33 +216,30 @@ class Store:
         # past its TTL) proves nothing, so the put asks again rather than publish on its word.
         lease = self._writing()
         try:
-            lease, to_send, stored_sizes = self._store_missing(lease, first_piece, level=level, model=model)
+            sent: dict[bytes, tuple[Piece, int]] = {}  # digest -> (piece, stored size): what this put stored
+            lease = self._store_missing(lease, first_piece, sent, level=level, model=model)
             check_unchanged(sources)  # a file rewritten during the put must not publish a mix
             published = self._publish(draft, explicit=version is not None)
             self.backend.flush()  # and the manifest before a tag can point at it
             if not lease.intact():  # paused while publishing: make sure gc left every chunk
-                lease, resent, resent_sizes = self._store_missing(lease, first_piece, level=level, model=model,
-                                                                  lapsed=True)
-                to_send, stored_sizes = to_send + resent, stored_sizes + resent_sizes
+                lease = self._store_missing(lease, first_piece, sent, level=level, model=model, lapsed=True)
             for tag in ([LATEST] if latest else []) + tags:
                 refs.set_tag(self.backend, model, tag, published.version)
         finally:
             lease.release()
         self.last_transfer = TransferStats(chunks=len(pieces), distinct_chunks=len(first_piece),
-                                           sent_chunks=len(to_send), sent_raw_bytes=sum(p.length for _, p in to_send),
-                                           sent_stored_bytes=sum(stored_sizes))
+                                           sent_chunks=len(sent), sent_raw_bytes=sum(p.length for p, _ in sent.values()),
+                                           sent_stored_bytes=sum(n for _, n in sent.values()))
         return published
 
-    def _store_missing(self, lease: Lease, first_piece: dict[bytes, Piece], *, level: int, model: str,
-                       lapsed: bool = False) -> tuple[Lease, list, list[int]]:
+    def _store_missing(self, lease: Lease, first_piece: dict[bytes, Piece], sent: dict, *, level: int, model: str,
+                       lapsed: bool = False) -> Lease:
         """Send the chunks the store lacks, durably, and return once the lease held throughout.
 
         If the lease lapsed meanwhile (or ``lapsed``), a gc may have deleted chunks that were
-        skipped or sent: take a fresh lease (waiting for that gc) and ask again.
-        Returns (the lease now held, what was sent, stored sizes).
+        skipped or sent: take a fresh lease (waiting for that gc) and ask again. Records what it
+        stored in ``sent`` (digest -> (piece, stored size)); returns the lease now held.
         """
-        sent: list = []
-        sizes: list[int] = []
         for _ in range(MAX_LEASE_RENEWALS):
             if lapsed:
                 log.warning("the writer lease of this put of %r lapsed (the process was paused or cut off for over "
@@ -252,15 +249,15 @@ class Store:
             missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
             to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
             with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
-                sizes += upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
-                                       n_workers=self.n_workers, progress=bar)
-            sent += to_send
+                sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
+                                      n_workers=self.n_workers, progress=bar)
+            sent.update((d, (p, n)) for (d, p), n in zip(to_send, sizes))
             self.backend.flush()  # every chunk durable before a manifest can name it
             if lease.intact(margin=lease.ttl / 2):
-                return lease, sent, sizes
+                return lease
             lapsed = True
         lease.check(f"publishing {model}")  # raises: the lease keeps lapsing
-        return lease, sent, sizes
+        return lease
 
     def _refuse_taken(self, model: str, version: str) -> None:
         taken = {manifest_key(model, version), tombstone_key(model, version)} - self.backend.missing(

@@ -39,7 +39,7 @@ def missing(keys):
     return out
 store.backend.missing = missing
 m = store.put(src, "m", chunk_size=65536)
-print(m.version)
+print(store.last_transfer.sent_chunks, len(m.chunk_lengths()))
 """
 
 GC_PAUSED = """
@@ -123,6 +123,8 @@ def test_a_put_paused_past_its_lease_while_gc_runs_still_publishes_a_whole_versi
     code, out, err = _resume(put)
     assert code == 0, err
     assert "lapsed" in err  # it noticed, and asked the store again instead of trusting what it knew
+    sent, distinct = map(int, out.split())
+    assert sent == distinct  # every chunk of the version was (re)sent once: base.bin's had been deleted
     store = _store(url)
     assert store.verify(full=True).problems == []
     store.get("m", str(tmp_path / "out"))
