@@ -19,6 +19,7 @@ import uuid
 from .digest import digest as digest_of
 from .localfs import sweep_dead_partials
 from .manifest import KIND_FILE, MAX_MANIFEST_BYTES, Manifest, unpack
+from .names import is_valid_name
 
 MAX_PLACES_PER_VERSION = 4
 MAX_STAGING_DIRS = 64  # directories where recent gets staged, swept by gc for killed gets' leftovers
@@ -110,9 +111,11 @@ class LocalCache:
             return seeds
         for name in names:
             version = name[: -len(".json")]
+            if not name.endswith(".json") or not is_valid_name(version):
+                continue  # not ours: never a path component
             try:
                 with open(self._manifest_path(model, version), "rb") as f:
-                    manifest = unpack(f.read(), name=f"cached manifest {model}@{version}")
+                    manifest = unpack(f.read(MAX_MANIFEST_BYTES + 1), name=f"cached manifest {model}@{version}")
             except Exception:  # a damaged cache entry only costs reuse
                 continue
             for place in self._places(model, version):

@@ -17,6 +17,7 @@ import msgpack
 
 from .digest import DIGEST_SIZE, HASH_NAME
 from .errors import BadManifest
+from .names import is_valid_name
 
 FORMAT = 1
 KIND_FILE = "file"
@@ -134,6 +135,8 @@ def _from_doc(doc: dict, name: str) -> Manifest:
     _require(kind in (KIND_FILE, KIND_DIR), name, f"unknown kind {kind!r}")
     for key in ("model", "version", "codec"):
         _require(isinstance(doc[key], str), name, f"{key} is not a string")
+    for key in ("model", "version"):  # used as path components (cache, checkouts): as strict as a user's names
+        _require(is_valid_name(doc[key]), name, f"{key} {doc[key][:80]!r} is not a valid {key} name")
     for key in ("chunk_size", "level"):
         _require(type(doc[key]) is int and doc[key] > 0, name, f"{key} is not a positive integer")
     _require(isinstance(doc["created"], (int, float)), name, "created is not a number")

@@ -34,6 +34,24 @@ def check_name(name: object, kind: str) -> str:
     return name
 
 
+def is_valid_name(name: object) -> bool:
+    """True if ``name`` would pass ``check_name`` (for filtering names listed from a store)."""
+    return isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH and bool(_NAME.match(name))
+
+
+def check_stored_name(name: object, kind: str, where: str) -> str:
+    """Return ``name``, read from the store at ``where``, if it is as valid as a user's name.
+
+    A store's contents are input like any other: a tag target or manifest field such as
+    ``../../etc`` must never become a path. BadName says which object holds it and what to do.
+    """
+    if is_valid_name(name):
+        return name
+    shown = repr(name)[:80]
+    raise BadName(f"{where} names {kind} {shown}, which is not a valid {kind} name; the store is damaged "
+                  "or was written by someone hostile: run `cas verify` and remove that object")
+
+
 @dataclass(frozen=True)
 class Ref:
     """A parsed reference: exactly one of ``version`` and ``tag`` is set."""

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 
 import msgpack
 
+from .backends.base import read_limited
 from .errors import CasError, NoSuchTag
 from .layout import TAG_ENTRY_WIDTH, tag_dir, tag_entry_key, tags_dir
+from .names import check_stored_name, is_valid_name
 
 MAX_RACE_RETRIES = 100
+MAX_TAG_ENTRY_BYTES = 4096  # an entry is ~60 bytes; a damaged or hostile one is never read past this
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,21 @@ class TagEntry:
     time: float
 
 
-def _parse_entry(seq: int, data: bytes, where: str) -> TagEntry:
+def _read_entry(backend, model: str, tag: str, seq: int) -> TagEntry:
+    where = f"{model}:{tag}#{seq}"
+    key = tag_entry_key(model, tag, seq)
     try:
+        data = read_limited(backend, key, MAX_TAG_ENTRY_BYTES, f"tag entry {where}")
         doc = msgpack.unpackb(data, raw=False)
-        return TagEntry(seq, doc["target"], int(doc["parent"]), str(doc["op"]), float(doc["time"]))
+        entry = TagEntry(seq, doc["target"], int(doc["parent"]), str(doc["op"]), float(doc["time"]))
+    except (FileNotFoundError, ConnectionError, TimeoutError):
+        raise
     except Exception:
-        raise CasError(f"tag entry {where} is corrupt; delete it from the store to fall back to the previous entry") from None
+        raise CasError(f"tag entry {where} ({key} in {backend.url}) is corrupt; delete it from the store "
+                       "to fall back to the previous entry") from None
+    if entry.target is not None:  # a target is used as a path component: as strict as a user's version name
+        check_stored_name(entry.target, "version", f"tag entry {where} ({key} in {backend.url})")
+    return entry
 
 
 def _entry_numbers(backend, model: str, tag: str) -> list[int]:
@@ -43,8 +55,7 @@ def _entry_numbers(backend, model: str, tag: str) -> list[int]:
 
 def history(backend, model: str, tag: str) -> list[TagEntry]:
     """Every entry of a tag, oldest first."""
-    return [_parse_entry(s, backend.read(tag_entry_key(model, tag, s)), f"{model}:{tag}#{s}")
-            for s in _entry_numbers(backend, model, tag)]
+    return [_read_entry(backend, model, tag, s) for s in _entry_numbers(backend, model, tag)]
 
 
 def current(backend, model: str, tag: str) -> TagEntry | None:
@@ -52,8 +63,7 @@ def current(backend, model: str, tag: str) -> TagEntry | None:
     numbers = _entry_numbers(backend, model, tag)
     if not numbers:
         return None
-    seq = numbers[-1]
-    return _parse_entry(seq, backend.read(tag_entry_key(model, tag, seq)), f"{model}:{tag}#{seq}")
+    return _read_entry(backend, model, tag, numbers[-1])
 
 
 def target(backend, model: str, tag: str) -> str | None:
@@ -62,7 +72,8 @@ def target(backend, model: str, tag: str) -> str | None:
 
 
 def tag_names(backend, model: str) -> list[str]:
-    return backend.list(tags_dir(model))
+    """Tags of ``model``; listed names that are not valid tag names (junk in the store) are skipped."""
+    return [t for t in backend.list(tags_dir(model)) if is_valid_name(t)]
 
 
 def _append(backend, model: str, tag: str, make_entry) -> TagEntry:

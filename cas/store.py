@@ -17,6 +17,7 @@ import msgpack
 
 from . import codec, maintenance, refs
 from .backends import Backend, open_backend
+from .backends.base import ObjectTooLarge, read_limited
 from .cache import LocalCache, default_cache_root
 from .chunking import DEFAULT_CHUNK_SIZE, check_chunk_size, fixed_chunks
 from .digest import HASH_NAME
@@ -27,8 +28,8 @@ from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, di
                      manifest_key, model_dir, tombstone_key)
 from .leases import DEFAULT_TTL, Lease, writer_lease
 from .localfs import Staging, check_unchanged, scan_source
-from .manifest import FileEntry, Manifest, pack, unpack
-from .names import LATEST, Ref, check_name, parse_ref
+from .manifest import MAX_MANIFEST_BYTES, FileEntry, Manifest, pack, unpack
+from .names import LATEST, Ref, check_name, is_valid_name, parse_ref
 from .progress import byte_bar
 from .stats import model_stats
 from .transfer import (ChunkJob, Piece, download_chunks, hash_pieces, hash_pieces_with_strong, run_bounded,
@@ -107,13 +108,15 @@ class Store:
     # -- names -----------------------------------------------------------------------------------
 
     def models(self) -> list[str]:
-        return [m for m in self.backend.list(MANIFESTS) if self.versions(m)]
+        # A listed name that is not a valid model name (junk in the store) can never be addressed: skip it.
+        return [m for m in self.backend.list(MANIFESTS) if is_valid_name(m) and self.versions(m)]
 
     def versions(self, model: str) -> list[str]:
         """Versions of ``model`` (numbers in order, then labels); [] if it has none."""
         check_name(model, "model")
         names = self.backend.list(model_dir(model))
         found = [n[: -len(MANIFEST_SUFFIX)] for n in names if n.endswith(MANIFEST_SUFFIX)]
+        found = [v for v in found if is_valid_name(v)]  # junk names in the store are never versions
         return sorted(found, key=version_sort_key)
 
     def tags(self, model: str) -> dict[str, str]:
@@ -147,7 +150,9 @@ class Store:
     def _load(self, model: str, version: str) -> tuple[Manifest, bytes]:
         key = manifest_key(model, version)
         try:
-            data = self.backend.read(key)
+            data = read_limited(self.backend, key, MAX_MANIFEST_BYTES, f"manifest of {model}@{version}")
+        except ObjectTooLarge as exc:
+            raise BadManifest(str(exc)) from None
         except FileNotFoundError:
             if not self.versions(model):
                 raise NoSuchModel(model, self.backend.url) from None

@@ -285,3 +285,57 @@ def test_a_get_interrupted_while_preparing_leaves_no_locked_staging_copy(tmp_pat
     monkeypatch.undo()
     assert os.listdir(out) == []
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+# -- names read from the store are as untrusted as names from users ----------------------------
+
+def _plant_escaping_tag(store, tmp_path):
+    """A tag entry whose target climbs out of the store, and a valid-looking manifest where it lands."""
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(200_000))
+    store.put(str(src), "m")
+    evil = "../../../evil"
+    m = store.manifest("m@1")
+    outside = os.path.join(os.path.dirname(store.backend.root), "evil.msgpack")
+    from dataclasses import replace
+    with open(outside, "wb") as f:  # what `manifests/m/../../../evil.msgpack` resolves to
+        f.write(pack(replace(m, version=evil)))
+    store.backend.create("refs/m/latest/00000002", msgpack.packb({"target": evil, "parent": 1, "op": "set", "time": 0.0}))
+    return outside
+
+
+def test_a_tag_target_that_climbs_out_of_the_store_is_refused(tmp_path):
+    from cas.errors import BadName
+
+    cache = tmp_path / "cache"
+    store = Store.open(str(tmp_path / "s" / "store"), cache_dir=str(cache))
+    _plant_escaping_tag(store, tmp_path)
+    before = set(os.listdir(tmp_path))
+    with pytest.raises(BadName, match=r"tag entry m:latest#2 .* names version '\.\./\.\./\.\./evil'.*not a valid version"):
+        store.get("m", str(tmp_path / "out.bin"))
+    with pytest.raises(BadName, match="not a valid version"):
+        store.checkout("m")
+    assert set(os.listdir(tmp_path)) == before  # nothing written anywhere: no .json beside the cache
+    assert not (tmp_path / "out.bin").exists()
+
+
+def test_a_manifest_naming_an_unsafe_model_or_version_is_refused():
+    doc = msgpack.unpackb(_sample_manifest(), raw=False)
+    for key, value in (("model", "../m"), ("version", "a/b"), ("version", "..")):
+        bad = dict(doc, **{key: value})
+        with pytest.raises(BadManifest, match=f"{key} .* is not a valid {key} name"):
+            unpack(msgpack.packb(bad, use_bin_type=True))
+
+
+def test_junk_names_listed_from_the_store_are_not_models_versions_or_tags(tmp_path):
+    store = Store.open(str(tmp_path / "store"), cache_dir=False)
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"x" * 1000)
+    store.put(str(src), "m")
+    blob = store.backend.read("manifests/m/1.msgpack")
+    store.backend.create("manifests/bad name/1.msgpack", blob)
+    store.backend.create("manifests/m/-x.msgpack", blob)
+    store.backend.create("refs/m/bad tag/00000001", msgpack.packb({"target": "1", "parent": 0, "op": "set", "time": 0.0}))
+    assert store.models() == ["m"]
+    assert store.versions("m") == ["1"]
+    assert store.tags("m") == {"latest": "1"}

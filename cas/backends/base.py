@@ -35,7 +35,11 @@ class Backend(Protocol):
         """Return the object's bytes from ``offset``, at most ``length`` of them (all if None).
 
         Missing key: FileNotFoundError. A range past the end returns the bytes that exist
-        (possibly none), as a Python file would.
+        (possibly none), as a Python file would. With ``length`` given, no more than ``length``
+        bytes are read from the store or held in memory, however large the object is (callers
+        bound every read of untrusted objects this way; see ``read_limited``).
+
+        Every method refuses keys that could leave the store root (``check_key``: ValueError).
         """
 
     def create(self, key: str, data: bytes) -> None:
@@ -81,6 +85,41 @@ class Backend(Protocol):
         """Release connections and threads; the backend is unusable afterwards."""
 
 
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a relative key that stays under the store root, else ValueError.
+
+    Refused: non-strings, absolute keys, empty, ``.`` or ``..`` components, backslashes and NUL.
+    The empty key (the root itself) is allowed for ``list``/``walk``. Every backend calls this, so
+    a name read from a damaged store can never reach outside it.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"store key must be a string, got {key!r}")
+    if key == "":
+        return key
+    if key.startswith("/") or "\\" in key or "\0" in key or any(p in ("", ".", "..") for p in key.split("/")):
+        raise ValueError(f"store key {key[:200]!r} is absolute or has an empty, '.' or '..' component; "
+                         "cas refuses keys that could leave the store root")
+    return key
+
+
+class ObjectTooLarge(ValueError):
+    """An object larger than the format allows for its kind (read by ``read_limited``)."""
+
+
+def read_limited(backend, key: str, max_bytes: int, what: str) -> bytes:
+    """The whole object at ``key``, reading at most ``max_bytes`` + 1 bytes of it.
+
+    ObjectTooLarge (naming ``what``, the key and the store) if it is longer than ``max_bytes``:
+    small objects (manifests, tag entries, leases) are never read past what the format allows,
+    however large a damaged or hostile store makes them.
+    """
+    data = backend.read(key, 0, max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ObjectTooLarge(f"{what} at {key!r} in {backend.url} is larger than the {max_bytes}-byte limit "
+                             "for such objects; the store is damaged: run `cas verify` and remove that object")
+    return data
+
+
 def read_into(backend, key: str, buffer):
     """The whole object at ``key``: read into ``buffer`` if the backend can, else a fresh bytes.
 
@@ -90,7 +129,7 @@ def read_into(backend, key: str, buffer):
     reader = getattr(backend, "read_into", None)
     if reader is not None:
         return memoryview(buffer)[:reader(key, buffer)]
-    data = backend.read(key)
+    data = backend.read(key, 0, len(buffer) + 1)  # never more than one byte past what fits
     if len(data) > len(buffer):
         raise BufferError(f"object {key!r} is {len(data)} bytes, more than the {len(buffer)}-byte buffer")
     return data

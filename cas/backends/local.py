@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterable, Iterator
 
 from ..directio import write_direct
-from .base import StoredObject
+from .base import StoredObject, check_key
 from ..layout import TMP, staging_key
 
 DIRECT_MIN_BYTES = 256 * 1024  # small objects (manifests, tags, leases) are not worth the copy
@@ -43,7 +43,9 @@ class LocalBackend:
         self._tmp = os.path.join(self.root, TMP)
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.root, *key.split("/"))
+        # check_key refuses absolute keys and '..': a name read from a damaged store never
+        # reaches outside the root.
+        return os.path.join(self.root, *check_key(key).split("/")) if key else self.root
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         with open(self._path(key), "rb") as f:

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 
-from .base import StoredObject
+from .base import StoredObject, check_key
 
 
 class MemoryBackend:
@@ -18,6 +18,7 @@ class MemoryBackend:
         self._lock = threading.Lock()
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        check_key(key)
         try:
             data = self.objects[key]
         except KeyError:
@@ -26,6 +27,7 @@ class MemoryBackend:
         return data[offset:end]
 
     def create(self, key: str, data: bytes) -> None:
+        check_key(key)
         with self._lock:
             if key in self.objects:
                 raise FileExistsError(17, "object already exists", key)
@@ -33,17 +35,20 @@ class MemoryBackend:
             self.mtimes[key] = time.time()
 
     def delete(self, key: str) -> bool:
+        check_key(key)
         with self._lock:
             self.mtimes.pop(key, None)
             return self.objects.pop(key, None) is not None
 
     def list(self, prefix: str) -> list[str]:
+        check_key(prefix)
         start = prefix.rstrip("/") + "/"
         with self._lock:
             keys = [k for k in self.objects if k.startswith(start)]
         return sorted({k[len(start):].split("/", 1)[0] for k in keys})
 
     def walk(self, prefix: str) -> Iterator[StoredObject]:
+        check_key(prefix)
         start = prefix.rstrip("/") + "/"
         with self._lock:
             items = [StoredObject(k, len(v), self.mtimes.get(k, 0.0)) for k, v in self.objects.items()

@@ -75,7 +75,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from ..layout import TMP, staging_key
-from .base import StoredObject
+from .base import StoredObject, check_key
 from .webhdfs_url import parse_webhdfs_url
 
 __all__ = ["WebHdfsBackend", "open_webhdfs", "parse_webhdfs_url"]
@@ -224,11 +224,7 @@ class WebHdfsBackend:
     # -- paths --------------------------------------------------------------------------------
 
     def _path(self, key: str) -> str:
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a string, got {key!r}")
-        key = key.strip("/")
-        if key and any(part in ("", ".", "..") for part in key.split("/")):
-            raise ValueError(f"key {key!r} has an empty, '.' or '..' component")
+        check_key(key)
         return f"{self.root}/{key}" if key else self.root
 
     # -- one HTTP exchange --------------------------------------------------------------------
@@ -647,8 +643,7 @@ class WebHdfsBackend:
         return sorted(e["pathSuffix"] for e in entries or ())
 
     def walk(self, prefix: str) -> Iterator[StoredObject]:
-        base = prefix.strip("/")
-        self._path(base)  # validate
+        base = check_key(prefix)
         level = [base]
         pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="cas-webhdfs-walk")
         try:

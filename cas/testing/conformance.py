@@ -185,3 +185,18 @@ class BackendConformance:
         keys = sorted(o.key for o in backend.walk("x"))
         assert keys == ["x/y", "x/z"]
         assert [o.key for o in backend.walk("tmp")] == []
+
+    # -- keys from a damaged store ------------------------------------------------------------
+
+    @pytest.mark.parametrize("key", ["../outside", "a/../../outside", "/etc/passwd", "a//b", "a/./b", "a/", "a\\b"])
+    def test_keys_that_could_leave_the_root_are_refused(self, backend, key):
+        # Keys are built from names read from the store (tag targets, listings); a hostile or
+        # damaged store must never make a backend touch anything outside its root.
+        for call in (lambda: backend.read(key), lambda: backend.create(key, b"x"), lambda: backend.delete(key),
+                     lambda: backend.list(key), lambda: list(backend.walk(key))):
+            with pytest.raises(ValueError, match="store key"):
+                call()
+
+    def test_a_bounded_read_of_a_large_object_returns_at_most_what_was_asked(self, backend):
+        backend.create("big/bounded", os.urandom(3 << 20))
+        assert len(backend.read("big/bounded", 0, 4097)) == 4097
