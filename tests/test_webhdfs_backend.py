@@ -545,3 +545,83 @@ def test_closed_backend_refuses_work(store):
 def test_backend_is_a_webhdfs_backend(store):
     assert isinstance(store, WebHdfsBackend)
     assert isinstance(store._session, requests.Session)
+
+
+# -- credentials never reach messages, tracebacks or logs -------------------------------------------
+
+TOKEN = "SEKRIT-delegation-0123456789"
+
+
+def _all_text(exc: BaseException) -> str:
+    """What a user can see of an error: its message, and the whole traceback (`cas -v`)."""
+    import traceback
+
+    return str(exc) + "".join(traceback.format_exception(exc))
+
+
+def _silent_port():
+    """A listening socket whose backlog is full: connecting to it times out."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(c)
+    time.sleep(0.1)
+    return srv, fillers, port
+
+
+def test_a_connect_timeout_names_the_connect_limit_and_never_the_token(caplog):
+    srv, fillers, port = _silent_port()
+    try:
+        caplog.set_level("DEBUG")
+        store = open_webhdfs(f"webhdfs://127.0.0.1:{port}/cas?token={TOKEN}", retries=1, backoff=0.01,
+                             connect_timeout=0.3, timeout=60)
+        with pytest.raises(TimeoutError) as info:
+            store.read("manifests/m/1.msgpack")
+    finally:
+        for s in fillers + [srv]:
+            s.close()
+    assert "connect timed out after 0.3 s" in str(info.value)
+    assert "60" not in str(info.value)  # the idle timeout was not the limit that fired
+    assert TOKEN not in _all_text(info.value)
+    assert TOKEN not in caplog.text
+
+
+def test_a_tls_failure_never_shows_the_token(server, root, caplog):
+    caplog.set_level("DEBUG")
+    https_url = server.store_url(root).replace("webhdfs://", "swebhdfs://").split("?")[0] + f"?token={TOKEN}"
+    store = open_backend(https_url, **FAST)  # the test server speaks plain HTTP: the handshake fails
+    with pytest.raises(ConnectionError, match="TLS failure") as info:
+        store.read("x")
+    assert TOKEN not in _all_text(info.value)
+    assert TOKEN not in caplog.text and TOKEN not in store.url and TOKEN not in repr(store)
+
+
+def test_token_requests_and_their_failures_keep_the_token_out_of_logs(server, root, caplog):
+    server.tokens[TOKEN] = "cas"
+    caplog.set_level("DEBUG")
+    store = open_backend(server.store_url(root).split("?")[0] + f"?token={TOKEN}", **FAST)
+    store.create("a/b", b"data")
+    assert store.read("a/b") == b"data"
+    server.inject("cut_response", op="OPEN", node="datanode", times=None, after=1)
+    with pytest.raises(ConnectionError) as info:
+        store.read("a/b")
+    assert "delegation=" in caplog.text  # urllib3 did log the request URLs...
+    assert TOKEN not in caplog.text  # ...with the token redacted
+    assert TOKEN not in _all_text(info.value)
+
+
+def test_bad_urls_never_echo_the_token():
+    for url in (f"webhdfs://nn/cas?token={TOKEN}&token=x", f"webhdfs://nn/cas?token={TOKEN}&colour=blue",
+                f"webhdfs://nn/cas?token={TOKEN}&user=me"):
+        with pytest.raises(ValueError) as info:
+            open_webhdfs(url)
+        assert TOKEN not in str(info.value) and "<redacted>" in str(info.value)

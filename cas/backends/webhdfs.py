@@ -76,7 +76,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from ..layout import TMP, staging_key
 from .base import StoredObject, check_key
-from .webhdfs_url import parse_webhdfs_url
+from .webhdfs_url import parse_webhdfs_url, redact
 
 __all__ = ["WebHdfsBackend", "open_webhdfs", "parse_webhdfs_url"]
 
@@ -141,6 +141,10 @@ class _Transient(Exception):
         self.timeout = timeout
         self.answered = answered  # the server answered (5xx / standby), it was not unreachable
         self.attempts = 1
+
+
+class _TlsFailure(Exception):
+    """A TLS handshake or certificate failure (never retried); its text is already redacted."""
 
 
 class _StagedFileLost(_Transient):
@@ -208,6 +212,7 @@ class WebHdfsBackend:
 
             self.client = TokenClient(hdfs_url, token, **client_options)
             shown = "?auth=token"  # never the token itself
+            _redact_library_logs()  # urllib3's debug log quotes every request URL, token included
         else:
             from hdfs import InsecureClient
 
@@ -244,12 +249,16 @@ class WebHdfsBackend:
                 allow_redirects=False,
                 stream=stream,
             )
-        except requests.exceptions.SSLError:
-            raise  # a certificate problem does not heal by retrying; mapped in _edge
-        except requests.exceptions.Timeout as exc:
-            raise _Transient(node, f"timed out after {self._timeouts[1]:g} s ({exc})", timeout=True) from exc
+        except requests.exceptions.SSLError as exc:
+            # a certificate problem does not heal by retrying; mapped in _edge. ``from None``:
+            # requests' exception quotes the request URL, delegation token included.
+            raise _TlsFailure(redact(exc)) from None
+        except requests.exceptions.ConnectTimeout:
+            raise _Transient(node, f"connect timed out after {self._timeouts[0]:g} s", timeout=True) from None
+        except requests.exceptions.Timeout:
+            raise _Transient(node, f"read timed out: no data for {self._timeouts[1]:g} s", timeout=True) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise _Transient(node, _describe(exc)) from exc
+            raise _Transient(node, _describe(exc)) from None
 
     def _nn(self, method: str, path: str, op: str, **params):
         """A namenode request, failing over between HA namenodes within one attempt."""
@@ -310,11 +319,11 @@ class WebHdfsBackend:
             yield
         except _Transient as exc:
             raise self._unreachable(exc, key, what) from exc
-        except requests.exceptions.SSLError as exc:
+        except _TlsFailure as exc:
             raise ConnectionError(
                 f"TLS failure talking to HDFS at {self.url} to {what} {key!r}: {exc}; check the "
                 "certificate (the verify= option takes a CA bundle path)"
-            ) from exc
+            ) from None
 
     # -- error mapping: the one place -----------------------------------------------------------
 
@@ -414,7 +423,7 @@ class WebHdfsBackend:
         try:
             self._nn("DELETE", path, "DELETE", recursive="false").close()
         except Exception as exc:  # noqa: BLE001 - leftovers under tmp/ are allowed by the contract
-            _log.warning("could not remove staged file %s (%s); it stays under tmp/", path, exc)
+            _log.warning("could not remove staged file %s (%s); it stays under tmp/", path, redact(exc))
 
     def _children(self, path: str, key: str, what: str) -> list[dict] | None:
         """LISTSTATUS entries of a directory; None if missing; [] if it is a file."""
@@ -473,7 +482,7 @@ class WebHdfsBackend:
                 body = resp.raw.read(decode_content=False)
             except (requests.exceptions.RequestException, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
                 timeout = isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower()
-                raise _Transient(node, f"transfer cut short ({_describe(exc)})", timeout=timeout) from exc
+                raise _Transient(node, f"transfer cut short ({_describe(exc)})", timeout=timeout) from None
             expected = resp.headers.get("Content-Length")
             if expected is not None and expected.isdigit() and len(body) != int(expected):
                 raise _Transient(node, f"short read: {len(body)} of {expected} bytes")
@@ -747,7 +756,7 @@ def _node_of(url: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    text = redact(exc)
     for needle, short in (
         ("Connection refused", "connection refused"),
         ("Connection reset", "connection reset"),
@@ -763,6 +772,29 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}"
 
 
+class _RedactingFilter(logging.Filter):
+    """Rewrites a log record so no delegation token reaches any handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot format: leave it to logging
+            return True
+        record.msg, record.args = redact(text), ()
+        return True
+
+
+_REDACTING_FILTER = _RedactingFilter()
+
+
+def _redact_library_logs() -> None:
+    for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests", "hdfs.client"):
+        logger = logging.getLogger(name)
+        if _REDACTING_FILTER not in logger.filters:
+            logger.addFilter(_REDACTING_FILTER)
+
+
 def _log_retry(state) -> None:
     exc = state.outcome.exception() if state.outcome else None
-    _log.info("WebHDFS attempt %d failed (%s); retrying in %.2f s", state.attempt_number, exc, state.next_action.sleep)
+    _log.info("WebHDFS attempt %d failed (%s); retrying in %.2f s", state.attempt_number, redact(exc),
+              state.next_action.sleep)
