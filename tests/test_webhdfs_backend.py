@@ -625,3 +625,47 @@ def test_bad_urls_never_echo_the_token():
         with pytest.raises(ValueError) as info:
             open_webhdfs(url)
         assert TOKEN not in str(info.value) and "<redacted>" in str(info.value)
+
+
+# -- bounded time and memory whatever a datanode does ---------------------------------------------
+
+
+def test_a_trickling_datanode_fails_the_read_within_its_deadline(server, root):
+    store = _open(server, root, **dict(FAST, timeout=1.0, retries=1), min_rate=50_000)
+    server.raw_write(f"{root}/chunks/ab/cd/obj", os.urandom(100_000))
+    server.inject("trickle", op="OPEN", node="datanode", times=None, size=1, interval=0.3)  # never idle 1 s
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"kept failing to read 'chunks/ab/cd/obj' after 2 attempts: transfer too slow") as info:
+        store.read("chunks/ab/cd/obj")
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 * (1.0 + 100_000 / 50_000) + 1.5  # two attempts, each within timeout + size / min_rate
+    assert "\n" not in str(info.value)
+
+
+def test_an_endless_body_is_read_only_as_far_as_asked(server, root):
+    store = _open(server, root, **FAST)
+    server.raw_write(f"{root}/obj", b"x" * 1000)
+    server.inject("endless", op="OPEN", node="datanode", times=None)
+    assert store.read("obj", 0, 1001) == b"x" * 1000 + b"\0"  # the server's junk, never more than asked
+    assert len(store.read("obj", 0, 5)) == 5
+
+
+def test_a_get_from_a_trickling_datanode_fails_naming_the_chunk_within_the_deadline(server, root, tmp_path):
+    from cas import Store
+    from cas.errors import StoreUnavailable
+
+    store = Store.open(server.store_url(root, "cas"), cache_dir=False, n_workers=2,
+                       **dict(FAST, timeout=1.0, retries=1), min_rate=100_000)
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(200_000))
+    m = store.put(str(src), "m")
+    digest = m.files[0].digests[0].hex()
+    server.inject("trickle", op="OPEN", node="datanode", path_prefix=f"{root}/chunks/", times=None,
+                  size=1, interval=0.3)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=f"get of 'm' stopped .* to read 'chunks/../../{digest}' after 2 attempts: "
+                                                "transfer too slow") as info:
+        store.get("m", str(tmp_path / "out.bin"))
+    assert time.monotonic() - started < 2 * (1.0 + 200_000 / 100_000) + 2
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out.bin").exists()

@@ -20,7 +20,10 @@ Keyword options: ``timeout`` (seconds a socket may sit idle, per request, defaul
 ``connect_timeout`` (default 10), ``max_workers`` (threads that may usefully call the backend;
 also the connection-pool size per host, default 8), ``retries`` (extra attempts after a transient
 failure, default 5), ``backoff`` (first wait in seconds, doubling with jitter up to
-``backoff_max``, default 0.5 and 10), ``verify`` (TLS: True, False or a CA bundle path).
+``backoff_max``, default 0.5 and 10), ``verify`` (TLS: True, False or a CA bundle path),
+``min_rate`` (bytes/s, default 256 KiB/s: a read's body must arrive within ``timeout + size /
+min_rate`` seconds, however the server paces it; a slower one counts as a transient timeout).
+A read never takes more than the ``length`` it asked for, whatever the server sends.
 
 Requests per operation (NN = namenode metadata op, DN = datanode data transfer)
 ------------------------------------------------------------------------------
@@ -63,7 +66,9 @@ import getpass
 import http.client
 import logging
 import posixpath
+import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -76,6 +81,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from ..layout import TMP, staging_key
 from .base import StoredObject, check_key
+from .deadlines import Watchdog
 from .webhdfs_url import parse_webhdfs_url, redact
 
 __all__ = ["WebHdfsBackend", "open_webhdfs", "parse_webhdfs_url"]
@@ -87,6 +93,9 @@ _PREFIX = "/webhdfs/v1"
 _HEADERS = {"Content-Type": "application/octet-stream"}
 # HDFS answers these with 403 but they mean "ask again" (HA standby, safe mode, lease recovery).
 _RETRIABLE_EXCEPTIONS = {"StandbyException", "RetriableException", "SafeModeException"}
+# The slowest transfer accepted: a body of N bytes must arrive within timeout + N / min_rate
+# seconds (76 s for a 4 MiB chunk with the defaults), however the server paces it.
+DEFAULT_MIN_RATE = 256 * 1024
 
 
 def open_webhdfs(
@@ -99,6 +108,7 @@ def open_webhdfs(
     backoff: float = 0.5,
     backoff_max: float = 10.0,
     verify: bool | str = True,
+    min_rate: float = DEFAULT_MIN_RATE,
 ) -> WebHdfsBackend:
     """Open the HDFS store a ``webhdfs://`` / ``swebhdfs://`` URL names (grammar: module docstring)."""
     parsed = parse_webhdfs_url(url)
@@ -109,6 +119,8 @@ def open_webhdfs(
     for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
         if not (isinstance(value, (int, float)) and value > 0):
             raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    if not (isinstance(min_rate, (int, float)) and min_rate > 0):
+        raise ValueError(f"min_rate must be a positive number of bytes per second, got {min_rate!r}")
     if not (isinstance(backoff, (int, float)) and backoff >= 0 and backoff_max >= 0):
         raise ValueError(f"backoff and backoff_max must be >= 0 seconds, got {backoff!r}, {backoff_max!r}")
     return WebHdfsBackend(
@@ -125,6 +137,7 @@ def open_webhdfs(
         backoff=float(backoff),
         backoff_max=float(backoff_max),
         verify=verify,
+        min_rate=float(min_rate),
     )
 
 
@@ -173,8 +186,11 @@ class WebHdfsBackend:
         backoff: float = 0.5,
         backoff_max: float = 10.0,
         verify: bool | str = True,
+        min_rate: float = DEFAULT_MIN_RATE,
     ) -> None:
         self.namenodes = list(namenodes)
+        self.min_rate = min_rate  # bytes/s: a body must arrive within timeout + size / min_rate
+        self._watchdog = Watchdog("cas-webhdfs-deadlines")
         self.root = root
         self.max_workers = max_workers
         self.retries = retries
@@ -475,19 +491,45 @@ class WebHdfsBackend:
                 return b""
             self._check(resp, key, "read")
         with resp:
-            node = _node_of(resp.url)
-            try:
-                # One read of the whole body: ``resp.content`` would gather it 10 KiB at a time in
-                # Python, which costs more CPU than decompressing it.
-                body = resp.raw.read(decode_content=False)
-            except (requests.exceptions.RequestException, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
+            return self._read_body(resp, length)
+
+    def _read_body(self, resp, length: int | None) -> bytes:
+        """The body of an OPEN answer: at most ``length`` bytes (all if None), within a deadline.
+
+        Never reads past ``length``, whatever the server sends (a hostile or broken server may send
+        an endless body). The deadline is ``timeout + size / min_rate`` seconds for the whole
+        body: socket timeouts only bound idle time, and a datanode trickling a byte every few
+        seconds would otherwise hold the read forever.
+        """
+        node = _node_of(resp.url)
+        declared = resp.headers.get("Content-Length")
+        declared = int(declared) if declared is not None and declared.isdigit() else None
+        sizes = [n for n in (length, declared) if n is not None]
+        want = min(sizes) if sizes else None
+        seconds = self._timeouts[1] + (want or 0) / self.min_rate
+        started = time.monotonic()
+        deadline = self._watchdog.arm(seconds, lambda: _shut_down(resp))
+        try:
+            # One read of the whole body: ``resp.content`` would gather it 10 KiB at a time in
+            # Python, which costs more CPU than decompressing it.
+            body = resp.raw.read(want, decode_content=False)
+        except (requests.exceptions.RequestException, http.client.HTTPException, urllib3.exceptions.HTTPError,
+                OSError) as exc:
+            if deadline.fired:
+                body = b""
+            else:
                 timeout = isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower()
                 raise _Transient(node, f"transfer cut short ({_describe(exc)})", timeout=timeout) from None
-            expected = resp.headers.get("Content-Length")
-            if expected is not None and expected.isdigit() and len(body) != int(expected):
-                raise _Transient(node, f"short read: {len(body)} of {expected} bytes")
-        if length is not None and len(body) > length:
-            body = body[:length]  # a server that ignored length=; what was asked is a prefix
+        finally:
+            self._watchdog.disarm(deadline)
+        if deadline.fired:
+            raise _Transient(node, f"transfer too slow: {want if want is not None else 'the'} bytes not received "
+                             f"within {time.monotonic() - started:.1f} s (deadline: timeout {self._timeouts[1]:g} s "
+                             f"+ size at min_rate {self.min_rate:g} B/s)", timeout=True, answered=True)
+        if declared is not None and len(body) < want:
+            raise _Transient(node, f"short read: {len(body)} of {want} bytes")
+        if want is not None and declared is not None and declared > want:
+            _shut_down(resp)  # unread bytes must not reach the next request on this connection
         return body
 
     # -- create ------------------------------------------------------------------------------------
@@ -628,7 +670,7 @@ class WebHdfsBackend:
         if self._status(staged, key, "create") is not None:
             return False
         try:
-            return self._retry(self._read_once, final, key, 0, None) == data
+            return self._retry(self._read_once, final, key, 0, len(data) + 1) == data
         except FileNotFoundError:
             return False
 
@@ -723,10 +765,29 @@ class WebHdfsBackend:
 
     def close(self) -> None:
         self._closed = True
+        self._watchdog.close()
         self._session.close()
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+def _shut_down(resp) -> None:
+    """End a streamed response's connection now (wakes a read blocked on it; never reused).
+
+    The socket is the connection's, or, once http.client has handed it to a response that will
+    close it (``Connection: close``, as datanodes answer OPEN), the one under the response's file.
+    """
+    conn = getattr(resp.raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        fp = getattr(getattr(getattr(resp.raw, "_fp", None), "fp", None), "raw", None)  # SocketIO
+        sock = getattr(fp, "_sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _remote(resp) -> tuple[str | None, str]:

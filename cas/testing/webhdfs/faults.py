@@ -10,13 +10,15 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-KINDS = ("refuse", "status", "cut_response", "cut_upload", "stall")
+KINDS = ("refuse", "status", "cut_response", "cut_upload", "stall", "trickle", "endless")
 _PARAMS = {
     "refuse": set(),
     "status": {"code", "exception", "message", "java_class"},
     "cut_response": {"after"},
     "cut_upload": {"after"},
     "stall": {"seconds"},
+    "trickle": {"size", "interval"},
+    "endless": set(),
 }
 
 

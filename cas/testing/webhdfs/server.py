@@ -136,7 +136,8 @@ class WebHdfsServer:
         ``exception``, ``message``, ``java_class``); ``cut_response`` (``after`` body bytes, default
         half; an empty-bodied answer is dropped whole, after the op ran); ``cut_upload`` (``after``
         body bytes, default half, or 64 KiB of a chunked body); ``stall`` (``seconds``=1.0, then
-        answer normally). ``refuse``/``status``/``stall`` act before the op runs.
+        answer normally); ``trickle`` (an OPEN body sent ``size``=1 bytes every ``interval``=2.0 s);
+        ``endless`` (an OPEN body that never ends: the file, then zeros, no Content-Length). ``refuse``/``status``/``stall`` act before the op runs.
         ``times=None`` keeps firing until ``clear_faults()``; ``skip=K`` lets the first K matching
         requests through, so a fault can land in the middle of an operation. Returns the fault;
         ``.hits`` counts.

@@ -350,6 +350,9 @@ class WebHdfsHandler(BaseHTTPRequestHandler):
 
     def send_file(self, f, count: int, headers: list[tuple[str, str]]) -> None:
         """Send ``count`` bytes of ``f`` from its position, via sendfile when not rate-limited."""
+        if self.fault is not None and self.fault.kind in ("trickle", "endless"):
+            self._send_file_badly(f, count, headers)
+            return
         head = self._head(200, [("Content-Type", "application/octet-stream"), *headers,
                                 ("Content-Length", str(count))])
         self._responded = True
@@ -367,6 +370,35 @@ class WebHdfsHandler(BaseHTTPRequestHandler):
                 break  # the file shrank under us; the client will see a short body
         if sent < count:
             self.hang_up()
+
+    def _send_file_badly(self, f, count: int, headers: list[tuple[str, str]]) -> None:
+        """The ``trickle`` fault (``size`` bytes every ``interval`` seconds, default 1 byte every
+        2 s: never idle long enough for a socket timeout) and the ``endless`` one (the file, then
+        zeros without end, with no Content-Length: a body that only the client can stop)."""
+        endless = self.fault.kind == "endless"
+        extra = [] if endless else [("Content-Length", str(count))]
+        head = self._head(200, [("Content-Type", "application/octet-stream"), *headers, *extra])
+        self._responded = True
+        step = int(self.fault.params.get("size", 1))
+        interval = float(self.fault.params.get("interval", 2.0))
+        try:
+            self.wfile.write(head)
+            if endless:
+                self.wfile.write(f.read(count))
+                zeros = bytes(1 << 20)
+                while not self.cluster.stopping.is_set():
+                    self.wfile.write(zeros)
+            else:
+                sent = 0
+                while sent < count and not self.cluster.stopping.is_set():
+                    piece = f.read(min(step, count - sent))
+                    self.wfile.write(piece)
+                    sent += len(piece)
+                    if sent < count:
+                        self.cluster.stopping.wait(interval)
+        except OSError:
+            pass  # the client gave up: what the fault is for
+        self.hang_up()
 
     def _plain(self, status: int, body: bytes) -> None:
         self.respond(status, body, "text/plain")
