@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 from . import codec, layout
+from .backends.base import read_into
 from .chunking import fixed_chunks
+from .directio import aligned_buffer
 from .digest import digest as digest_of
 from .errors import CasError, CorruptChunk
 from .layout import CHUNKS, TMP, chunk_key, digest_of_chunk_key
@@ -81,13 +82,21 @@ def _dangling_tags(store) -> list[Problem]:
 
 
 def check_chunk(backend, digest: bytes, length: int) -> str | None:
-    """None if the stored chunk decodes to its digest, else what is wrong with it."""
+    """None if the stored chunk decodes to its digest, else what is wrong with it.
+
+    Reads into this thread's reusable buffers, never more than the largest encoding of ``length``
+    bytes, and decodes at most ``length`` bytes (``length`` is bounded by the manifest format), so
+    a huge or hostile object costs no more memory than a good one.
+    """
+    obj_buffer = aligned_buffer(codec.encoded_capacity(length), "object")
     try:
-        obj = backend.read(chunk_key(digest.hex()))
+        obj = read_into(backend, chunk_key(digest.hex()), obj_buffer)
     except FileNotFoundError:
         return "missing"
+    except BufferError:
+        return f"corrupt: its object is longer than any encoding of {length} bytes"
     try:
-        data = codec.decode(obj, expected_length=length, name="object")
+        data = codec.decode_into(obj, aligned_buffer(length, "chunk"), expected_length=length, name="object")
     except CorruptChunk as exc:
         return f"corrupt: {exc}"
     return None if digest_of(data) == digest else "corrupt: bytes do not match the digest"
@@ -97,28 +106,25 @@ def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
     """Check that every chunk referenced (by one version, or all) exists; with ``full``, that it decodes
     to its digest. Each problem names model, version, file and chunk."""
     manifests, problems = _manifests(store, ref)
-    users: dict[bytes, list[tuple[str, str, str]]] = defaultdict(list)
-    lengths: dict[bytes, int] = {}
+    lengths: dict[bytes, int] = {}  # every distinct chunk once; who uses a bad one is looked up after
     for m in manifests:
         for f in m.files:
-            for _off, length, d in f.chunks():
-                users[d].append((m.model, m.version, f.path))
-                lengths[d] = length
-    report = VerifyReport(versions=len(manifests) + len(problems), chunks=len(users),
+            lengths.update(zip(f.digests, f.lengths))
+    report = VerifyReport(versions=len(manifests) + len(problems), chunks=len(lengths),
                           problems=problems + ([] if ref else _dangling_tags(store)))
     if full:
-        verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(users), store.n_workers)
-        bad = {d: v for d, v in zip(users, verdicts) if v}
+        verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(lengths), store.n_workers)
+        bad = {d: v for d, v in zip(lengths, verdicts) if v}
         report.checked_bytes = sum(lengths.values())
     else:
-        missing = store.backend.missing(chunk_key(d.hex()) for d in users)
-        bad = {d: "missing" for d in users if chunk_key(d.hex()) in missing}
-    seen = set()
-    for d, problem in bad.items():
-        for model, version, path in users[d]:
-            if (model, version, path, d) not in seen:
-                seen.add((model, version, path, d))
-                report.problems.append(Problem(model, version, path, d.hex(), problem))
+        missing = store.backend.missing(chunk_key(d.hex()) for d in lengths)
+        bad = {d: "missing" for d in lengths if chunk_key(d.hex()) in missing}
+    if bad:
+        for m in manifests:
+            for f in m.files:
+                for d in dict.fromkeys(f.digests):
+                    if d in bad:
+                        report.problems.append(Problem(m.model, m.version, f.path, d.hex(), bad[d]))
     return report
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from .chunking import MAX_CHUNK_SIZE
 from .digest import DIGEST_SIZE, HASH_NAME
 from .errors import BadManifest
 from .names import is_valid_name
@@ -22,9 +23,15 @@ from .names import is_valid_name
 FORMAT = 1
 KIND_FILE = "file"
 KIND_DIR = "dir"
-MAX_MANIFEST_BYTES = 256 << 20
+# Format limits, chosen so that reading any manifest, however hostile, stays far below 300 MiB of
+# memory, while still allowing a 1 TiB model at 1 MiB chunks (what save_model uses) or 4 TiB at
+# the default 4 MiB. A legitimate manifest costs ~21 bytes per chunk packed (22 MiB at the chunk
+# limit) and ~100-150 bytes per chunk once unpacked; a get holds a few hundred more per chunk.
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_CHUNKS = 1 << 20  # per version, all files together
 MAX_FILES = 1_000_000
 MAX_PATH_LENGTH = 4096
+MAX_STRING_BYTES = 1 << 20  # any one string in a manifest (paths are far shorter; metadata values)
 STRONG_HASHES = ("sha256", "blake3")  # both 32-byte digests
 
 
@@ -108,7 +115,15 @@ def unpack(data: bytes, *, name: str = "manifest") -> Manifest:
     if len(data) > MAX_MANIFEST_BYTES:
         raise BadManifest(f"{name} is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
     try:
-        doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        # The limits make msgpack refuse an array, string or binary that claims more than the
+        # format allows from its header, before allocating it.
+        doc = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=MAX_CHUNKS * DIGEST_SIZE,
+                              max_str_len=MAX_STRING_BYTES, max_array_len=max(MAX_CHUNKS, MAX_FILES))
+    except ValueError as exc:
+        if "exceeds max" in str(exc):
+            raise BadManifest(f"{name} holds an array, string or binary larger than the format allows ({exc}); "
+                              "it is corrupt or hostile") from None
+        raise BadManifest(f"{name} is not valid msgpack (ValueError); it is truncated or corrupt") from None
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise BadManifest(f"{name} is not valid msgpack ({type(exc).__name__}); it is truncated or corrupt") from None
     if not isinstance(doc, dict):
@@ -147,6 +162,10 @@ def _from_doc(doc: dict, name: str) -> Manifest:
     _require(kind == KIND_DIR or len(raw_files) == 1, name, "a single-file version must list exactly one file")
     strong_hash = doc.get("strong_hash")
     _require(strong_hash in (None,) + STRONG_HASHES, name, f"unknown strong hash {strong_hash!r}")
+    # Count before building anything per chunk: a manifest listing millions of tiny chunks is refused
+    # for the cost of this sum, not after building millions of digest objects.
+    n_chunks = sum(len(f["lengths"]) for f in raw_files if isinstance(f, dict) and isinstance(f.get("lengths"), list))
+    _require(n_chunks <= MAX_CHUNKS, name, f"it lists {n_chunks} chunks; the format allows at most {MAX_CHUNKS} per version")
     files = tuple(_file_entry(f, name, strong_hash) for f in raw_files)
     dirs = tuple(safe_relative_path(d, name) for d in doc.get("dirs", []))
     _check_tree(files, dirs, name)
@@ -175,7 +194,8 @@ def _file_entry(f: dict, name: str, strong_hash: str | None) -> FileEntry:
     _require(isinstance(blob, bytes) and len(blob) % DIGEST_SIZE == 0, name, f"{path!r} has a bad digest list")
     _require(isinstance(lengths, list) and len(lengths) * DIGEST_SIZE == len(blob), name,
              f"{path!r} lists {len(blob) // DIGEST_SIZE} digests but {len(lengths) if isinstance(lengths, list) else '?'} lengths")
-    _require(all(type(n) is int and n > 0 for n in lengths), name, f"{path!r} has a non-positive chunk length")
+    _require(all(type(n) is int and 0 < n <= MAX_CHUNK_SIZE for n in lengths), name,
+             f"{path!r} has a chunk length that is not from 1 to {MAX_CHUNK_SIZE} bytes (the format's largest chunk)")
     _require(sum(lengths) == size, name, f"{path!r} chunks add up to {sum(lengths)} bytes, its size is {size}")
     strong = f.get("strong")
     _require((strong is None) == (strong_hash is None) and (strong is None or isinstance(strong, bytes) and len(strong) == 32),

@@ -28,7 +28,7 @@ from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, di
                      manifest_key, model_dir, tombstone_key)
 from .leases import DEFAULT_TTL, Lease, writer_lease
 from .localfs import Staging, check_unchanged, scan_source
-from .manifest import MAX_MANIFEST_BYTES, FileEntry, Manifest, pack, unpack
+from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, pack, unpack
 from .names import LATEST, Ref, check_name, is_valid_name, parse_ref
 from .progress import byte_bar
 from .stats import model_stats
@@ -195,6 +195,9 @@ class Store:
         kind, sources, empty_dirs = scan_source(local_path)
         pieces = [Piece(s, off, n) for s in sources for off, n in fixed_chunks(s.size, chunk_size)]
         total = sum(p.length for p in pieces)
+        if len(pieces) > MAX_CHUNKS:
+            raise CasError(f"{local_path!r} cuts into {len(pieces)} chunks of {chunk_size} bytes; a version holds at "
+                           f"most {MAX_CHUNKS}: use a chunk size of at least {-(-total // MAX_CHUNKS)} bytes")
         strong: dict[str, bytes] = {}
         with byte_bar(f"hash {model}", total, self.progress) as bar:
             if strong_hash:
@@ -212,6 +215,10 @@ class Store:
         draft = Manifest(model=model, version=version or "", kind=kind, chunk_size=chunk_size, level=level,
                          files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=HASH_NAME,
                          strong_hash=strong_hash)
+        packed_size = len(pack(draft))
+        if packed_size > MAX_MANIFEST_BYTES:
+            raise CasError(f"the manifest of {local_path!r} would be {packed_size} bytes, over the {MAX_MANIFEST_BYTES}-byte "
+                           "limit (too many files or too much metadata); store it as several models")
         first_piece: dict[bytes, Piece] = {}
         for d, p in zip(digests, pieces):
             first_piece.setdefault(d, p)
@@ -351,10 +358,11 @@ class Store:
             labels: dict[bytes, str] = {}
             for f in manifest.files:
                 target = staging.file_path(f.path)
+                label = f"{manifest.model}@{manifest.version} file {f.path!r}"  # one string per file, not per chunk
                 for offset, length, d in f.chunks():
                     jobs[d].append((target, offset))
                     lengths[d] = length
-                    labels.setdefault(d, f"{manifest.model}@{manifest.version} file {f.path!r}")
+                    labels.setdefault(d, label)
             job_list = [ChunkJob(d, lengths[d], tuple(t), labels[d]) for d, t in jobs.items()]
             seeds = self._cache_quietly("list local copies", self.cache.seeds if self.cache else None, manifest.model)
             with byte_bar(f"get {manifest.model}@{manifest.version}", manifest.size, self.progress) as bar:

@@ -183,7 +183,7 @@ def upload_pieces(backend, pieces: Sequence[tuple[bytes, Piece]], *, level: int,
 
 # -- get ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a version may list a million of these
 class ChunkJob:
     """One distinct chunk of a version and every place it goes in the staged files."""
 
