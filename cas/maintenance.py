@@ -15,7 +15,7 @@ from .layout import CHUNKS, TMP, chunk_key, digest_of_chunk_key
 from .leases import all_leases, gc_lease, holder_is_dead, writer_lease
 from .localfs import scan_source
 from .manifest import Manifest
-from .transfer import Piece, hash_pieces, read_piece, run_bounded
+from .transfer import DEFAULT_MEMORY_BUDGET, Piece, hash_pieces, read_piece, run_bounded, workers_within
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,12 @@ def check_chunk(backend, digest: bytes, length: int) -> str | None:
     return None if digest_of(data) == digest else "corrupt: bytes do not match the digest"
 
 
+def _check_workers(store, lengths: dict[bytes, int]) -> int:
+    """Threads for check_chunk (an object and a chunk buffer each) within the store's memory budget."""
+    return workers_within(store.n_workers, max(lengths.values(), default=0), 2,
+                          getattr(store, "memory_budget", DEFAULT_MEMORY_BUDGET))
+
+
 def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
     """Check that every chunk referenced (by one version, or all) exists; with ``full``, that it decodes
     to its digest. Each problem names model, version, file and chunk."""
@@ -113,7 +119,8 @@ def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
     report = VerifyReport(versions=len(manifests) + len(problems), chunks=len(lengths),
                           problems=problems + ([] if ref else _dangling_tags(store)))
     if full:
-        verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(lengths), store.n_workers)
+        verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(lengths),
+                               _check_workers(store, lengths))
         bad = {d: v for d, v in zip(lengths, verdicts) if v}
         report.checked_bytes = sum(lengths.values())
     else:
@@ -147,7 +154,8 @@ def repair(store, ref, local_path: str) -> RepairReport:
     """
     manifest = store.manifest(ref)
     lengths = manifest.chunk_lengths()
-    verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(lengths), store.n_workers)
+    verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(lengths),
+                           _check_workers(store, lengths))
     bad = {d for d, v in zip(lengths, verdicts) if v}
     report = RepairReport(bad_chunks=len(bad))
     if not bad:

@@ -32,8 +32,8 @@ from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, pack,
 from .names import LATEST, Ref, check_name, is_valid_name, parse_ref
 from .progress import byte_bar
 from .stats import model_stats
-from .transfer import (ChunkJob, Piece, download_chunks, hash_pieces, hash_pieces_with_strong, run_bounded,
-                       upload_pieces)
+from .transfer import (DEFAULT_MEMORY_BUDGET, ChunkJob, Piece, check_memory_budget, download_chunks, hash_pieces,
+                       hash_pieces_with_strong, run_bounded, upload_pieces)
 
 MAX_VERSION_RACE_RETRIES = 1000
 MAX_LEASE_RENEWALS = 3  # a put whose lease lapses this often in a row gives up
@@ -70,8 +70,11 @@ class TransferStats:
 class Store:
     def __init__(self, backend: Backend, *, cache_dir: str | None | bool = None, n_workers: int | None = None,
                  progress: bool = False, min_saving: float = codec.DEFAULT_MIN_SAVING,
-                 direct_writes: bool = True) -> None:
+                 direct_writes: bool = True, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> None:
         self.backend = backend
+        # Bytes of chunk buffers a transfer may hold: with large chunks, fewer threads run at once
+        # (see cas.transfer.workers_within), so memory stays near this whatever chunk_size x n_workers.
+        self.memory_budget = check_memory_budget(memory_budget)
         # get writes fetched chunks with O_DIRECT (where the file system allows): far less CPU than
         # filling the page cache, at the price of the file not being cached for its first reader.
         self.direct_writes = direct_writes
@@ -88,13 +91,15 @@ class Store:
 
     @classmethod
     def open(cls, url: str | None = None, *, cache_dir: str | None | bool = None, n_workers: int | None = None,
-             progress: bool = False, direct_writes: bool = True, **backend_options) -> "Store":
+             progress: bool = False, direct_writes: bool = True, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+             **backend_options) -> "Store":
         """Open the store at ``url`` (a path, ``file://``, ``memory://`` or ``webhdfs://`` URL).
 
         With no URL: ``$CAS_STORE``, else ``~/.local/share/cas/store``.
         """
         backend = open_backend(url or default_store_url(), **backend_options)
-        return cls(backend, cache_dir=cache_dir, n_workers=n_workers, progress=progress, direct_writes=direct_writes)
+        return cls(backend, cache_dir=cache_dir, n_workers=n_workers, progress=progress, direct_writes=direct_writes,
+                   memory_budget=memory_budget)
 
     def close(self) -> None:
         self.backend.close()
@@ -201,9 +206,10 @@ class Store:
         strong: dict[str, bytes] = {}
         with byte_bar(f"hash {model}", total, self.progress) as bar:
             if strong_hash:
-                digests, strong = hash_pieces_with_strong(pieces, strong_hash, self.n_workers, bar)
+                digests, strong = hash_pieces_with_strong(pieces, strong_hash, self.n_workers, bar,
+                                                          memory_budget=self.memory_budget)
             else:
-                digests = hash_pieces(pieces, self.n_workers, bar)
+                digests = hash_pieces(pieces, self.n_workers, bar, memory_budget=self.memory_budget)
 
         entries = []
         it = iter(zip(digests, pieces))
@@ -262,7 +268,7 @@ class Store:
             to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
             with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
                 sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
-                                      n_workers=self.n_workers, progress=bar)
+                                      n_workers=self.n_workers, progress=bar, memory_budget=self.memory_budget)
             sent.update((d, (p, n)) for (d, p), n in zip(to_send, sizes))
             self.backend.flush()  # every chunk durable before a manifest can name it
             if lease.intact(margin=lease.ttl / 2):
@@ -368,7 +374,7 @@ class Store:
             with byte_bar(f"get {manifest.model}@{manifest.version}", manifest.size, self.progress) as bar:
                 fetched, reused = download_chunks(self.backend, job_list, n_workers=self.n_workers,
                                                   seed=seeds.lookup if seeds else None, progress=bar,
-                                                  direct=self.direct_writes)
+                                                  direct=self.direct_writes, memory_budget=self.memory_budget)
             if manifest.strong_hash:
                 self._check_strong(manifest, staging)
             staging.commit()

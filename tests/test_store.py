@@ -415,3 +415,57 @@ def test_an_rm_killed_before_it_moved_latest_is_finished_by_running_it_again(sto
     assert store.verify().problems == []
     with pytest.raises(NotFound):
         store.rm("m@3")  # a version that never was is still an error
+
+
+# -- memory: buffered bytes are capped, not just threads ---------------------------------------------
+
+class _ConcurrencyMeter:
+    """Wraps a backend; records the most chunk reads or writes in flight at once."""
+
+    def __init__(self, inner):
+        import threading
+
+        self.inner, self.url, self.max_workers = inner, inner.url, 16
+        self._lock, self.now, self.peak = threading.Lock(), 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _measured(self, fn, key, *args):
+        import time
+
+        if not key.startswith("chunks/"):
+            return fn(key, *args)
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        try:
+            time.sleep(0.02)
+            return fn(key, *args)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+    def create(self, key, data):
+        return self._measured(self.inner.create, key, data)
+
+    def read(self, key, *args):
+        return self._measured(self.inner.read, key, *args)
+
+
+@pytest.mark.parametrize(("budget", "most"), [(2 << 20, 1), (8 << 20, 4)])
+def test_large_chunks_run_fewer_threads_so_buffered_bytes_stay_within_the_budget(tmp_path, budget, most):
+    from cas.backends import MemoryBackend
+
+    meter = _ConcurrencyMeter(MemoryBackend())
+    store = Store(meter, cache_dir=False, n_workers=16, memory_budget=budget)
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(32 << 20))
+    store.put(str(src), "m", chunk_size=1 << 20)  # 32 chunks; put holds a read and an encode buffer each
+    assert meter.peak == most  # budget / (2 buffers x 1 MiB), not the 16 threads asked for
+    meter.peak = 0
+    store.get("m", str(tmp_path / "out.bin"))  # get holds an object and a chunk buffer each
+    assert meter.peak == most
+    assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
+    with pytest.raises(ValueError, match="memory_budget"):
+        Store(meter, cache_dir=False, memory_budget=0)
