@@ -88,6 +88,14 @@ class StoreUnavailable(CasError, ConnectionError):
     """The store could not be reached (namenode down, connection refused, timed out)."""
 
 
+class StoreFull(CasError, OSError):
+    """The store has no space (or quota) left for what a write needed."""
+
+    def __init__(self, store_url: str, what: str, outcome: str, **fields) -> None:
+        super().__init__(f"the store {store_url} is full (no space or quota left) during {what}; {outcome}. "
+                         "Free space there (`cas gc` deletes chunks no version uses) or use another store", **fields)
+
+
 class InUse(CasError):
     """An operation refused because something still refers to the object (e.g. a tag on a version)."""
 

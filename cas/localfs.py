@@ -212,8 +212,9 @@ class Staging:
 
     def commit(self) -> None:
         """Set modes, then move the staged tree into place (replacing the old one only with force)."""
+        allowed = 0o777 & ~current_umask()  # a mode from the store never widens what the user allows
         for f in self.manifest.files:
-            os.chmod(self.file_path(f.path), f.mode & 0o777)
+            os.chmod(self.file_path(f.path), f.mode & allowed)
         try:
             self._commit()
         finally:
@@ -286,6 +287,20 @@ def replace_refusal(destination: str, manifest: Manifest, replaceable: frozenset
                 return (f"it holds {rel!r}, which no version cas put there has (it is not a previous checkout); "
                         "move your files away or choose another path")
     return None
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (Linux /proc), else by setting it back."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # not thread-safe for a moment; only where /proc is missing
+    os.umask(mask)
+    return mask
 
 
 def _partial_prefix(name: str) -> str:

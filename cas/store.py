@@ -8,6 +8,7 @@ same number), then tags. A reader that can see a manifest can read every chunk i
 from __future__ import annotations
 
 import logging
+import errno
 import os
 from collections import defaultdict
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from .cache import LocalCache, default_cache_root
 from .chunking import DEFAULT_CHUNK_SIZE, check_chunk_size, fixed_chunks
 from .digest import HASH_NAME
 from .errors import (BadManifest, BadName, CasError, InUse, IntegrityError, NoSuchModel, NoSuchTag, NoSuchVersion,
-                     NotFound, StoreUnavailable, VersionExists)
+                     NotFound, StoreFull, StoreUnavailable, VersionExists)
 from .integrity import file_digest, new_hasher
 from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, digest_of_chunk_key,
                      manifest_key, model_dir, tombstone_key)
@@ -179,8 +180,9 @@ class Store:
         and each of ``tags`` move to the new version once it is published. ``strong_hash``
         ("sha256" or "blake3") records a whole-file digest that every get verifies.
         """
-        with _naming_failures(f"put of {local_path!r} as {model!r}",
-                              "no partial version is visible; run it again to finish (only missing chunks are sent)"):
+        what, outcome = f"put of {local_path!r} as {model!r}", "no partial version is visible"
+        with _naming_failures(what, outcome + "; run it again to finish (only missing chunks are sent)"), \
+                _store_full(self.backend.url, what, outcome, model=model):
             return self._put(local_path, model, version, tags=tags, latest=latest, chunk_size=chunk_size,
                              level=level, metadata=metadata, strong_hash=strong_hash)
 
@@ -524,6 +526,20 @@ def _naming_failures(what: str, outcome: str):
         raise
     except (ConnectionError, TimeoutError) as exc:
         raise StoreUnavailable(f"{what} stopped ({outcome}): {exc}") from exc
+
+
+@contextmanager
+def _store_full(store_url: str, what: str, outcome: str, **fields):
+    """A store out of space ([Errno 28]) or quota as one line naming the store and what to do.
+    (A put writes only to the store, so any ENOSPC it meets is the store's.)"""
+    try:
+        yield
+    except CasError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreFull(store_url, what, outcome, **fields) from None
+        raise
 
 
 def _check_metadata(metadata) -> dict:

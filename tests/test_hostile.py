@@ -252,6 +252,20 @@ def test_gc_sweeps_the_leftovers_of_killed_gets_where_gets_staged(tmp_path, stor
     assert (dest_dir / "w.bin").read_bytes() == src.read_bytes()
 
 
+def test_a_full_store_says_which_store_is_full_and_what_to_do(tmp_path, tiny_disk):
+    from cas.errors import StoreFull
+
+    store = Store.open(str(tiny_disk / "store"), cache_dir=False)
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    with pytest.raises(StoreFull) as info:
+        store.put(str(src), "m", chunk_size=1 << 20)
+    message = str(info.value)
+    assert f"the store file://{tiny_disk}/store is full" in message and "cas gc" in message
+    assert "no partial version is visible" in message and "\n" not in message and info.value.model == "m"
+    assert store.versions("m") == []
+
+
 def test_disk_filling_up_during_get_fails_cleanly_and_leaves_nothing(local_store, tmp_path, tiny_disk, monkeypatch):
     """The free-space check can be wrong (another writer fills the disk meanwhile)."""
     src = tmp_path / "w.bin"

@@ -469,3 +469,41 @@ def test_large_chunks_run_fewer_threads_so_buffered_bytes_stay_within_the_budget
     assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
     with pytest.raises(ValueError, match="memory_budget"):
         Store(meter, cache_dir=False, memory_budget=0)
+
+
+# -- modes follow the umask -----------------------------------------------------------------------
+
+@pytest.fixture
+def umask():
+    def set_mask(mask):
+        os.umask(mask)
+
+    old = os.umask(0o022)
+    yield set_mask
+    os.umask(old)
+
+
+def test_objects_follow_the_umask_so_a_private_store_stays_private(tmp_path, umask):
+    umask(0o077)
+    root = tmp_path / "store"
+    store = Store.open(str(root), cache_dir=False)
+    src = write(tmp_path / "m" / "w.bin", os.urandom(300_000))
+    store.put(str(src.parent), "m", chunk_size=1 << 16)
+    modes = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            modes[os.path.join(dirpath, name)] = stat.S_IMODE(os.stat(os.path.join(dirpath, name)).st_mode)
+    assert modes and all(mode & 0o077 == 0 for mode in modes.values()), {p: oct(m) for p, m in modes.items() if m & 0o077}
+    umask(0o002)  # a team sharing files through a group: objects are group-writable like all its files
+    store.put(str(src.parent), "n")
+    manifest = root / "manifests" / "n" / "1.msgpack"
+    assert stat.S_IMODE(manifest.stat().st_mode) == 0o664
+
+
+def test_get_masks_modes_from_the_manifest_with_the_umask(tmp_path, local_store, umask):
+    src = write(tmp_path / "tool.sh", b"#!/bin/sh\n")
+    os.chmod(src, 0o777)
+    local_store.put(str(src), "m")
+    umask(0o027)
+    local_store.get("m", str(tmp_path / "out.sh"))
+    assert stat.S_IMODE((tmp_path / "out.sh").stat().st_mode) == 0o750

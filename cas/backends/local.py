@@ -30,6 +30,12 @@ from .base import StoredObject, check_key
 from ..layout import TMP, staging_key
 
 DIRECT_MIN_BYTES = 256 * 1024  # small objects (manifests, tags, leases) are not worth the copy
+# Objects and directories follow the writer's umask (0644/0755 under the usual 022, 0600/0700
+# under 077), as any file a user writes does. Not the source files' modes: chunks are shared by
+# every version and model that holds the same bytes, so a chunk made private for one model would
+# break another's reads, and one already stored readable would stay so. A store for private
+# models needs a private root directory (or umask 077 for everyone who writes it).
+OBJECT_MODE = 0o666
 
 
 class LocalBackend:
@@ -82,7 +88,7 @@ class LocalBackend:
                     raise
                 self.direct_io = False
                 os.unlink(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OBJECT_MODE)
         try:
             view = memoryview(data)
             while view:
@@ -91,7 +97,7 @@ class LocalBackend:
             os.close(fd)
 
     def _write_direct(self, path: str, data) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, OBJECT_MODE)
         try:
             write_direct(fd, data, 0)
         finally:
