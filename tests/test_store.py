@@ -453,19 +453,20 @@ class _ConcurrencyMeter:
         return self._measured(self.inner.read, key, *args)
 
 
-@pytest.mark.parametrize(("budget", "most"), [(2 << 20, 1), (8 << 20, 4)])
-def test_large_chunks_run_fewer_threads_so_buffered_bytes_stay_within_the_budget(tmp_path, budget, most):
+@pytest.mark.parametrize(("budget", "put_most", "get_most"), [(2 << 20, 1, 1), (12 << 20, 4, 6)])
+def test_large_chunks_run_fewer_threads_so_buffered_bytes_stay_within_the_budget(tmp_path, budget, put_most,
+                                                                                  get_most):
     from cas.backends import MemoryBackend
 
     meter = _ConcurrencyMeter(MemoryBackend())
     store = Store(meter, cache_dir=False, n_workers=16, memory_budget=budget)
     src = tmp_path / "w.bin"
     src.write_bytes(os.urandom(32 << 20))
-    store.put(str(src), "m", chunk_size=1 << 20)  # 32 chunks; put holds a read and an encode buffer each
-    assert meter.peak == most  # budget / (2 buffers x 1 MiB), not the 16 threads asked for
+    store.put(str(src), "m", chunk_size=1 << 20)  # 32 chunks; a put task holds 3 buffers (read, encode, backend's copy)
+    assert meter.peak == put_most  # budget / (3 x 1 MiB), not the 16 threads asked for
     meter.peak = 0
     store.get("m", str(tmp_path / "out.bin"))  # get holds an object and a chunk buffer each
-    assert meter.peak == most
+    assert meter.peak == get_most  # budget / (2 x 1 MiB)
     assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
     with pytest.raises(ValueError, match="memory_budget"):
         Store(meter, cache_dir=False, memory_budget=0)
