@@ -63,6 +63,7 @@ class LeaseInfo:
     host: str  # "hostname:pid"
     expires: float
     started: float | None = None  # the holder process's start time (to tell a reused pid)
+    node: str | None = None  # the holder's kernel boot and pid namespace (see _this_node)
 
     def describe(self) -> str:
         return f"{self.kind} lease of {self.host}"
@@ -86,9 +87,10 @@ def all_leases(backend, kind: str | None = None) -> list[LeaseInfo]:
             if len(data) > MAX_LEASE_BYTES:
                 raise ValueError("too long")
             doc = msgpack.unpackb(data, raw=False)
-            started = doc.get("started")
+            started, node = doc.get("started"), doc.get("node")
             out.append(LeaseInfo(key, parts[0], parts[1], str(doc["host"]), float(doc["expires"]),
-                                 float(started) if started is not None else None))
+                                 float(started) if started is not None else None,
+                                 str(node) if node is not None else None))
         except FileNotFoundError:
             continue  # renewed or released while we listed
         except Exception:  # a damaged lease file: treat as expired, gc sweeps it
@@ -98,6 +100,21 @@ def all_leases(backend, kind: str | None = None) -> list[LeaseInfo]:
 
 def _this_host() -> str:
     return socket.gethostname()
+
+
+def _this_node() -> str | None:
+    """This kernel's boot id and this process's pid namespace, or None if unknown.
+
+    A hostname alone does not say that a pid is ours to look up: containers run with the host's
+    network (docker --network host, Kubernetes hostNetwork) share its hostname but not its pids,
+    and unrelated machines may all be called "localhost".
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
 
 
 def _process_start(pid: int) -> float | None:
@@ -114,10 +131,13 @@ def holder_is_dead(lease: LeaseInfo) -> bool:
     """True when the lease names a process on this host that no longer runs.
 
     A pid can be reused; the holder's start time (when recorded) tells a new process with the same pid
-    from the holder. Leases of other hosts are judged by their expiry alone.
+    from the holder. Leases of other hosts, other pid namespaces (containers) or that do not say
+    which (older clients) are judged by their expiry alone.
     """
     hostname, _, pid_text = lease.host.rpartition(":")
     if hostname != _this_host() or not pid_text.isdigit():
+        return False
+    if lease.node is None or lease.node != _this_node():
         return False
     pid = int(pid_text)
     try:
@@ -143,6 +163,7 @@ class Lease:
         self.owner = uuid.uuid4().hex[:16]
         self.host = f"{_this_host()}:{os.getpid()}"
         self.started = _process_start(os.getpid())
+        self.node = _this_node()
         self.seq = 0
         self.valid_until = 0.0  # the expiry the newest lease object carries
         self.broken = False  # once True, others may have seen this lease expire
@@ -161,6 +182,8 @@ class Lease:
         doc = {"host": self.host, "expires": expires, "kind": self.kind}
         if self.started is not None:
             doc["started"] = self.started
+        if self.node is not None:
+            doc["node"] = self.node
         self.backend.create(lease_key(self.kind, self.owner, seq), msgpack.packb(doc))
         if seq > 1 and self.clock() >= self.valid_until:
             self.broken = True  # there was a moment when nobody could see this lease alive

@@ -8,6 +8,7 @@ Each case pauses a real process with SIGSTOP at the point that matters, lets the
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import time
 import pytest
 
 from cas import Store
+from cas.errors import CasError
 from cas.leases import WRITER, Lease, LeaseInfo, holder_is_dead, live_leases
 
 TTL = 1.0  # the paused child's lease
@@ -203,11 +205,51 @@ def test_a_lease_of_a_dead_process_on_this_host_is_dead_at_once(local_store):
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(proc.stdout)
     import socket
+    from cas.leases import _this_node
     host = socket.gethostname()
-    dead = LeaseInfo("locks/gc.x.00000001", "gc", "x", f"{host}:{dead_pid}", time.time() + 60)
-    alive = LeaseInfo("locks/gc.y.00000001", "gc", "y", f"{host}:{os.getpid()}", time.time() + 60)
-    elsewhere = LeaseInfo("locks/gc.z.00000001", "gc", "z", f"another-host:{dead_pid}", time.time() + 60)
+    node = _this_node()
+    dead = LeaseInfo("locks/gc.x.00000001", "gc", "x", f"{host}:{dead_pid}", time.time() + 60, node=node)
+    alive = LeaseInfo("locks/gc.y.00000001", "gc", "y", f"{host}:{os.getpid()}", time.time() + 60, node=node)
+    elsewhere = LeaseInfo("locks/gc.z.00000001", "gc", "z", f"another-host:{dead_pid}", time.time() + 60, node=node)
     assert holder_is_dead(dead) and not holder_is_dead(alive) and not holder_is_dead(elsewhere)
+
+
+def test_a_lease_of_another_pid_namespace_with_our_hostname_is_judged_by_its_expiry():
+    """Containers on the host network (docker --network host, Kubernetes hostNetwork) share the
+    hostname but not the pids: a pid absent here may be a live writer there."""
+    import socket
+    host = socket.gethostname()
+    absent = 2 ** 22 + 12345  # above pid_max: no such process here
+    other_ns = LeaseInfo("locks/writer.x.00000001", "writer", "x", f"{host}:{absent}", time.time() + 60,
+                         node="another-boot/pid:[4026530000]")
+    unknown = LeaseInfo("locks/writer.y.00000001", "writer", "y", f"{host}:{absent}", time.time() + 60)
+    assert not holder_is_dead(other_ns) and not holder_is_dead(unknown)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1)")
+def test_gc_waits_for_a_live_writer_in_another_pid_namespace(tmp_path):
+    url = str(tmp_path / "store")
+    script = textwrap.dedent("""
+        import sys, time
+        from cas.backends.local import LocalBackend
+        from cas.leases import WRITER, Lease
+        Lease(LocalBackend(sys.argv[1]), WRITER, ttl=60).acquire()
+        print("held", flush=True)
+        time.sleep(60)
+    """)
+    # sh stays pid 1 of the new namespace; the writer is an ordinary process in it
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c",
+                             f'{sys.executable} -c "$0" "$1"; true', script, url],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        store = Store.open(url, cache_dir=False)
+        assert len(live_leases(store.backend)) == 1
+        with pytest.raises(CasError, match="writer"):
+            store.gc(wait=0.5)
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_gc_killed_with_sigkill_does_not_block_the_next_gc_on_this_host(tmp_path):
