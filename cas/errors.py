@@ -32,6 +32,18 @@ class CasError(Exception):
                 raise TypeError(f"{type(self).__name__} has no field {name!r}")
             setattr(self, name, value)
 
+    def __reduce__(self):
+        # Subclasses build their message from their own arguments; a copy (pickle, multiprocessing)
+        # is rebuilt from the message and fields instead of calling __init__ again.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> "CasError":
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 
 class BadName(CasError, ValueError):
     """A model, version or tag name, or a reference, that cas refuses before any I/O."""

@@ -155,6 +155,19 @@ def test_missing_things_name_themselves(store, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_errors_survive_pickling_with_their_fields():
+    """multiprocessing and concurrent.futures pickle a worker's exception; the parent rebuilds it."""
+    import pickle
+
+    from cas.errors import MissingChunk, VersionExists
+    errors = [NoSuchModel("m", "file:///s"), NoSuchVersion("m", "9"), NoSuchTag("m", "prod"),
+              MissingChunk("ab" * 16, "m@1 file 'w'"), VersionExists("m", "1"), InUse("in use", model="m", tag="t")]
+    for err in errors:
+        copy = pickle.loads(pickle.dumps(err))
+        assert type(copy) is type(err) and str(copy) == str(err)
+        assert (copy.model, copy.version, copy.tag, copy.digest) == (err.model, err.version, err.tag, err.digest)
+
+
 @pytest.mark.parametrize("bad", ["../x", "a/b", "", "x:y", "\x01"])
 def test_bad_names_change_nothing(store, tmp_path, bad):
     src = write(tmp_path / "w", b"x")
