@@ -116,8 +116,11 @@ def rollback_tag(backend, model: str, tag: str, *, exists=lambda model, version:
         if now.seq not in entries:  # moved since we read the history
             entries.update({e.seq: e for e in history(backend, model, tag)})
         before = entries.get(now.parent)
-        while before is not None and before.target is not None and not exists(model, before.target):
-            before = entries.get(before.parent)  # a removed version is no place to roll back to
+        while before is not None and before.target is not None and (
+                before.target == now.target or not exists(model, before.target)):
+            # a removed version is no place to roll back to, and the current one is no rollback
+            # (rm of the latest version moves latest back one: rolling back must go further)
+            before = entries.get(before.parent)
         if before is None:
             raise CasError(f"tag {model}:{tag} has no earlier target to roll back to (that still exists)")
         return before.target, before.parent, "rollback"

@@ -168,6 +168,15 @@ def test_errors_survive_pickling_with_their_fields():
         assert (copy.model, copy.version, copy.tag, copy.digest) == (err.model, err.version, err.tag, err.digest)
 
 
+def test_rollback_after_rm_of_the_latest_version_goes_back_a_version(store, tmp_path):
+    src = write(tmp_path / "w", b"x")
+    for _ in range(3):
+        store.put(str(src), "m", chunk_size=CHUNK)
+    store.rm("m@3")  # latest moves back to 2
+    assert store.tags("m") == {"latest": "2"}
+    assert store.rollback("m") == "1"  # not 2 again: a rollback that changes nothing is no rollback
+
+
 @pytest.mark.parametrize("bad", ["../x", "a/b", "", "x:y", "\x01"])
 def test_bad_names_change_nothing(store, tmp_path, bad):
     src = write(tmp_path / "w", b"x")
