@@ -122,12 +122,15 @@ class Staging:
     """
 
     def __init__(self, manifest: Manifest, destination: str, *, force: bool,
-                 earlier_versions: tuple[Manifest, ...] = ()) -> None:
+                 earlier_versions: tuple[Manifest, ...] = (), owned: bool = False) -> None:
         """``earlier_versions``: versions cas materialised at ``destination`` before; with ``force``
-        a directory holding nothing but their files (or the new version's) may be replaced."""
+        a directory holding nothing but their files (or the new version's) may be replaced.
+        ``owned``: ``destination`` is the cache's checkout of this version, no user's directory:
+        with ``force`` it is replaced whatever files were added to it."""
         self.manifest = manifest
         self.destination = os.path.abspath(destination)
         self.force = force
+        self.owned = owned
         self._replaceable = _tree_paths((manifest,) + tuple(earlier_versions))
         if os.path.lexists(self.destination):
             self._check_replaceable()
@@ -140,7 +143,7 @@ class Staging:
         if not self.force:
             raise AlreadyExists(f"destination {self.destination!r} exists; choose another path or pass --force "
                                 "(force=True) to replace it")
-        refusal = replace_refusal(self.destination, self.manifest, self._replaceable)
+        refusal = replace_refusal(self.destination, self.manifest, None if self.owned else self._replaceable)
         if refusal:
             raise AlreadyExists(f"--force will not replace {self.destination!r}: {refusal}")
 
@@ -259,7 +262,7 @@ def _tree_paths(manifests: tuple[Manifest, ...]) -> frozenset[str]:
     return frozenset(paths)
 
 
-def replace_refusal(destination: str, manifest: Manifest, replaceable: frozenset[str]) -> str | None:
+def replace_refusal(destination: str, manifest: Manifest, replaceable: frozenset[str] | None) -> str | None:
     """Why ``--force`` must not replace ``destination`` with ``manifest``'s version, or None if it may.
 
     --force replaces a file (or symlink) with a file, and a directory with a version's tree only
@@ -279,6 +282,8 @@ def replace_refusal(destination: str, manifest: Manifest, replaceable: frozenset
     if manifest.kind == KIND_FILE:
         return (f"it is a directory and {manifest.model}@{manifest.version} is a single file; give a file path "
                 f"such as {os.path.join(destination, manifest.files[0].path)!r}")
+    if replaceable is None:  # the cache's own checkout
+        return None
     for dirpath, dirnames, filenames in os.walk(destination):
         rel_dir = os.path.relpath(dirpath, destination).replace(os.sep, "/")
         for name in sorted(dirnames) + sorted(filenames):

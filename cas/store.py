@@ -349,14 +349,15 @@ class Store:
                 self.last_transfer = TransferStats(chunks=sum(len(f.digests) for f in manifest.files))
                 return path
             self.cache.forget_checkout(manifest.model, manifest.version)
-            self._materialise(manifest, path, force=True)
+            self._materialise(manifest, path, force=True, owned=True)
         self.cache.mark_complete(manifest)
         self.cache.remember(manifest, packed, path)
         return path
 
-    def _materialise(self, manifest: Manifest, local_path: str, *, force: bool) -> None:
+    def _materialise(self, manifest: Manifest, local_path: str, *, force: bool, owned: bool = False) -> None:
+        """``owned``: ``local_path`` is the cache's own checkout of this version, replaced whatever it holds."""
         earlier = self.cache.versions_at(local_path) if self.cache and force else ()
-        staging = Staging(manifest, local_path, force=force, earlier_versions=tuple(earlier))
+        staging = Staging(manifest, local_path, force=force, earlier_versions=tuple(earlier), owned=owned)
         self._cache_quietly("note where this get stages", self.cache.note_staging_dir if self.cache else None,
                             os.path.dirname(staging.path))
         staging.prepare()

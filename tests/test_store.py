@@ -283,6 +283,19 @@ def test_checkout_moves_no_bytes_the_second_time(store, tmp_path):
     assert store.last_transfer.fetched_bytes == 0
 
 
+def test_a_damaged_checkout_with_an_added_file_is_fetched_again(local_store, tmp_path):
+    """The cache's own checkout is no user directory: --force's refusals must not leave it stuck."""
+    write(tmp_path / "src" / "w.bin", weights(64 * KIB))
+    local_store.put(str(tmp_path / "src"), "m", chunk_size=CHUNK)
+    path = local_store.checkout("m")
+    with open(os.path.join(path, "w.bin"), "ab") as f:
+        f.write(b"edited")  # no longer complete: the next checkout fetches it again
+    open(os.path.join(path, "scratch.txt"), "wb").write(b"a loader's scratch file")
+    assert local_store.checkout("m") == path
+    assert sorted(os.listdir(path)) == ["w.bin"]
+    assert open(os.path.join(path, "w.bin"), "rb").read() == weights(64 * KIB)
+
+
 def test_concurrent_puts_get_distinct_versions(store, tmp_path):
     srcs = [write(tmp_path / f"w{i}", weights(100 * KIB, i)) for i in range(6)]
     got, errors = [], []
