@@ -239,6 +239,8 @@ class Store:
             sent: dict[bytes, tuple[Piece, int]] = {}  # digest -> (piece, stored size): what this put stored
             lease = self._store_missing(lease, first_piece, sent, level=level, model=model)
             check_unchanged(sources)  # a file rewritten during the put must not publish a mix
+            if not lease.intact(margin=lease.ttl / 2):  # paused since: gc may have deleted chunks
+                lease = self._store_missing(lease, first_piece, sent, level=level, model=model, lapsed=True)
             published = self._publish(draft, explicit=version is not None)
             self.backend.flush()  # and the manifest before a tag can point at it
             if not lease.intact():  # paused while publishing: make sure gc left every chunk

@@ -44,6 +44,30 @@ m = store.put(src, "m", chunk_size=65536)
 print(store.last_transfer.sent_chunks, len(m.chunk_lengths()))
 """
 
+# Paused after its chunks are stored, before it publishes; reports the chunks missing when it published.
+PUT_PAUSED_BEFORE_PUBLISH = """
+import os, signal, sys
+import cas.store
+from cas import Store
+from cas.layout import chunk_key
+store = Store.open(sys.argv[1], cache_dir=False)
+store.lease_ttl = float(sys.argv[3])
+real_check = cas.store.check_unchanged
+def check_unchanged(sources):
+    real_check(sources)
+    os.kill(os.getpid(), signal.SIGSTOP)
+cas.store.check_unchanged = check_unchanged
+real_publish = store._publish
+def publish(draft, **kwargs):
+    m = real_publish(draft, **kwargs)
+    keys = {chunk_key(d.hex()) for f in m.files for d in f.digests}
+    print("missing-at-publish", len(store.backend.missing(keys)), file=sys.stderr)  # what a reader would have found missing
+    return m
+store._publish = publish
+m = store.put(src := sys.argv[2], "m", chunk_size=65536)
+print(store.last_transfer.sent_chunks, len(m.chunk_lengths()))
+"""
+
 GC_PAUSED = """
 import os, signal, sys
 from cas import Store
@@ -131,6 +155,19 @@ def test_a_put_paused_past_its_lease_while_gc_runs_still_publishes_a_whole_versi
     assert store.verify(full=True).problems == []
     store.get("m", str(tmp_path / "out"))
     assert (tmp_path / "out" / "base.bin").read_bytes() == base.read_bytes()
+
+
+def test_a_put_paused_just_before_publishing_never_publishes_missing_chunks(tmp_path, garbage_base):
+    url, base = garbage_base
+    (base.parent / "new.bin").write_bytes(os.urandom(1 << 20))
+    put = _start_paused(PUT_PAUSED_BEFORE_PUBLISH, url, str(base.parent), str(TTL))
+    time.sleep(TTL * 1.5)  # its lease expires: gc goes ahead and deletes base.bin's chunks
+    assert _store(url).gc(grace=TTL).deleted_chunks >= 16  # base.bin's, and new.bin's once older than grace
+    code, out, err = _resume(put)
+    assert code == 0, err
+    missing_at_publish = int(err.split("missing-at-publish ")[1].split()[0])
+    assert missing_at_publish == 0  # no reader could ever see the version without its chunks
+    assert _store(url).verify(full=True).problems == []
 
 
 def test_a_gc_paused_past_its_lease_deletes_nothing_a_put_made_meanwhile(tmp_path, garbage_base):
