@@ -64,8 +64,9 @@ class LocalCache:
         model, version = manifest.model, manifest.version
         if not os.path.exists(self._manifest_path(model, version)):
             _write_atomic(self._manifest_path(model, version), packed)
+        destination = os.path.abspath(destination)  # one place however it is spelled, not 4 copies of it
         places = [p for p in self._places(model, version) if p != destination]
-        places = [os.path.abspath(destination)] + places[: MAX_PLACES_PER_VERSION - 1]
+        places = [destination] + places[: MAX_PLACES_PER_VERSION - 1]
         _write_atomic(self._places_path(model, version), json.dumps(places).encode())
 
     def _places(self, model: str, version: str) -> list[str]:

@@ -245,6 +245,19 @@ def test_force_never_deletes_a_directory_of_the_users_files(store, tmp_path, mon
     assert (tmp_path / "fresh" / "a.txt").read_bytes() == b"a"
 
 
+def test_gets_to_a_relative_path_do_not_make_the_cache_forget_other_checkouts(local_store, tmp_path, monkeypatch):
+    write(tmp_path / "v1" / "old.txt", b"old")
+    local_store.put(str(tmp_path / "v1"), "dm", chunk_size=CHUNK)
+    write(tmp_path / "v2" / "new.txt", b"new")
+    local_store.put(str(tmp_path / "v2"), "dm", chunk_size=CHUNK)
+    local_store.get("dm@1", str(tmp_path / "elsewhere"))
+    monkeypatch.chdir(tmp_path)
+    for _ in range(4):
+        local_store.get("dm@1", "out", force=True)  # one place, however it is spelled
+    local_store.get("dm@2", str(tmp_path / "elsewhere"), force=True)  # still a known checkout of dm@1
+    assert sorted(os.listdir(tmp_path / "elsewhere")) == ["new.txt"]
+
+
 def test_get_reuses_chunks_of_an_earlier_fetched_version(store, tmp_path):
     data = bytearray(weights(1024 * KIB))
     src = write(tmp_path / "w.bin", bytes(data))
