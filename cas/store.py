@@ -262,24 +262,28 @@ class Store:
         skipped or sent: take a fresh lease (waiting for that gc) and ask again. Records what it
         stored in ``sent`` (digest -> (piece, stored size)); returns the lease now held.
         """
-        for _ in range(MAX_LEASE_RENEWALS):
-            if lapsed:
-                log.warning("the writer lease of this put of %r lapsed (the process was paused or cut off for over "
-                            "%.0f s); asking %s again which chunks it has", model, lease.ttl, self.backend.url)
-                lease.release()
-                lease = self._writing()
-            missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
-            to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
-            with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
-                sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
-                                      n_workers=self.n_workers, progress=bar, memory_budget=self.memory_budget)
-            sent.update((d, (p, n)) for (d, p), n in zip(to_send, sizes))
-            self.backend.flush()  # every chunk durable before a manifest can name it
-            if lease.intact(margin=lease.ttl / 2):
-                return lease
-            lapsed = True
-        lease.check(f"publishing {model}")  # raises: the lease keeps lapsing
-        return lease
+        try:
+            for _ in range(MAX_LEASE_RENEWALS):
+                if lapsed:
+                    log.warning("the writer lease of this put of %r lapsed (the process was paused or cut off for over "
+                                "%.0f s); asking %s again which chunks it has", model, lease.ttl, self.backend.url)
+                    lease.release()
+                    lease = self._writing()
+                missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
+                to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
+                with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
+                    sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
+                                          n_workers=self.n_workers, progress=bar, memory_budget=self.memory_budget)
+                sent.update((d, (p, n)) for (d, p), n in zip(to_send, sizes))
+                self.backend.flush()  # every chunk durable before a manifest can name it
+                if lease.intact(margin=lease.ttl / 2):
+                    return lease
+                lapsed = True
+            lease.check(f"publishing {model}")  # raises: the lease keeps lapsing
+            return lease
+        except BaseException:
+            lease.release()  # the caller knows only the lease it passed: a fresh one would renew forever
+            raise
 
     def _refuse_taken(self, model: str, version: str) -> None:
         taken = {manifest_key(model, version), tombstone_key(model, version)} - self.backend.missing(

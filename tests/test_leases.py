@@ -220,6 +220,19 @@ class FakeClock:
         return self.now
 
 
+def test_a_put_that_gives_up_on_its_lease_leaves_no_lease_behind(local_store, tmp_path, monkeypatch):
+    """A lease taken again inside the put and then abandoned would be renewed for the life of the
+    process (a notebook, a service) and keep every gc waiting."""
+    from cas.leases import LeaseLost, all_leases
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(3 * CHUNK))
+    monkeypatch.setattr(Lease, "intact", lambda self, margin=0.0: False)  # it lapses every time
+    with pytest.raises(LeaseLost):
+        local_store.put(str(src), "m", chunk_size=CHUNK)
+    assert local_store.models() == []
+    assert all_leases(local_store.backend) == []
+
+
 def test_a_lease_that_lapsed_stays_broken_even_after_its_heartbeat_renews_it(local_store):
     clock = FakeClock()
     lease = Lease(local_store.backend, WRITER, ttl=10, clock=clock)
