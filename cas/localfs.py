@@ -80,7 +80,10 @@ def scan_source(local_path: str) -> tuple[str, list[SourceFile], list[str]]:
             try:
                 st = os.stat(full)
             except FileNotFoundError:
-                raise CasError(f"cannot put {full!r}: it is a dangling symlink; remove it or point it at a file") from None
+                if os.path.islink(full):
+                    raise CasError(f"cannot put {full!r}: it is a dangling symlink; remove it or point it at a file") from None
+                raise SourceChanged(f"{full!r} disappeared while the put listed its directory; nothing was published, "
+                                    "run the put again once it is stable") from None
             if stat.S_ISDIR(st.st_mode):
                 if (st.st_dev, st.st_ino) in ancestors:
                     raise CasError(f"cannot put {local_path!r}: {full!r} is a symlink loop (it leads back to a "
@@ -124,14 +127,16 @@ class Staging:
     def __init__(self, manifest: Manifest, destination: str, *, force: bool,
                  earlier_versions: tuple[Manifest, ...] = (), owned: bool = False) -> None:
         """``earlier_versions``: versions cas materialised at ``destination`` before; with ``force``
-        a directory holding nothing but their files (or the new version's) may be replaced.
+        a directory holding nothing but their files may be replaced.
         ``owned``: ``destination`` is the cache's checkout of this version, no user's directory:
         with ``force`` it is replaced whatever files were added to it."""
         self.manifest = manifest
         self.destination = os.path.abspath(destination)
         self.force = force
         self.owned = owned
-        self._replaceable = _tree_paths((manifest,) + tuple(earlier_versions))
+        # Only what earlier versions put there: a directory of the user's own files that happen to
+        # carry the new version's names (config.json, saved_model.pb) is still the user's.
+        self._replaceable = _tree_paths(tuple(earlier_versions))
         if os.path.lexists(self.destination):
             self._check_replaceable()
         parent, name = os.path.split(self.destination)

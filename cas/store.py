@@ -340,7 +340,7 @@ class Store:
         try:
             return action(*args)
         except OSError as exc:
-            log.warning("the local cache at %s could not %s (%s); the get itself is complete; set $CAS_CACHE_DIR "
+            log.warning("the local cache at %s could not %s (%s); cas works without it, but set $CAS_CACHE_DIR "
                         "to a writable directory to reuse chunks locally", self.cache.root, what, exc)
             return None
 

@@ -229,6 +229,11 @@ def test_force_never_deletes_a_directory_of_the_users_files(store, tmp_path, mon
     with pytest.raises(AlreadyExists, match="mine.txt"):
         store.get("dm", str(tmp_path / "co"), force=True)
     assert (tmp_path / "co" / "mine.txt").read_bytes() == b"mine"
+    # a directory of the user's own that merely has the version's file names is theirs too
+    write(tmp_path / "own" / "a.txt", b"my own a")
+    with pytest.raises(AlreadyExists, match="a.txt"):
+        store.get("dm", str(tmp_path / "own"), force=True)
+    assert (tmp_path / "own" / "a.txt").read_bytes() == b"my own a"
     # never the working directory, nor one that contains it, even when it is empty
     work = tmp_path / "empty"
     (work / "sub").mkdir(parents=True)
