@@ -114,3 +114,9 @@ class InUse(CasError):
 
 class IntegrityError(CasError):
     """A fetched file whose strong (cryptographic) digest does not match its manifest."""
+
+
+class StoreMisconfigured(CasError, OSError):
+    """The store URL or its credentials name nothing usable (a bucket that does not exist, refused
+    credentials, a region mismatch, an endpoint that is not the service, a prefix that may not be
+    written, a store without exclusive create). Raised before any chunk is sent."""

@@ -18,14 +18,45 @@ def webhdfs_server():
         yield server
 
 
-@pytest.fixture(params=["local", "memory", "webhdfs", "webhdfs-cluster"])
+@pytest.fixture(scope="session")
+def s3_server_session():
+    """One moto S3 server (in-process, on loopback) for the whole run."""
+    from cas.testing.s3_server import S3TestServer
+
+    with S3TestServer() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_server(s3_server_session):
+    """The moto S3 server, emptied after the test (``POST /moto-api/reset``)."""
+    yield s3_server_session
+    s3_server_session.reset()
+
+
+def s3_bucket_url(fresh: str) -> str:
+    """A fresh prefix under CAS_TEST_S3_URL (a real bucket), or skip."""
+    bucket = os.environ.get("CAS_TEST_S3_URL")
+    if not bucket:
+        pytest.skip("set CAS_TEST_S3_URL=s3://BUCKET/PREFIX?region=R (credentials from the AWS chain) "
+                    "to run against a real bucket")
+    base, _, query = bucket.partition("?")
+    return f"{base.rstrip('/')}/{fresh}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(params=["local", "memory", "webhdfs", "webhdfs-cluster", "s3", "s3-bucket"])
 def store_url(request, tmp_path):
     """A fresh, empty store of each kind the end-to-end tests run against.
 
     ``webhdfs`` is the project's WebHDFS test server; ``webhdfs-cluster`` is a real cluster,
     used when CAS_TEST_WEBHDFS_URL names one (e.g. webhdfs://nn:9870/tmp/cas-test?user=me).
+    ``s3`` is moto's S3 server; ``s3-bucket`` a real bucket named by CAS_TEST_S3_URL.
     """
     fresh = uuid.uuid4().hex[:12]
+    if request.param == "s3":
+        return request.getfixturevalue("s3_server").store_url(prefix=fresh)
+    if request.param == "s3-bucket":
+        return s3_bucket_url(fresh)
     if request.param == "local":
         return str(tmp_path / "store")
     if request.param == "memory":

@@ -19,7 +19,8 @@ def open_backend(url: str, **options) -> Backend:
 
     - a path, or ``file:///abs/path``: a local directory (created on first write);
     - ``memory://NAME``: an in-process store, shared by every open of the same NAME;
-    - ``webhdfs://namenode:port/root?user=NAME`` (and ``swebhdfs://`` for HTTPS): HDFS.
+    - ``webhdfs://namenode:port/root?user=NAME`` (and ``swebhdfs://`` for HTTPS): HDFS;
+    - ``s3://BUCKET/PREFIX?endpoint=URL&region=R``: S3-compatible object storage (boto3).
 
     Unknown schemes and unknown options are rejected, naming them.
     """
@@ -41,4 +42,8 @@ def open_backend(url: str, **options) -> Backend:
         from .webhdfs import open_webhdfs
 
         return open_webhdfs(url, **options)
-    raise ValueError(f"unknown store URL scheme {parts.scheme!r} in {url!r}; use a path, file://, memory:// or webhdfs://")
+    if scheme == "s3":
+        from .s3 import open_s3
+
+        return open_s3(url, **options)
+    raise ValueError(f"unknown store URL scheme {parts.scheme!r} in {url!r}; use a path, file://, memory://, webhdfs:// or s3://")
