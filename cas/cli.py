@@ -39,7 +39,7 @@ def parse_meta(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cas", description="Chunked, deduplicating store for ML models (local or HDFS).")
+    p = argparse.ArgumentParser(prog="cas", description="Chunked, deduplicating store for ML models (local, HDFS or S3).")
     p.add_argument("--store", metavar="URL", help=f"store path or URL (default: $CAS_STORE or {default_store_url()})")
     p.add_argument("--workers", type=int, metavar="N", help="parallel transfer threads (default: the backend's limit)")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("ref", help="MODEL, MODEL@VERSION or MODEL:TAG")
     c.add_argument("path")
     c.add_argument("--force", action="store_true", help="replace the destination if it exists")
+    c.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("copy", help="copy a version, with the chunks it lacks, to another store")
+    c.add_argument("ref", help="MODEL, MODEL@VERSION or MODEL:TAG")
+    c.add_argument("--to", required=True, metavar="URL", help="the destination store (path or URL)")
+    c.add_argument("--tag", action="append", default=[], metavar="TAG", help="point TAG at the version there")
     c.add_argument("--json", action="store_true")
 
     c = sub.add_parser("ls", help="list models, or the versions and tags of one model")
@@ -156,6 +162,15 @@ def cmd_get(store: Store, args) -> None:
     data = _manifest_summary(m) | {"path": args.path, "fetched_bytes": t.fetched_bytes, "reused_bytes": t.reused_bytes}
     _emit(args, data, f"fetched {m.model}@{m.version} to {args.path}: {human_bytes(m.size)} "
                       f"({human_bytes(t.fetched_bytes)} from the store, {human_bytes(t.reused_bytes)} reused locally)")
+
+
+def cmd_copy(store: Store, args) -> None:
+    with Store.open(args.to, n_workers=args.workers, progress=store.progress) as destination:
+        r = store.copy(args.ref, destination, tags=args.tag)
+    done = "copied" if r.manifest_copied else "already there:"
+    _emit(args, r.as_dict(), f"{done} {r.model}@{r.version} to {r.destination}: sent {r.sent_chunks} of {r.chunks} "
+                             f"chunks ({human_bytes(r.sent_stored_bytes)} stored)"
+                             + (f", tagged {', '.join(r.tags)}" if r.tags else ""))
 
 
 def cmd_ls(store: Store, args) -> None:
@@ -280,7 +295,7 @@ def cmd_predict(store: Store, args) -> None:
           f"wrote {len(out)} predictions {tuple(out.shape)} to {args.output} ({args.predict_workers} workers)")
 
 
-COMMANDS = {"put": cmd_put, "get": cmd_get, "ls": cmd_ls, "show": cmd_show, "tag": cmd_tag, "untag": cmd_untag,
+COMMANDS = {"put": cmd_put, "get": cmd_get, "copy": cmd_copy, "ls": cmd_ls, "show": cmd_show, "tag": cmd_tag, "untag": cmd_untag,
             "rollback": cmd_rollback, "history": cmd_history, "rm": cmd_rm, "stats": cmd_stats,
             "verify": cmd_verify, "repair": cmd_repair, "gc": cmd_gc, "predict": cmd_predict}
 

@@ -94,7 +94,7 @@ class Store:
     def open(cls, url: str | None = None, *, cache_dir: str | None | bool = None, n_workers: int | None = None,
              progress: bool = False, direct_writes: bool = True, memory_budget: int = DEFAULT_MEMORY_BUDGET,
              **backend_options) -> "Store":
-        """Open the store at ``url`` (a path, ``file://``, ``memory://`` or ``webhdfs://`` URL).
+        """Open the store at ``url`` (a path, ``file://``, ``memory://``, ``webhdfs://`` or ``s3://`` URL).
 
         With no URL: ``$CAS_STORE``, else ``~/.local/share/cas/store``.
         """
@@ -405,6 +405,17 @@ class Store:
                     "nothing was written, report this to the store's owners")
 
         run_bounded(check, manifest.files, self.n_workers)
+
+    # -- copy ------------------------------------------------------------------------------------
+
+    def copy(self, ref: str | Ref, destination: "Store", *, tags=()):
+        """Copy one version, with the chunks ``destination`` lacks, to another store; the version
+        label is kept and ``tags`` are moved there. Returns a ``cas.copy.CopyReport``."""
+        from .copy import copy_version
+
+        with _naming_failures(f"copy of {str(ref)!r} to {destination.backend.url}",
+                              "no partial version is visible there; run it again to finish (only missing chunks are sent)"):
+            return copy_version(self, ref, destination, tags=tags, progress=self.progress)
 
     # -- tags ------------------------------------------------------------------------------------
 

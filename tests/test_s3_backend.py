@@ -359,3 +359,33 @@ def test_use_after_close_is_refused(s3_server):
     backend.close()
     with pytest.raises(ValueError, match="closed"):
         backend.read("k")
+
+
+def test_cli_put_get_rm_gc_verify_on_s3(s3_server, tmp_path, monkeypatch, capsys):
+    import json
+
+    from cas.cli import main
+
+    monkeypatch.setenv("CAS_CACHE_DIR", str(tmp_path / "cache"))
+    url = s3_server.store_url()
+    v1 = write(tmp_path / "v1.bin", os.urandom(3 << 20))
+    v2 = write(tmp_path / "v2.bin", v1.read_bytes()[: 2 << 20] + os.urandom(1 << 20))
+
+    def cas(*args):
+        code = main(["--store", url, *args])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return json.loads(out) if "--json" in args else out
+
+    assert cas("put", str(v1), "net", "--chunk-size", "1MiB", "--json")["sent_chunks"] == 3
+    assert cas("put", str(v2), "net", "--chunk-size", "1MiB", "--json")["sent_chunks"] == 1
+    assert cas("get", "net@1", str(tmp_path / "back1.bin"), "--json")["fetched_bytes"] == 3 << 20
+    assert (tmp_path / "back1.bin").read_bytes() == v1.read_bytes()
+    assert cas("verify", "--full", "--json")["problems"] == []
+    cas("rm", "net@1")
+    report = cas("gc", "--json")
+    assert report["deleted_chunks"] == 1 and report["referenced_chunks"] == 3
+    assert cas("verify", "--full", "--json")["problems"] == []
+    cas("get", "net", str(tmp_path / "back2.bin"))
+    assert (tmp_path / "back2.bin").read_bytes() == v2.read_bytes()
+    assert cas("ls").startswith("net\t1 versions")

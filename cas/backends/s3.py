@@ -12,7 +12,7 @@ How the contract maps onto S3 (a store key ``K`` is the object ``PREFIX/K``):
   409 FileAlreadyExists) is followed by one HEAD: if the object carries *our* token, an earlier
   attempt of this very call landed and its answer was lost (botocore retried), so it is success;
   else FileExistsError. 409 ConditionalRequestConflict (a concurrent conditional write) is retried.
-- The first ``create`` of a backend **probes** the store: it creates ``tmp/probe-<random>``, PUTs
+- The first ``create`` of a backend **probes** the store: it creates a ``tmp/`` object, PUTs
   it again and deletes it. A store that accepts the second PUT has no exclusive create, and with
   it version numbers and tag moves would silently collide, so it is refused with one line.
   ``create=auto`` picks ``oss`` for ``*.aliyuncs.com`` endpoints and for a store that answers the
@@ -54,7 +54,7 @@ import botocore.exceptions as bx
 from botocore.config import Config
 
 from ..errors import StoreMisconfigured
-from ..layout import LOCKS, TMP
+from ..layout import LOCKS, staging_key
 from .s3_config import S3Config, parse_s3_url
 
 __all__ = ["S3Backend", "open_s3", "S3Config", "parse_s3_url"]
@@ -248,7 +248,7 @@ class S3Backend:
         with self._lock:
             if self._probed:
                 return
-            key = f"{TMP}/probe-{uuid.uuid4().hex}"
+            key = staging_key()  # a name gc sweeps, should the delete below fail
             try:
                 self._probe_key(key)
             finally:

@@ -1,0 +1,133 @@
+"""Copy a version, with its chunks, from one store to another (HDFS to S3, S3 to local, ...).
+
+Only chunks the destination lacks are sent (one bulk ``missing`` question), as stored objects:
+nothing is recompressed. Every object sent is first decoded and checked against its digest, so a
+damaged source chunk stops the copy instead of spreading. The order is a put's: chunks, a flush,
+the manifest (created exclusively, byte for byte the source's, so the version label is kept),
+a flush, then the tags asked for, all under the destination's writer lease. A copy killed at any
+point leaves no visible version at the destination; running it again sends only what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from . import codec, refs
+from .backends.base import read_into
+from .digest import digest as digest_of
+from .directio import aligned_buffer
+from .errors import AlreadyExists, CasError, CorruptChunk, NotFound
+from .layout import chunk_key, manifest_key, tombstone_key
+from .names import check_name
+from .progress import byte_bar
+from .transfer import run_bounded
+
+
+@dataclass
+class CopyReport:
+    """What one copy did."""
+
+    model: str
+    version: str
+    source: str
+    destination: str
+    chunks: int = 0  # distinct chunks of the version
+    sent_chunks: int = 0  # chunks the destination lacked, sent
+    sent_raw_bytes: int = 0
+    sent_stored_bytes: int = 0
+    manifest_copied: bool = False  # False: the destination already had this exact version
+    tags: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def copy_version(source, ref, destination, *, tags=(), progress: bool = False) -> CopyReport:
+    """Copy the version ``ref`` names from the ``source`` Store to the ``destination`` Store."""
+    tags = [check_name(t, "tag") for t in tags]
+    model, version = source.resolve(ref)
+    manifest, packed = source._load(model, version)
+    dst = destination.backend
+    if dst.url == source.backend.url:
+        raise CasError(f"{model}@{version}: source and destination are the same store ({dst.url})")
+    report = CopyReport(model, version, source.backend.url, dst.url, chunks=len(manifest.chunk_lengths()), tags=tags)
+    present = _destination_has(destination, model, version, packed)
+
+    with destination._writing():
+        lengths = manifest.chunk_lengths()
+        lacking = dst.missing(chunk_key(d.hex()) for d in lengths)
+        to_send = [(d, n) for d, n in lengths.items() if chunk_key(d.hex()) in lacking]
+        label = f"{model}@{version}"
+
+        with byte_bar(f"copy {label}", sum(n for _, n in to_send), progress) as bar:
+            def one(item: tuple[bytes, int]) -> int:
+                d, length = item
+                obj = _verified_object(source.backend, d, length, label)
+                try:
+                    dst.create(chunk_key(d.hex()), obj)
+                except FileExistsError:
+                    pass  # content-addressed: someone stored it meanwhile
+                bar(length)
+                return len(obj)
+
+            stored = run_bounded(one, to_send, destination.n_workers)
+        dst.flush()  # every chunk durable before the manifest names it
+        if not present:
+            try:
+                dst.create(manifest_key(model, version), packed)
+            except FileExistsError:
+                _destination_has(destination, model, version, packed)  # raises unless it is ours, byte for byte
+            dst.flush()
+        for tag in tags:
+            refs.set_tag(dst, model, tag, version)
+
+    report.sent_chunks = len(to_send)
+    report.sent_raw_bytes = sum(n for _, n in to_send)
+    report.sent_stored_bytes = sum(stored)
+    report.manifest_copied = not present
+    return report
+
+
+def _destination_has(destination, model: str, version: str, packed: bytes) -> bool:
+    """True if the destination holds exactly this version; AlreadyExists if it holds another one
+    under the same label (or removed that label)."""
+    dst = destination.backend
+    try:
+        there = dst.read(manifest_key(model, version))
+    except FileNotFoundError:
+        if not dst.missing([tombstone_key(model, version)]):
+            raise AlreadyExists(f"{model}@{version} was removed from {dst.url} and its label stays reserved there; "
+                                "nothing was copied") from None
+        return False
+    if there != packed:
+        raise AlreadyExists(f"{dst.url} already has a different {model}@{version}; versions are immutable, "
+                            "nothing was copied")
+    return True
+
+
+def _verified_object(backend, digest: bytes, length: int, label: str) -> memoryview:
+    """The stored object of one chunk, read into this thread's buffer and checked to decode to its
+    digest (read again once before calling it corrupt). Valid until the thread's next call."""
+    hex_digest = digest.hex()
+    obj_buffer = aligned_buffer(codec.encoded_capacity(length), "object")
+    out = aligned_buffer(length, "chunk")
+    problem = ""
+    for _attempt in range(2):
+        try:
+            obj = read_into(backend, chunk_key(hex_digest), obj_buffer)
+        except FileNotFoundError:
+            raise NotFound(f"chunk {hex_digest} of {label} is missing from the source {backend.url}; "
+                           "run `cas verify` and `cas repair` there, then copy again") from None
+        except BufferError:
+            problem = f"its object is longer than any encoding of {length} bytes"
+            continue
+        try:
+            data = codec.decode_into(obj, out, expected_length=length, name=f"chunk {hex_digest}")
+        except CorruptChunk as exc:
+            problem = str(exc)
+            continue
+        if digest_of(data) == digest:
+            return memoryview(obj)
+        problem = "its bytes do not match its digest"
+    raise CorruptChunk(f"chunk {hex_digest} of {label} is corrupt in the source {backend.url} ({problem}); "
+                       "nothing was copied past it: run `cas verify` and `cas repair` there, then copy again")
