@@ -2,7 +2,7 @@
 
 URL grammar (parsed in ``webhdfs_url``; ``open_webhdfs`` is the one place that reads it)::
 
-    webhdfs://HOST[:PORT][,HOST[:PORT]...]/ROOT/PATH[?user=NAME | ?token=TOKEN | ?auth=kerberos]
+    webhdfs://HOST[:PORT][,HOST[:PORT]...]/ROOT/PATH[?user=NAME | ?token=TOKEN | ?auth=kerberos][&replication=N]
     swebhdfs://...                                      same, over HTTPS
 
 - Several comma-separated namenodes form an HA pair (or set); they become HdfsCLI's
@@ -14,6 +14,8 @@ URL grammar (parsed in ``webhdfs_url``; ``open_webhdfs`` is the one place that r
   ``auth=kerberos`` -> ``hdfs.ext.kerberos.KerberosClient`` (needs ``requests-kerberos``).
   HdfsCLI only configures the shared ``requests.Session``; the requests themselves are built
   here, so that every answer's HTTP status reaches the one error-mapping function.
+- ``replication=N``: chunk objects are created with HDFS replication N (CREATE's ``replication``);
+  manifests, tags and leases keep the cluster default.
 - Anything else in the query, and any unknown keyword option, is rejected naming it.
 
 Keyword options: ``timeout`` (seconds a socket may sit idle, per request, default 60),
@@ -79,7 +81,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from ..layout import TMP, staging_key
+from ..layout import CHUNKS, TMP, staging_key
 from .base import StoredObject, check_key
 from .deadlines import Watchdog
 from .webhdfs_url import parse_webhdfs_url, redact
@@ -130,6 +132,7 @@ def open_webhdfs(
         user=parsed["user"],
         token=parsed["token"],
         auth=parsed["auth"],
+        chunk_replication=parsed["replication"],
         timeout=float(timeout),
         connect_timeout=float(connect_timeout),
         max_workers=max_workers,
@@ -187,10 +190,12 @@ class WebHdfsBackend:
         backoff_max: float = 10.0,
         verify: bool | str = True,
         min_rate: float = DEFAULT_MIN_RATE,
+        chunk_replication: int | None = None,
     ) -> None:
         self.namenodes = list(namenodes)
         self.min_rate = min_rate  # bytes/s: a body must arrive within timeout + size / min_rate
         self._watchdog = Watchdog("cas-webhdfs-deadlines")
+        self.chunk_replication = chunk_replication  # None: the cluster's dfs.replication
         self.root = root
         self.max_workers = max_workers
         self.retries = retries
@@ -575,7 +580,8 @@ class WebHdfsBackend:
 
     def _stage(self, staged: str, data: bytes, key: str) -> None:
         """CREATE overwrite=false at a tmp name: NN 307, then the body to the datanode."""
-        resp = self._check(self._nn("PUT", staged, "CREATE", overwrite="false"), key, "create", ok=(307,))
+        extra = {"replication": self.chunk_replication} if self.chunk_replication and key.strip("/").startswith(f"{CHUNKS}/") else {}
+        resp = self._check(self._nn("PUT", staged, "CREATE", overwrite="false", **extra), key, "create", ok=(307,))
         location = resp.headers.get("Location")
         if not location:
             raise OSError(errno.EIO, f"namenode answered CREATE for {key!r} without a Location", key)

@@ -1,7 +1,11 @@
 """``webhdfs://`` store URLs: the grammar, parsed and checked before any request is made.
 
-    webhdfs://HOST[:PORT][,HOST[:PORT]...]/ROOT/PATH[?user=NAME | ?token=TOKEN | ?auth=kerberos]
+    webhdfs://HOST[:PORT][,HOST[:PORT]...]/ROOT/PATH[?user=NAME | ?token=TOKEN | ?auth=kerberos][&replication=N]
     swebhdfs://...   (HTTPS)
+
+``replication=N`` (1-512) is the HDFS replication of the chunk objects cas creates; manifests,
+tags and leases keep the cluster default (``dfs.replication``): they are small and every version
+hangs on them.
 
 Several hosts are HA namenodes (HdfsCLI's ``http://nn1:p;http://nn2:p`` form). Default ports:
 9870 (webhdfs), 9871 (swebhdfs).
@@ -14,7 +18,8 @@ import re
 from urllib.parse import parse_qsl, urlsplit
 
 DEFAULT_PORTS = {"webhdfs": 9870, "swebhdfs": 9871}
-_QUERY_KEYS = ("user", "token", "auth")
+_QUERY_KEYS = ("user", "token", "auth", "replication")
+MAX_REPLICATION = 512  # HDFS dfs.replication.max default
 
 
 # A credential in a URL or in a message quoting one: ``token=`` in store URLs, ``delegation=`` in
@@ -33,7 +38,7 @@ def parse_webhdfs_url(url: str) -> dict:
     """Split a store URL into its parts; raise ValueError naming anything not understood.
 
     Returns ``{"scheme", "namenodes": [http(s)://host:port, ...], "root", "user", "token",
-    "auth"}``.
+    "auth", "replication"}`` (replication None: the cluster default).
     """
     parts = urlsplit(url)
     shown = redact(url) if isinstance(url, str) else url  # messages never carry the token
@@ -92,7 +97,15 @@ def parse_webhdfs_url(url: str) -> dict:
     for name in ("user", "token"):
         if name in query and not query[name]:
             raise ValueError(f"WebHDFS URL {shown!r}: {name}= is empty")
+    replication = None
+    if "replication" in query:
+        text = query["replication"]
+        if not text.isdigit() or not 1 <= int(text) <= MAX_REPLICATION:
+            raise ValueError(f"WebHDFS URL {shown!r}: replication must be a whole number from 1 to {MAX_REPLICATION}, "
+                             f"got {text!r}")
+        replication = int(text)
     return {
+        "replication": replication,
         "scheme": scheme,
         "namenodes": namenodes,
         "root": root,
