@@ -305,7 +305,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, CasError):
         return str(exc)
     if isinstance(exc, (ConnectionError, TimeoutError)):
-        return f"cannot reach the store: {exc}; check the URL, the network and that the namenode is up"
+        return f"cannot reach the store: {exc}; check the URL, the network and that the store (namenode, S3 endpoint) is up"
     if isinstance(exc, PermissionError):
         return f"permission denied: {exc}"
     if isinstance(exc, OSError):

@@ -1,7 +1,8 @@
 """A loopback HTTP proxy in front of an S3 server that injects faults, for tests and the fault table.
 
 Each request is forwarded to the upstream server unless a fault rule matches it. Rules match a
-method and a substring of the path (and query), fire ``times`` times, then stop:
+method and a substring of the path (and query), let the first ``skip`` matching requests through,
+then fire ``times`` times (None: for ever):
 
 - ``drop_answer``: forward the request (it takes effect upstream), then close the connection
   without answering: the "lost answer" a client retries;
@@ -36,7 +37,8 @@ class _Rule:
     action: str
     method: str | None
     path_contains: str
-    times: int
+    times: int | None
+    skip: int = 0
 
 
 class FaultProxy:
@@ -60,11 +62,12 @@ class FaultProxy:
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="cas-s3-proxy", daemon=True)
 
-    def add(self, action: str, *, method: str | None = None, path_contains: str = "", times: int = 1) -> None:
+    def add(self, action: str, *, method: str | None = None, path_contains: str = "", times: int | None = 1,
+            skip: int = 0) -> None:
         if action not in ACTIONS:
             raise ValueError(f"unknown fault {action!r}; one of {', '.join(ACTIONS)}")
         with self._lock:
-            self.rules.append(_Rule(action, method, path_contains, times))
+            self.rules.append(_Rule(action, method, path_contains, times, skip))
 
     def clear(self) -> None:
         with self._lock:
@@ -74,8 +77,13 @@ class FaultProxy:
         with self._lock:
             self.requests.append((method, path))
             for rule in self.rules:
-                if rule.times > 0 and (rule.method in (None, method)) and rule.path_contains in path:
-                    rule.times -= 1
+                if (rule.times is None or rule.times > 0) and rule.method in (None, method) \
+                        and rule.path_contains in path:
+                    if rule.skip > 0:
+                        rule.skip -= 1
+                        continue
+                    if rule.times is not None:
+                        rule.times -= 1
                     self.hits[rule.action] += 1
                     return rule.action
         return None

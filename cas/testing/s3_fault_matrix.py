@@ -1,0 +1,95 @@
+"""Put and get under injected S3 faults, the S3 half of ``cas.testing.fault_matrix``.
+
+Each trial puts a fault-injecting proxy (``cas.testing.s3_proxy``) between a store and moto,
+arms one fault, runs one put (a new version of fresh bytes) or one get (into a fresh destination),
+then checks the outcome from outside, without the proxy, with ``fault_matrix``'s rules: succeeded
+(bytes right), failed cleanly (one-line error, no version published, no destination left),
+corrupted or crashed (both must be 0). Transient faults hit 2 requests (fewer than the retry
+budget) and must end in success; persistent ones hit every matching request and must fail
+cleanly. Faults match only chunk transfers (PUTs under chunks/ for a put, GETs of chunks/ for a
+get) and start after the first 2 of them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+
+from cas import Store
+
+from .fault_matrix import Row, _check, _one_line
+from .s3_proxy import FaultProxy
+
+# Small timeouts and few retries so a persistent fault fails in seconds (botocore's backoff is
+# random up to 2^attempt seconds and cannot be shortened).
+BACKEND_OPTIONS = {"retries": 2, "timeout": 0.5, "connect_timeout": 1.0}
+CHUNK = 64 * 1024
+SIZE = 16 * CHUNK
+
+
+@dataclass(frozen=True)
+class S3Fault:
+    name: str
+    ops: tuple[str, ...]
+    action: str  # a FaultProxy action
+
+
+FAULTS = (
+    S3Fault("503 SlowDown", ("put", "get"), "slowdown"),
+    S3Fault("connection reset", ("put", "get"), "reset"),
+    S3Fault("answer lost after the PUT landed", ("put",), "drop_answer"),
+    S3Fault("body cut midway", ("get",), "cut_body"),
+    S3Fault("stalled response", ("put", "get"), "stall"),
+)
+
+
+def run_trial(server, fault: S3Fault, op: str, persistent: bool, workdir: str) -> tuple[str, str]:
+    """One operation under one fault; returns (outcome, error text)."""
+    url = server.store_url(prefix=f"faults-{uuid.uuid4().hex[:10]}")
+    clean = Store.open(url, cache_dir=False, n_workers=4, **BACKEND_OPTIONS)
+    src = os.path.join(workdir, f"src-{uuid.uuid4().hex[:8]}")
+    with open(src, "wb") as f:
+        f.write(os.urandom(SIZE))
+    if op == "get":
+        clean.put(src, "m", chunk_size=CHUNK)
+    dest = os.path.join(workdir, f"dest-{uuid.uuid4().hex[:8]}")
+    error = ""
+    with FaultProxy(server.endpoint, stall_seconds=1.0) as proxy:
+        faulty = Store.open(url.replace(server.endpoint, proxy.endpoint), cache_dir=False, n_workers=4,
+                            **BACKEND_OPTIONS)
+        proxy.add(fault.action, method="PUT" if op == "put" else "GET", path_contains="/chunks/",
+                  times=None if persistent else 2, skip=2)
+        try:
+            if op == "put":
+                faulty.put(src, "m", chunk_size=CHUNK)
+            else:
+                faulty.get("m", dest)
+            outcome = "succeeded"
+        except Exception as exc:  # noqa: BLE001 - classified below
+            error = f"{type(exc).__name__}: {exc}"
+            outcome = "failed_cleanly" if _one_line(exc) else "crashed"
+        finally:
+            faulty.close()
+    try:
+        return _check(clean, op, outcome, src, dest), error
+    finally:
+        clean.close()
+
+
+def run_matrix(server, *, trials: int = 3, faults=FAULTS) -> list[Row]:
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for fault in faults:
+            for op in fault.ops:
+                for persistent in (False, True):
+                    row = Row(fault.name, op, "persistent" if persistent else "transient")
+                    for _ in range(trials):
+                        outcome, error = run_trial(server, fault, op, persistent, workdir)
+                        row.tried += 1
+                        setattr(row, outcome, getattr(row, outcome) + 1)
+                        if error and not row.example_error:
+                            row.example_error = error
+                    rows.append(row)
+    return rows
