@@ -4,7 +4,8 @@ Only chunks the destination lacks are sent (one bulk ``missing`` question), as s
 nothing is recompressed. Every object sent is first decoded and checked against its digest, so a
 damaged source chunk stops the copy instead of spreading. The order is a put's: chunks, a flush,
 the manifest (created exclusively, byte for byte the source's, so the version label is kept),
-a flush, then the tags asked for, all under the destination's writer lease. A copy killed at any
+a flush, then the tags asked for, all under the destination's writer lease (fenced like a put's:
+if it lapsed, the chunks are asked about again before anything names them). A copy killed at any
 point leaves no visible version at the destination; running it again sends only what is missing.
 """
 
@@ -21,6 +22,8 @@ from .layout import chunk_key, manifest_key, tombstone_key
 from .names import check_name
 from .progress import byte_bar
 from .transfer import run_bounded
+
+MAX_LEASE_RENEWALS = 3  # a copy whose lease lapses this often in a row gives up
 
 
 @dataclass
@@ -49,16 +52,48 @@ def copy_version(source, ref, destination, *, tags=(), progress: bool = False) -
     manifest, packed = source._load(model, version)
     dst = destination.backend
     if dst.url == source.backend.url:
-        raise CasError(f"{model}@{version}: source and destination are the same store ({dst.url})")
+        raise CasError(f"{model}@{version}: source and destination are the same store ({dst.url})",
+                       model=model, version=version)
     report = CopyReport(model, version, source.backend.url, dst.url, chunks=len(manifest.chunk_lengths()), tags=tags)
     present = _destination_has(destination, model, version, packed)
 
-    with destination._writing():
-        lengths = manifest.chunk_lengths()
+    lengths = manifest.chunk_lengths()
+    sent: dict[bytes, int] = {}  # digest -> stored size: what this copy sent
+    lease = destination._writing()
+    try:
+        lease = _send_missing(source, destination, lease, lengths, sent, f"{model}@{version}", progress)
+        if not present:
+            try:
+                dst.create(manifest_key(model, version), packed)
+            except FileExistsError:
+                _destination_has(destination, model, version, packed)  # raises unless it is ours, byte for byte
+            dst.flush()
+            if not lease.intact():  # paused while publishing: make sure gc left every chunk
+                lease = _send_missing(source, destination, lease, lengths, sent, f"{model}@{version}", progress,
+                                      lapsed=True)
+        for tag in tags:
+            refs.set_tag(dst, model, tag, version)
+    finally:
+        lease.release()
+
+    report.sent_chunks = len(sent)
+    report.sent_raw_bytes = sum(lengths[d] for d in sent)
+    report.sent_stored_bytes = sum(sent.values())
+    report.manifest_copied = not present
+    return report
+
+
+def _send_missing(source, destination, lease, lengths: dict[bytes, int], sent: dict, label: str, progress: bool,
+                  *, lapsed: bool = False):
+    """Send the chunks the destination lacks, durably, and return once the writer lease held
+    throughout (as a put does: a lease that lapsed proves nothing, so take a new one and ask again)."""
+    dst = destination.backend
+    for _ in range(MAX_LEASE_RENEWALS):
+        if lapsed:
+            lease.release()
+            lease = destination._writing()
         lacking = dst.missing(chunk_key(d.hex()) for d in lengths)
         to_send = [(d, n) for d, n in lengths.items() if chunk_key(d.hex()) in lacking]
-        label = f"{model}@{version}"
-
         with byte_bar(f"copy {label}", sum(n for _, n in to_send), progress) as bar:
             def one(item: tuple[bytes, int]) -> int:
                 d, length = item
@@ -70,22 +105,13 @@ def copy_version(source, ref, destination, *, tags=(), progress: bool = False) -
                 bar(length)
                 return len(obj)
 
-            stored = run_bounded(one, to_send, destination.n_workers)
+            sent.update(zip((d for d, _ in to_send), run_bounded(one, to_send, destination.n_workers)))
         dst.flush()  # every chunk durable before the manifest names it
-        if not present:
-            try:
-                dst.create(manifest_key(model, version), packed)
-            except FileExistsError:
-                _destination_has(destination, model, version, packed)  # raises unless it is ours, byte for byte
-            dst.flush()
-        for tag in tags:
-            refs.set_tag(dst, model, tag, version)
-
-    report.sent_chunks = len(to_send)
-    report.sent_raw_bytes = sum(n for _, n in to_send)
-    report.sent_stored_bytes = sum(stored)
-    report.manifest_copied = not present
-    return report
+        if lease.intact(margin=lease.ttl / 2):
+            return lease
+        lapsed = True
+    lease.check(f"copying {label}")  # raises: the lease keeps lapsing
+    return lease
 
 
 def _destination_has(destination, model: str, version: str, packed: bytes) -> bool:
@@ -97,11 +123,11 @@ def _destination_has(destination, model: str, version: str, packed: bytes) -> bo
     except FileNotFoundError:
         if not dst.missing([tombstone_key(model, version)]):
             raise AlreadyExists(f"{model}@{version} was removed from {dst.url} and its label stays reserved there; "
-                                "nothing was copied") from None
+                                "nothing was copied", model=model, version=version) from None
         return False
     if there != packed:
         raise AlreadyExists(f"{dst.url} already has a different {model}@{version}; versions are immutable, "
-                            "nothing was copied")
+                            "nothing was copied", model=model, version=version)
     return True
 
 
@@ -117,7 +143,7 @@ def _verified_object(backend, digest: bytes, length: int, label: str) -> memoryv
             obj = read_into(backend, chunk_key(hex_digest), obj_buffer)
         except FileNotFoundError:
             raise NotFound(f"chunk {hex_digest} of {label} is missing from the source {backend.url}; "
-                           "run `cas verify` and `cas repair` there, then copy again") from None
+                           "run `cas verify` and `cas repair` there, then copy again", digest=hex_digest) from None
         except BufferError:
             problem = f"its object is longer than any encoding of {length} bytes"
             continue
@@ -130,4 +156,5 @@ def _verified_object(backend, digest: bytes, length: int, label: str) -> memoryv
             return memoryview(obj)
         problem = "its bytes do not match its digest"
     raise CorruptChunk(f"chunk {hex_digest} of {label} is corrupt in the source {backend.url} ({problem}); "
-                       "nothing was copied past it: run `cas verify` and `cas repair` there, then copy again")
+                       "nothing was copied past it: run `cas verify` and `cas repair` there, then copy again",
+                       digest=hex_digest)

@@ -26,7 +26,7 @@ def test_chunks_get_the_replication_asked_for_and_manifests_the_default(webhdfs_
     with Store.open(url, cache_dir=False) as store:
         m = store.put(str(write(tmp_path / "model.bin", os.urandom(3 << 20))), "net", chunk_size=1 << 20,
                       tags=["prod"])
-        chunk_keys = [k for k, _ in store.backend.walk("chunks")]
+        chunk_keys = [o.key for o in store.backend.walk("chunks")]
     assert len(chunk_keys) == 3 == len(m.files[0].digests)
     assert {_replication(webhdfs_server, f"{root}/{k}") for k in chunk_keys} == {2}
     assert _replication(webhdfs_server, f"{root}/manifests/net/1.msgpack") == 3  # the cluster default

@@ -51,8 +51,8 @@ class TestS3BackendOnRealBucket(BackendConformance):
     def backend(self):
         backend = open_backend(s3_bucket_url(f"conformance-{uuid.uuid4().hex[:12]}"))
         yield backend
-        for key, _ in list(backend.walk("")):
-            backend.delete(key)
+        for found in list(backend.walk("")):
+            backend.delete(found.key)
         backend.close()
 
     @pytest.fixture
@@ -383,7 +383,7 @@ def test_cli_put_get_rm_gc_verify_on_s3(s3_server, tmp_path, monkeypatch, capsys
     assert (tmp_path / "back1.bin").read_bytes() == v1.read_bytes()
     assert cas("verify", "--full", "--json")["problems"] == []
     cas("rm", "net@1")
-    report = cas("gc", "--json")
+    report = cas("gc", "--grace", "0", "--json")
     assert report["deleted_chunks"] == 1 and report["referenced_chunks"] == 3
     assert cas("verify", "--full", "--json")["problems"] == []
     cas("get", "net", str(tmp_path / "back2.bin"))

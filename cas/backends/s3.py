@@ -55,6 +55,7 @@ from botocore.config import Config
 
 from ..errors import StoreMisconfigured
 from ..layout import LOCKS, staging_key
+from .base import StoredObject
 from .s3_config import S3Config, parse_s3_url
 
 __all__ = ["S3Backend", "open_s3", "S3Config", "parse_s3_url"]
@@ -388,21 +389,24 @@ class S3Backend:
         names.discard("")
         return sorted(names)
 
-    def walk(self, prefix: str) -> Iterator[tuple[str, int]]:
+    def walk(self, prefix: str) -> Iterator[StoredObject]:
         start = self._dir(prefix)
         self._ready()
         strip = len(self._dir(""))
+
+        def found(item) -> StoredObject:
+            return StoredObject(item["Key"][strip:], int(item["Size"]), item["LastModified"].timestamp())
+
         subdirs = []
         for page in self._pages(prefix, start, delimiter=True):
             for item in page.get("Contents", ()):
-                yield item["Key"][strip:], int(item["Size"])
+                yield found(item)
             subdirs.extend(p["Prefix"] for p in page.get("CommonPrefixes", ()))
         if not subdirs:
             return
 
-        def flat(sub: str) -> list[tuple[str, int]]:
-            return [(item["Key"][strip:], int(item["Size"]))
-                    for page in self._pages(prefix, sub, delimiter=False) for item in page.get("Contents", ())]
+        def flat(sub: str) -> list[StoredObject]:
+            return [found(item) for page in self._pages(prefix, sub, delimiter=False) for item in page.get("Contents", ())]
 
         with ThreadPoolExecutor(min(self.max_workers, len(subdirs)), thread_name_prefix="cas-s3-walk") as pool:
             for items in pool.map(flat, subdirs):
