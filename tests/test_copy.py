@@ -104,17 +104,28 @@ def test_a_copy_killed_at_random_points_and_run_again_verifies_clean(webhdfs_ser
     command = [sys.executable, "-m", "cas", "--store", src, "--workers", "2", "copy", "big@1", "--to", dest,
                "--tag", "latest"]
     client, bucket = s3_server.client(), dest.split("/")[2]
+
+    def state() -> tuple[int, bool]:
+        keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                for o in page.get("Contents", ())]
+        return sum("/chunks/" in k for k in keys), any("/manifests/" in k for k in keys)
+
     mid_copy = []  # chunks at the destination after each kill that left no version there
-    for _ in range(4):
+    for _ in range(8):
+        before, _published = state()
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 3.0))
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and state()[0] == before and time.monotonic() < deadline:
+            time.sleep(0.05)  # wait until this run has sent a chunk, then kill it at a random moment
+        time.sleep(rng.uniform(0.0, 0.4))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait()
-        keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-                for o in page.get("Contents", ())]
-        if not any("/manifests/" in k for k in keys):
-            mid_copy.append(sum("/chunks/" in k for k in keys))
+        chunks, published = state()
+        if not published:
+            mid_copy.append(chunks)
+        if len(mid_copy) >= 3 or published:
+            break
     print("chunks at the destination after each kill:", mid_copy)
     assert any(0 < n < 192 for n in mid_copy), mid_copy  # at least one kill landed mid-copy
     done = subprocess.run(command + ["--json"], env=env, capture_output=True, text=True, timeout=300)
