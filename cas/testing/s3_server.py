@@ -13,6 +13,7 @@ developer's real credentials (for ``CAS_TEST_S3_URL``) are left alone.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import threading
@@ -40,6 +41,7 @@ class S3TestServer:
         from moto.server import ThreadedMotoServer
 
         ensure_test_credentials()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
         self.region = region
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint = ""
