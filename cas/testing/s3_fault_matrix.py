@@ -24,7 +24,7 @@ from .s3_proxy import FaultProxy
 
 # Small timeouts and few retries so a persistent fault fails in seconds (botocore's backoff is
 # random up to 2^attempt seconds and cannot be shortened).
-BACKEND_OPTIONS = {"retries": 2, "timeout": 0.5, "connect_timeout": 1.0}
+BACKEND_OPTIONS = {"retries": 2, "timeout": 1.0, "connect_timeout": 1.0}
 CHUNK = 64 * 1024
 SIZE = 16 * CHUNK
 
@@ -56,7 +56,7 @@ def run_trial(server, fault: S3Fault, op: str, persistent: bool, workdir: str) -
         clean.put(src, "m", chunk_size=CHUNK)
     dest = os.path.join(workdir, f"dest-{uuid.uuid4().hex[:8]}")
     error = ""
-    with FaultProxy(server.endpoint, stall_seconds=1.0) as proxy:
+    with FaultProxy(server.endpoint, stall_seconds=2.0) as proxy:
         faulty = Store.open(url.replace(server.endpoint, proxy.endpoint), cache_dir=False, n_workers=4,
                             **BACKEND_OPTIONS)
         proxy.add(fault.action, method="PUT" if op == "put" else "GET", path_contains="/chunks/",
