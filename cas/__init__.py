@@ -1,13 +1,14 @@
 """cas: a chunked, content-addressed, deduplicating store for large ML models.
 
     from cas import Store
-    store = Store.open("/data/models")          # or webhdfs://namenode:9870/models?user=me
+    store = Store.open("/data/models")          # or webhdfs://namenode:9870/models?user=me, s3://bucket/models
     m = store.put("model.keras", "resnet")      # version 1, tagged latest
     store.get("resnet@1", "restored.keras")
 """
 
 from .errors import (AlreadyExists, BadManifest, BadName, CasError, CorruptChunk, InUse, IntegrityError, MissingChunk,
-                     NoSuchModel, NoSuchTag, NoSuchVersion, NotFound, SourceChanged, StoreUnavailable, VersionExists)
+                     NoSuchModel, NoSuchTag, NoSuchVersion, NotFound, SourceChanged, StoreMisconfigured,
+                     StoreUnavailable, VersionExists)
 from .manifest import FileEntry, Manifest
 from .store import Store, TransferStats
 
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists", "BadManifest", "BadName", "CasError", "CorruptChunk", "FileEntry", "InUse", "IntegrityError", "Manifest",
-    "MissingChunk", "NoSuchModel", "NoSuchTag", "NoSuchVersion", "NotFound", "SourceChanged", "Store", "StoreUnavailable",
+    "MissingChunk", "NoSuchModel", "NoSuchTag", "NoSuchVersion", "NotFound", "SourceChanged", "Store", "StoreMisconfigured",
+    "StoreUnavailable",
     "TransferStats", "VersionExists", "__version__",
 ]
