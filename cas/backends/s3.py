@@ -317,16 +317,15 @@ class S3Backend:
             end = "" if length is None else str(offset + length - 1)
             extra = {"Range": f"bytes={offset}-{end}"}
 
-        def once():
+        def request():
             try:
-                answer = self._client_for(key).get_object(Bucket=self.config.bucket, Key=name, **extra)
+                return self._client_for(key).get_object(Bucket=self.config.bucket, Key=name, **extra)
             except bx.ClientError as exc:
                 if _parts(exc)[0] == "InvalidRange" or _parts(exc)[1] == 416:
-                    return b""
+                    return None  # past the end
                 raise
-            return answer["Body"].read()
 
-        return self._reading(key, once)
+        return self._reading(key, request, lambda answer: b"" if answer is None else answer["Body"].read())
 
     def read_into(self, key: str, buffer) -> int:
         """Read the whole object into ``buffer``; its length. BufferError (nothing read) if it does not fit."""
@@ -334,8 +333,7 @@ class S3Backend:
         self._ready()
         view = memoryview(buffer).cast("B")
 
-        def once():
-            answer = self._client.get_object(Bucket=self.config.bucket, Key=name)
+        def consume(answer) -> int:
             body, size = answer["Body"], answer["ContentLength"]
             with body:
                 if size > len(view):
@@ -348,15 +346,18 @@ class S3Backend:
                     done += got
             return size
 
-        return self._reading(key, once)
+        return self._reading(key, lambda: self._client.get_object(Bucket=self.config.bucket, Key=name), consume)
 
-    def _reading(self, key: str, once):
-        """Run a GET; a body cut short (reset, stall) is fetched again, ``retries`` times."""
+    def _reading(self, key: str, request, consume):
+        """``consume(request())``. botocore has already retried the request itself; a body cut
+        short (reset, stall, short read) is requested and read again here, ``retries`` times."""
         for attempt in range(self.config.retries + 1):
             try:
-                return once()
-            except bx.ClientError as exc:
+                answer = request()
+            except (bx.ClientError, bx.BotoCoreError) as exc:
                 raise self._error(exc, key, "read") from None
+            try:
+                return consume(answer)
             except (bx.ResponseStreamingError, bx.IncompleteReadError, bx.ReadTimeoutError,
                     bx.ConnectionClosedError) as exc:
                 if attempt == self.config.retries:
