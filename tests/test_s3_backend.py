@@ -389,3 +389,16 @@ def test_cli_put_get_rm_gc_verify_on_s3(s3_server, tmp_path, monkeypatch, capsys
     cas("get", "net", str(tmp_path / "back2.bin"))
     assert (tmp_path / "back2.bin").read_bytes() == v2.read_bytes()
     assert cas("ls").startswith("net\t1 versions")
+
+
+def test_timeouts_and_retries_can_be_set_in_the_url():
+    cfg = parse_s3_url("s3://bucket/p?retries=1&timeout=2.5&connect_timeout=3")
+    assert (cfg.retries, cfg.timeout, cfg.connect_timeout) == (1, 2.5, 3.0)
+    with pytest.raises(ValueError, match="timeout must be a number of seconds"):
+        parse_s3_url("s3://bucket/p?timeout=soon")
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_the_store():
+    backend = open_backend("s3://bucket/p?endpoint=http://127.0.0.1:1&retries=0&connect_timeout=1")
+    with pytest.raises(ConnectionError, match=r"could not list s3://bucket/p\?endpoint=http://127.0.0.1:1 .*reachable"):
+        backend.list("manifests")

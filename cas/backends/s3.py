@@ -487,7 +487,8 @@ class S3Backend:
     def _unreachable(self, exc: BaseException, key: str, what: str, *, attempts: int | None = None) -> Exception:
         tries = f" after {attempts} attempts" if attempts else ""
         reason = type(exc).__name__
-        text = (f"could not {what} {key!r} in {self.url}{tries} ({reason}): check that {self._endpoint()} is reachable "
+        target = f"{key!r} in {self.url}" if key else self.url
+        text = (f"could not {what} {target}{tries} ({reason}): check that {self._endpoint()} is reachable "
                 "and serving S3")
         if isinstance(exc, (bx.ReadTimeoutError, bx.ConnectTimeoutError)):
             return TimeoutError(errno.ETIMEDOUT, text)

@@ -1,12 +1,12 @@
 """``s3://`` store URLs: the grammar, parsed into a typed, validated ``S3Config`` before any request.
 
     s3://BUCKET[/PREFIX][?endpoint=URL&region=R&addressing=auto|path|virtual&create=auto|if-none-match|oss
-                         &max_workers=N&profile=NAME]
+                         &max_workers=N&profile=NAME&retries=N&timeout=S&connect_timeout=S]
 
-Every option may also be given as a keyword of ``open_backend`` (with the timeouts and retries
-below, which only keywords set). Unknown options are rejected naming them. Credentials never go
-in the URL: they come from the standard AWS chain (environment, ``~/.aws``, instance or container
-roles); ``profile=`` only names a profile of that chain. Messages quote the URL without its query
+Every option may also be given as a keyword of ``open_backend`` (``Store.open``). Unknown options
+are rejected naming them. Credentials never go in the URL: they come from the standard AWS chain
+(environment, ``~/.aws``, instance or container roles); ``profile=`` only names a profile of that
+chain. Messages quote the URL without its query
 values, so nothing a user pasted by mistake is echoed.
 """
 
@@ -102,7 +102,8 @@ class S3Config:
         return bool(self.endpoint and (urlsplit(self.endpoint).hostname or "").endswith(".aliyuncs.com"))
 
 
-_URL_OPTIONS = {"endpoint": str, "region": str, "addressing": str, "create": str, "profile": str, "max_workers": int}
+_URL_OPTIONS = {"endpoint": str, "region": str, "addressing": str, "create": str, "profile": str, "max_workers": int,
+                "retries": int, "timeout": float, "connect_timeout": float}
 _KEYWORD_OPTIONS = {f.name for f in fields(S3Config)} - {"bucket", "prefix"}
 
 
@@ -134,6 +135,11 @@ def parse_s3_url(url: str, **options) -> S3Config:
             if not value.isdigit():
                 raise ValueError(f"S3 URL {shown}: {name} must be a whole number, got {value!r}")
             values[name] = int(value)
+        elif _URL_OPTIONS[name] is float:
+            try:
+                values[name] = float(value)
+            except ValueError:
+                raise ValueError(f"S3 URL {shown}: {name} must be a number of seconds, got {value!r}") from None
         elif not value:
             raise ValueError(f"S3 URL {shown}: {name}= is empty")
         else:
