@@ -24,6 +24,14 @@ from tests.conftest import s3_bucket_url, write
 FAST = dict(retries=2, connect_timeout=1, timeout=2)
 
 
+@pytest.fixture(autouse=True)
+def aws_credentials():
+    """Any credentials do for moto and the fake servers (real ones, if set, are left alone)."""
+    from cas.testing.s3_server import ensure_test_credentials
+
+    ensure_test_credentials()
+
+
 def _raw_reader(client, bucket: str, prefix: str):
     def read(key):
         try:
@@ -402,3 +410,19 @@ def test_an_unreachable_endpoint_is_one_line_naming_the_store():
     backend = open_backend("s3://bucket/p?endpoint=http://127.0.0.1:1&retries=0&connect_timeout=1")
     with pytest.raises(ConnectionError, match=r"could not list s3://bucket/p\?endpoint=http://127.0.0.1:1 .*reachable"):
         backend.list("manifests")
+
+
+def test_no_credentials_anywhere_is_one_line(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    fake = FakeS3({})
+    try:
+        with pytest.raises(StoreMisconfigured, match="no AWS credentials found; set AWS_ACCESS_KEY_ID"):
+            open_backend(fake.url, retries=0).list("manifests")
+        assert fake.requests == []
+    finally:
+        fake.close()
