@@ -55,7 +55,7 @@ from botocore.config import Config
 
 from ..errors import StoreMisconfigured
 from ..layout import LOCKS, staging_key
-from .base import StoredObject
+from .base import StoredObject, check_key
 from .s3_config import S3Config, parse_s3_url
 
 __all__ = ["S3Backend", "open_s3", "S3Config", "parse_s3_url"]
@@ -129,11 +129,8 @@ class S3Backend:
     # -- names -------------------------------------------------------------------------------
 
     def _name(self, key: str) -> str:
-        if not isinstance(key, str):
-            raise TypeError(f"key must be a string, got {key!r}")
-        key = key.strip("/")
-        if key and any(part in ("", ".", "..") for part in key.split("/")):
-            raise ValueError(f"key {key!r} has an empty, '.' or '..' component")
+        """The object name of a store key (refused, as by every backend, if it could leave the root)."""
+        key = check_key(key)
         return self.config.key(key) if key else self.config.prefix
 
     def _dir(self, prefix: str) -> str:
@@ -141,7 +138,7 @@ class S3Backend:
         return f"{name}/" if name else ""
 
     def _client_for(self, key: str):
-        return self._lease_client if key.strip("/").split("/", 1)[0] == LOCKS else self._client
+        return self._lease_client if key.split("/", 1)[0] == LOCKS else self._client
 
     # -- the first operation: is this a usable store? ---------------------------------------------
 
@@ -292,9 +289,8 @@ class S3Backend:
     # -- the contract -------------------------------------------------------------------------------
 
     def create(self, key: str, data) -> None:
-        if not key.strip("/"):
+        if check_key(key) == "":
             raise ValueError("cannot create an object at the store root")
-        self._name(key)
         self._ready()
         self._probe()
         try:
