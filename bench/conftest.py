@@ -42,13 +42,14 @@ import zstandard
 
 from cas import Store, codec
 from cas.backends import LocalBackend
-from cas.chunking import DEFAULT_CHUNK_SIZE, fixed_chunks
+from cas.chunking import DEFAULT_CHUNK_SIZE, Chunker
 from cas.backends.base import read_into
 from cas.digest import digest
 from cas.directio import aligned_buffer, write_at
 from cas.layout import TMP, chunk_key
 from cas.localfs import scan_source
-from cas.transfer import Piece, cpu_threads, hash_pieces, read_piece, run_bounded
+from cas.planning import plan
+from cas.transfer import cpu_threads, hash_pieces, read_piece, run_bounded
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 DEFAULT_BENCH_SIZE = 40 * MIB
@@ -142,12 +143,13 @@ def write_changed_copy(src: str, dst: str, *, chunk_size: int = CHUNK_SIZE, frac
 
 
 def read_chunks(path: str, chunk_size: int = CHUNK_SIZE) -> list[bytes]:
-    """The file's fixed-size chunks, in memory (for the no-I/O baselines)."""
+    """The file's fixed-size chunks (cut by cas.planning, as put cuts them), in memory (for the no-I/O baselines)."""
+    _kind, sources, _dirs = scan_source(path)
     with open(path, "rb") as f:
         out = []
-        for offset, length in fixed_chunks(os.path.getsize(path), chunk_size):
-            f.seek(offset)
-            out.append(f.read(length))
+        for piece in plan(sources, Chunker("fixed", chunk_size)):
+            f.seek(piece.offset)
+            out.append(f.read(piece.length))
         return out
 
 
@@ -244,7 +246,7 @@ def put_io_only(weights: str, encoded, root: str, n_workers: int) -> None:
     """
     backend = LocalBackend(root)
     _kind, sources, _dirs = scan_source(weights)
-    pieces = [Piece(s, offset, length) for s in sources for offset, length in fixed_chunks(s.size, CHUNK_SIZE)]
+    pieces = plan(sources, Chunker("fixed", CHUNK_SIZE)).pieces()
     digests = hash_pieces(pieces, n_workers)
 
     def one(i: int) -> None:

@@ -1,21 +1,39 @@
-"""Chunk boundaries: pure functions from sizes to (offset, length) pieces.
+"""Chunk boundaries: pure functions from sizes, boundaries or bytes to (offset, length) pieces.
 
-The manifest records every chunk's length, so a later chunker (content-defined, or aligned to the
-members of a .keras zip or the tensors of an HDF5 file) needs no change of storage format.
+Three chunkers, chosen per put (``Chunker``) and recorded per file in the manifest:
+
+- ``fixed``: pieces of ``chunk_size`` from the start of the file (the original cas layout);
+- ``auto`` (the default): fixed-size runs that restart at every boundary a file's format gives
+  (tensors of at least ``MIN_TENSOR`` bytes, zip members; see cas.formats), so bytes that shift
+  inside a file (a longer config before the weights) still fall into the same pieces; files
+  whose format cas does not know, or that do not parse, are cut ``fixed``;
+- ``cdc``: content-defined pieces (FastCDC 2020, pyfastcdc's Cython build and its default gear
+  table), for opaque formats whose bytes shift. Boundaries depend on the bytes and on pyfastcdc,
+  which is pinned; tests/test_chunking.py keeps golden cut points so an upgrade that moves them
+  fails the tests instead of silently ending dedup against stored versions.
+
+Which pieces a put stores is decided in one place, cas.planning; nothing else calls these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
+KIB = 1 << 10
 MIB = 1 << 20
 DEFAULT_CHUNK_SIZE = 4 * MIB
-MIN_CHUNK_SIZE = 64 * 1024
+MIN_CHUNK_SIZE = 64 * KIB
 MAX_CHUNK_SIZE = 256 * MIB
+MIN_TENSOR = 64 * KIB  # auto: a tensor at least this big starts a new fixed-size run
+CDC_MIN_AVG = 64 * KIB  # pyfastcdc takes averages up to 4 MiB and maxima up to 16 MiB
+CDC_MAX_AVG = 4 * MIB
+CHUNKERS = ("auto", "fixed", "cdc")
+DEFAULT_CHUNKER = "auto"
 
 
 def check_chunk_size(chunk_size: int) -> int:
-    if not isinstance(chunk_size, int) or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise ValueError(
             f"chunk_size must be an integer number of bytes between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}, "
             f"got {chunk_size!r}"
@@ -23,7 +41,114 @@ def check_chunk_size(chunk_size: int) -> int:
     return chunk_size
 
 
+@dataclass(frozen=True)
+class Chunker:
+    """A chunker and its parameters, as chosen for a put.
+
+    ``chunk_size`` is the piece size for ``fixed`` and ``auto`` and the average size for ``cdc``
+    (minimum a quarter of it, maximum four times it).
+    """
+
+    name: str = DEFAULT_CHUNKER
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+
+    def __post_init__(self) -> None:
+        if self.name not in CHUNKERS:
+            raise ValueError(f"chunker must be one of {', '.join(CHUNKERS)}, got {self.name!r}")
+        check_chunk_size(self.chunk_size)
+        if self.name == "cdc" and not CDC_MIN_AVG <= self.chunk_size <= CDC_MAX_AVG:
+            raise ValueError(f"the cdc chunker takes an average chunk size between {CDC_MIN_AVG} and {CDC_MAX_AVG} "
+                             f"bytes (64KiB to 4MiB), got {self.chunk_size}")
+
+    @property
+    def max_piece(self) -> int:
+        """The longest piece this chunker cuts: what the manifest records as its chunk_size."""
+        return cdc_limits(self.chunk_size)[2] if self.name == "cdc" else self.chunk_size
+
+    def fixed_record(self) -> dict:
+        return {"name": "fixed", "chunk_size": self.chunk_size}
+
+
+def describe(record: dict | None, chunk_size: int) -> str:
+    """A manifest's per-file chunker record as a short label ("auto/hdf5 4.0 MiB", "cdc avg 1.0 MiB").
+
+    ``None`` (a manifest written before chunkers were recorded) was cut fixed at ``chunk_size``.
+    """
+    if not record:
+        return f"fixed {_size(chunk_size)}"
+    name = record.get("name", "?")
+    if name == "cdc":
+        return f"cdc avg {_size(record.get('avg', 0))}"
+    if name == "auto":
+        return f"auto/{record.get('format', '?')} {_size(record.get('chunk_size', chunk_size))}"
+    return f"{name} {_size(record.get('chunk_size', chunk_size))}"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", MIB), ("KiB", KIB)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} B"
+
+
+# -- fixed ---------------------------------------------------------------------------------------
+
 def fixed_chunks(file_size: int, chunk_size: int) -> Iterator[tuple[int, int]]:
     """Yield (offset, length) covering ``file_size`` bytes in pieces of ``chunk_size`` (last one shorter)."""
     for offset in range(0, file_size, chunk_size):
         yield offset, min(chunk_size, file_size - offset)
+
+
+# -- aligned: fixed-size runs restarting at format boundaries --------------------------------------
+
+def aligned_chunks(file_size: int, boundaries: Iterable[int], chunk_size: int) -> Iterator[tuple[int, int]]:
+    """Fixed-size runs of ``chunk_size`` that restart at every boundary (offsets inside the file).
+
+    Boundaries outside (0, file_size) are ignored, duplicates merge, order does not matter; with
+    none this is ``fixed_chunks``. The pieces cover the file exactly, in order.
+    """
+    cuts = sorted({b for b in boundaries if 0 < b < file_size})
+    start = 0
+    for end in cuts + [file_size]:
+        for offset in range(start, end, chunk_size):
+            yield offset, min(chunk_size, end - offset)
+        start = end
+
+
+# -- content-defined ---------------------------------------------------------------------------------
+
+def cdc_limits(avg: int) -> tuple[int, int, int]:
+    """(min, avg, max) piece sizes of the cdc chunker for an average of ``avg`` bytes."""
+    return avg // 4, avg, avg * 4
+
+
+def _fastcdc(avg: int):
+    try:
+        from pyfastcdc.cy import FastCDC  # the compiled build: the pure-Python fallback is ~100x slower
+    except ImportError as exc:
+        raise RuntimeError(f"the cdc chunker needs pyfastcdc's compiled extension ({exc}); "
+                           "pip install 'pyfastcdc==0.3.1' on a platform with its wheels") from None
+    low, avg, high = cdc_limits(avg)
+    return FastCDC(avg, min_size=low, max_size=high, normalized_chunking=1, seed=0)
+
+
+def cdc_chunks(data, avg: int) -> Iterator[tuple[int, int]]:
+    """Content-defined (offset, length) pieces of ``data`` (bytes, memoryview or mmap).
+
+    FastCDC 2020 with pyfastcdc's default gear table (seed 0), normalized chunking 1, minimum
+    avg/4 and maximum 4 x avg. pyfastcdc cuts with the GIL released.
+    """
+    if len(data) == 0:
+        return
+    for c in _fastcdc(avg).cut_buf(data):
+        yield c.offset, c.length
+
+
+def cdc_file_chunks(path: str, avg: int) -> Iterator[tuple[int, int]]:
+    """``cdc_chunks`` of a file's bytes, read through a memory map (nothing is copied)."""
+    import os
+
+    if os.path.getsize(path) == 0:
+        return
+    for c in _fastcdc(avg).cut_file(path):
+        yield c.offset, c.length

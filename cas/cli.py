@@ -10,11 +10,11 @@ import sys
 import time
 
 from . import __version__
-from .chunking import DEFAULT_CHUNK_SIZE
+from .chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER
 from .codec import DEFAULT_LEVEL
 from .errors import CasError, NoSuchModel, NoSuchTag
 from .manifest import Manifest
-from .stats import human_bytes
+from .dedup import human_bytes
 from .store import Store, default_store_url
 
 EXIT_ERROR = 1
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cas", description="Chunked, deduplicating store for ML models (local, HDFS or S3).")
     p.add_argument("--store", metavar="URL", help=f"store path or URL (default: $CAS_STORE or {default_store_url()})")
     p.add_argument("--workers", type=int, metavar="N", help="parallel transfer threads (default: the backend's limit)")
-    p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="say how each file was cut (and why a file was cut fixed); show tracebacks on errors")
     p.add_argument("--version", action="version", version=f"cas {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -53,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tag", action="append", default=[], metavar="TAG", help="also point TAG at the new version")
     c.add_argument("--no-latest", action="store_true", help="do not move the 'latest' tag")
     c.add_argument("--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE, metavar="SIZE",
-                   help="chunk size, e.g. 4MiB (default 4MiB)")
+                   help="chunk size, e.g. 4MiB (default 4MiB); with --chunker cdc the average size (64KiB to 4MiB)")
+    c.add_argument("--chunker", choices=CHUNKERS, default=DEFAULT_CHUNKER,
+                   help="where chunks start: auto (default) restarts chunk-size runs at the tensors and members of "
+                        "files cas parses (.h5, .keras and other zips, safetensors, .npy, SavedModel variables) and "
+                        "cuts other files fixed; fixed cuts every file in chunk-size pieces; cdc cuts content-defined "
+                        "pieces (FastCDC) for opaque formats whose bytes shift. -v says how each file was cut")
     c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
     c.add_argument("--meta", type=parse_meta, action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--strong", choices=["sha256", "blake3"], help="record a strong per-file digest, checked on every get")
@@ -148,7 +154,8 @@ def _emit(args, data, text: str) -> None:
 
 def cmd_put(store: Store, args) -> None:
     m = store.put(args.path, args.model, args.label, tags=args.tag, latest=not args.no_latest,
-                  chunk_size=args.chunk_size, level=args.level, metadata=dict(args.meta), strong_hash=args.strong)
+                  chunk_size=args.chunk_size, level=args.level, metadata=dict(args.meta), strong_hash=args.strong,
+                  chunker=args.chunker)
     t = store.last_transfer
     data = _manifest_summary(m) | {"sent_chunks": t.sent_chunks, "sent_raw_bytes": t.sent_raw_bytes,
                                    "sent_stored_bytes": t.sent_stored_bytes}
@@ -268,11 +275,13 @@ def cmd_stats(store: Store, args) -> None:
     for m in report["models"]:
         lines.append(f"{m['model']}: {len(m['versions'])} versions, logical {human_bytes(m['logical_bytes'])}, "
                      f"unique {human_bytes(m['unique_bytes'])}, stored {human_bytes(m['stored_bytes'])}, "
-                     f"dedup {m['dedup_ratio']}x, compression {m['compression_ratio']}x")
+                     f"dedup {m['dedup_ratio']}x, compression {m['compression_ratio']}x, "
+                     f"{m['objects_per_100mb']} objects per 100 MB")
         for v in m["versions"]:
             share = v["new_raw_bytes"] / v["logical_bytes"] if v["logical_bytes"] else 0
             lines.append(f"  {v['version']:>8}  {human_bytes(v['logical_bytes']):>10}  "
-                         f"adds {human_bytes(v['new_stored_bytes']):>10} stored ({share:.1%} of its bytes new)")
+                         f"adds {human_bytes(v['new_stored_bytes']):>10} stored ({share:.1%} of its bytes new)  "
+                         f"{v['chunker']}")
     if not args.model:
         lines.append(f"total: logical {human_bytes(report['logical_bytes'])}, unique {human_bytes(report['unique_bytes'])}, "
                      f"stored {human_bytes(report['stored_bytes'])}, dedup {report['dedup_ratio']}x, "

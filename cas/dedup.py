@@ -4,11 +4,21 @@ The core is pure: ``analyze`` takes versions as manifests (ordered chunk digests
 file) and a ``stored_size(digest, raw_length)`` function, and returns plain dicts that a table,
 ``--json`` or a chart can show. Two edges feed it: ``analyze_local`` chunks and hashes local files
 through cas.transfer (in parallel) and compresses the unique chunks with cas.codec, all of them or
-a sample; ``analyze_store`` reads manifests and stored object sizes from a store.
+a sample; ``analyze_store`` reads manifests and stored object sizes from a store, and
+``store_stats`` (``cas stats``) runs the same analysis over every model of a store.
 
-Terms are those of cas.stats (logical, unique, stored bytes; dedup ratio = logical / unique,
-compression ratio = unique / stored; a version's *new* bytes are the chunks it was first to bring),
-plus:
+Local versions are cut by cas.planning, the path put takes, so a prediction for a chunker is
+what a put with that chunker stores, to the byte.
+
+Terms, used the same way in ``cas stats``, the dedup tool, the JSON output and the README:
+
+- logical bytes: what the versions hold, counting every copy (sum of file sizes);
+- unique bytes: raw bytes of distinct chunks (what is left after dedup);
+- stored bytes: what those distinct chunk objects take in the store (after compression, headers included);
+- dedup ratio = logical / unique; compression ratio = unique / stored;
+- a version's *new* bytes: chunks it was first to bring (in the order given: creation order for a store);
+- objects per 100 MB: distinct chunk objects per 100 MB (10^8 bytes) of stored bytes (each object
+  costs NameNode heap on HDFS);
 
 - each chunk occurrence of a version is **new** (no earlier version and no earlier place in this
   version holds it), **shared** (an earlier version holds it) or **repeated** (only an earlier place
@@ -25,9 +35,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from . import codec
-from .chunking import check_chunk_size, fixed_chunks
+from .chunking import DEFAULT_CHUNKER, Chunker, describe
 from .digest import HASH_NAME
 from .digest import digest as digest_of
 from .errors import NoSuchModel, NoSuchVersion, SourceChanged
@@ -35,6 +46,7 @@ from .layout import CHUNKS, digest_of_chunk_key
 from .localfs import scan_source
 from .manifest import FileEntry, Manifest, pack
 from .names import Ref, check_name
+from .planning import plan
 from .progress import byte_bar
 from .transfer import Piece, hash_pieces, read_piece, run_bounded
 
@@ -51,6 +63,25 @@ LOCAL_MODEL = "local"  # model name recorded in the manifests built for local ve
 
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def objects_per_100mb(objects: int, stored_bytes: int) -> float | None:
+    return round(objects * 1e8 / stored_bytes, 1) if stored_bytes else None
+
+
+def version_chunkers(m: Manifest) -> str:
+    """The chunkers that cut a version's files, as short labels ("auto/hdf5 4 MiB", "fixed 4 MiB")."""
+    return ", ".join(sorted({describe(f.chunker, m.chunk_size) for f in m.files})) or describe(None, m.chunk_size)
 
 
 # -- the pure core ------------------------------------------------------------------------------
@@ -72,7 +103,8 @@ def analyze(versions: Sequence[Manifest], stored_size: StoredSize) -> dict:
     missing = 0
     out_versions = []
     for vi, m in enumerate(versions):
-        row = {"version": m.version, "created": m.created, "chunk_size": m.chunk_size, "files": len(m.files),
+        row = {"version": m.version, "created": m.created, "chunk_size": m.chunk_size, "chunker": version_chunkers(m),
+               "files": len(m.files),
                "logical_bytes": m.size, "manifest_bytes": len(pack(m)), "chunks": 0, "distinct_chunks": 0,
                "distinct_raw_bytes": 0, "new_chunks": 0, "new_raw_bytes": 0, "new_stored_bytes": 0,
                "shared_raw_bytes": 0, "repeated_raw_bytes": 0}
@@ -131,6 +163,7 @@ def analyze(versions: Sequence[Manifest], stored_size: StoredSize) -> dict:
         "unique_bytes": unique,
         "unique_chunks": len(first_seen),
         "stored_bytes": stored_total,
+        "objects_per_100mb": objects_per_100mb(len(first_seen), stored_total),
         "manifest_bytes": sum(r["manifest_bytes"] for r in out_versions),
         "dedup_ratio": _ratio(logical, unique),
         "compression_ratio": _ratio(unique, stored_total),
@@ -305,44 +338,55 @@ def local_labels(paths: Sequence[str]) -> list[str]:
     return ["/".join(p) for p in parts]
 
 
-def chunk_local(sources_by_version: Sequence[tuple[str, str, list, list[str]]], chunk_size: int, *,
+def chunk_local(sources_by_version: Sequence[tuple[str, str, list, list[str]]], chunker: Chunker, *,
                 level: int = codec.DEFAULT_LEVEL, n_workers: int = 2,
                 progress: bool = False) -> tuple[list[Manifest], dict[bytes, Piece]]:
-    """Hash scanned local versions at ``chunk_size``; return their manifests and the first piece of every chunk.
+    """Cut (cas.planning, as put does) and hash scanned local versions; return their manifests and
+    the first piece of every chunk.
 
     ``sources_by_version``: (label, kind, files, empty_dirs) per version, files as from scan_source.
     """
-    check_chunk_size(chunk_size)
-    pieces = [Piece(s, off, n) for _, _, files, _ in sources_by_version for s in files
-              for off, n in fixed_chunks(s.size, chunk_size)]
-    with byte_bar(f"hash at {chunk_size} B", sum(p.length for p in pieces), progress) as bar:
-        digests = hash_pieces(pieces, n_workers, bar)
+    planned = plan([s for _, _, files, _ in sources_by_version for s in files], chunker)
+    pieces: list[Piece] = []
+
+    def collect():
+        for p in planned:
+            pieces.append(p)
+            yield p
+
+    total = sum(s.size for _, _, files, _ in sources_by_version for s in files)
+    with byte_bar(f"hash {chunker.name} {human_bytes(chunker.chunk_size)}", total, progress) as bar:
+        digests = hash_pieces(collect(), n_workers, bar)
     first_piece: dict[bytes, Piece] = {}
     for d, p in zip(digests, pieces):
         first_piece.setdefault(d, p)
-    it = iter(zip(digests, pieces))
+    grouped = iter(planned.group(digests))
     manifests = []
     for label, kind, files, empty_dirs in sources_by_version:
         entries = []
-        for src in files:
-            chunk_list = [next(it) for _ in range(0, src.size, chunk_size)]
-            entries.append(FileEntry(src.rel_path, src.size, src.mode, tuple(d for d, _ in chunk_list),
-                                     tuple(p.length for _, p in chunk_list)))
-        manifests.append(Manifest(model=LOCAL_MODEL, version=label, kind=kind, chunk_size=chunk_size, level=level,
-                                  files=tuple(entries), dirs=tuple(empty_dirs), hash=HASH_NAME, created=0.0))
+        for _ in files:
+            fp, file_digests = next(grouped)
+            entries.append(FileEntry(fp.source.rel_path, fp.source.size, fp.source.mode, tuple(file_digests),
+                                     tuple(n for _, n in fp.pieces), chunker=fp.chunker))
+        manifests.append(Manifest(model=LOCAL_MODEL, version=label, kind=kind, chunk_size=chunker.max_piece,
+                                  level=level, files=tuple(entries), dirs=tuple(empty_dirs), hash=HASH_NAME,
+                                  created=0.0))
     return manifests, first_piece
 
 
-def analyze_local(paths: Sequence[str], chunk_sizes: Sequence[int], *, sample: float = 1.0,
-                  level: int = codec.DEFAULT_LEVEL, min_saving: float = codec.DEFAULT_MIN_SAVING,
+def analyze_local(paths: Sequence[str], chunk_sizes: Sequence[int], *, chunkers: Sequence[str] = (DEFAULT_CHUNKER,),
+                  sample: float = 1.0, level: int = codec.DEFAULT_LEVEL, min_saving: float = codec.DEFAULT_MIN_SAVING,
                   n_workers: int | None = None, progress: bool = False) -> dict:
     """What storing the local files or directories ``paths`` (versions, oldest first) would cost
-    at each of ``chunk_sizes``: one ``analyze`` report per chunk size, with how stored bytes were found."""
+    with each of ``chunkers`` at each of ``chunk_sizes``: one ``analyze`` report per (chunker,
+    chunk size), with how stored bytes were found."""
     if not paths:
         raise ValueError("give at least one local file or directory")
     if not chunk_sizes:
         raise ValueError("give at least one chunk size")
-    sizes = [check_chunk_size(c) for c in dict.fromkeys(chunk_sizes)]
+    if not chunkers:
+        raise ValueError("give at least one chunker")
+    cutters = [Chunker(name, size) for name in dict.fromkeys(chunkers) for size in dict.fromkeys(chunk_sizes)]
     n_workers = n_workers or default_workers()
     labels = local_labels(paths)
     scanned = []
@@ -350,11 +394,11 @@ def analyze_local(paths: Sequence[str], chunk_sizes: Sequence[int], *, sample: f
         kind, files, empty_dirs = scan_source(path)
         scanned.append((label, kind, files, empty_dirs))
     reports = []
-    for chunk_size in sizes:
-        manifests, first_piece = chunk_local(scanned, chunk_size, level=level, n_workers=n_workers, progress=progress)
+    for cutter in cutters:
+        manifests, first_piece = chunk_local(scanned, cutter, level=level, n_workers=n_workers, progress=progress)
         stored_size, info = measure_stored(first_piece, sample=sample, level=level, min_saving=min_saving,
                                            n_workers=n_workers, progress=progress)
-        report = {"chunk_size": chunk_size, "stored": info}
+        report = {"chunker": cutter.name, "chunk_size": cutter.chunk_size, "stored": info}
         report.update(analyze(manifests, stored_size))
         reports.append(report)
     return {
@@ -392,4 +436,43 @@ def analyze_store(store, model: str, versions: Sequence[str] | None = None) -> d
     report = {"mode": "store", "store": store.backend.url, "model": model,
               "stored": {"source": "read from the store", "estimated": False}}
     report.update(analyze(manifests, stored_size))
+    return report
+
+
+STATS_VERSION_FIELDS = ("version", "created", "chunker", "chunk_size", "files", "logical_bytes", "chunks",
+                        "new_chunks", "new_raw_bytes", "new_stored_bytes")
+STATS_TOTAL_FIELDS = ("logical_bytes", "unique_bytes", "unique_chunks", "stored_bytes", "objects_per_100mb",
+                      "dedup_ratio", "compression_ratio", "missing_chunks")
+
+
+def store_stats(store, model: str | None = None) -> dict:
+    """``cas stats``: the ``analyze`` figures of one model or of every model in a store.
+
+    Per model: its totals and, per version (creation order), the scalar figures of ``analyze``
+    (chunker, new raw and stored bytes...). The store-wide totals count a chunk two models share
+    once. ``tools/dedup_stats.py store`` shows the same analysis with file and region detail.
+    """
+    models = [check_name(model, "model")] if model else store.models()
+    if model and not store.versions(model):
+        raise NoSuchModel(model, store.backend.url)
+    sizes = {digest_of_chunk_key(o.key): o.size for o in store.backend.walk(CHUNKS)}
+
+    def stored_size(d: bytes, _length: int) -> int | None:
+        return sizes.get(d.hex())
+
+    pairs = [(m, v) for m in models for v in store.versions(m)]
+    manifests = run_bounded(lambda mv: store.manifest(Ref(mv[0], version=mv[1])), pairs, store.n_workers)
+    per_model = []
+    for name in models:
+        mine = sorted((m for m in manifests if m.model == name), key=lambda m: m.created)
+        full = analyze(mine, stored_size)
+        row = {"model": name, **{k: full[k] for k in STATS_TOTAL_FIELDS}}
+        row["versions"] = [{k: v[k] for k in STATS_VERSION_FIELDS} for v in full["versions"]]
+        per_model.append(row)
+    everything = sorted(manifests, key=lambda m: m.created)
+    everything = [replace(m, version=f"{m.model}@{m.version}") for m in everything]
+    totals = analyze(everything, stored_size)
+    report = {"store": store.backend.url, **{k: totals[k] for k in STATS_TOTAL_FIELDS}, "models": per_model}
+    if not model:
+        report["all_chunk_objects_bytes"] = sum(sizes.values())
     return report

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 
 from . import codec, layout
 from .backends.base import read_into
-from .chunking import fixed_chunks
 from .directio import aligned_buffer
 from .digest import digest as digest_of
 from .errors import CasError, CorruptChunk
@@ -15,7 +14,8 @@ from .layout import CHUNKS, TMP, chunk_key, digest_of_chunk_key
 from .leases import all_leases, gc_lease, holder_is_dead, writer_lease
 from .localfs import scan_source
 from .manifest import Manifest
-from .transfer import DEFAULT_MEMORY_BUDGET, Piece, hash_pieces, read_piece, run_bounded, workers_within
+from .planning import replan
+from .transfer import DEFAULT_MEMORY_BUDGET, hash_pieces, read_piece, run_bounded, workers_within
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,8 @@ class RepairReport:
 def repair(store, ref, local_path: str) -> RepairReport:
     """Re-store the damaged or missing chunks of a version from a local copy of it.
 
-    The local copy is cut with the version's chunk size and hashed; any chunk whose digest matches
-    a bad one is written back (the bad object is removed first). Chunks the copy does not hold are
+    The local copy is cut as the version was (cas.planning.replan) and hashed; any chunk whose
+    digest matches a bad one is written back (the bad object is removed first). Chunks the copy does not hold are
     listed as unrepairable.
     """
     manifest = store.manifest(ref)
@@ -161,7 +161,7 @@ def repair(store, ref, local_path: str) -> RepairReport:
     if not bad:
         return report
     _kind, sources, _dirs = scan_source(local_path)
-    pieces = [Piece(s, off, n) for s in sources for off, n in fixed_chunks(s.size, manifest.chunk_size)]
+    pieces = replan(sources, manifest).pieces()
     found = {}
     for d, p in zip(hash_pieces(pieces, store.n_workers), pieces):
         if d in bad:

@@ -46,6 +46,9 @@ class FileEntry:
     digests: tuple[bytes, ...]
     lengths: tuple[int, ...]
     strong: bytes | None = None  # whole-file digest with the manifest's strong_hash, if one was asked for
+    # How the file was cut: {"name": "fixed"|"auto"|"cdc", parameters...} (cas.planning). None in
+    # manifests written before chunkers were recorded: those files were cut fixed at chunk_size.
+    chunker: dict | None = field(default=None, hash=False)
 
     def chunks(self) -> Iterator[tuple[int, int, bytes]]:
         """Yield (offset, length, digest) for each chunk, in file order."""
@@ -60,7 +63,7 @@ class Manifest:
     model: str
     version: str
     kind: str
-    chunk_size: int
+    chunk_size: int  # the longest piece the put's chunker cuts (for cdc: its maximum, 4 x the average)
     level: int
     files: tuple[FileEntry, ...]
     dirs: tuple[str, ...] = ()
@@ -107,6 +110,8 @@ def _pack_file(f: FileEntry) -> dict:
     out = {"path": f.path, "size": f.size, "mode": f.mode, "digests": b"".join(f.digests), "lengths": list(f.lengths)}
     if f.strong is not None:
         out["strong"] = f.strong
+    if f.chunker is not None:
+        out["chunker"] = f.chunker
     return out
 
 
@@ -200,8 +205,21 @@ def _file_entry(f: dict, name: str, strong_hash: str | None) -> FileEntry:
     strong = f.get("strong")
     _require((strong is None) == (strong_hash is None) and (strong is None or isinstance(strong, bytes) and len(strong) == 32),
              name, f"{path!r} has a strong digest that does not fit the manifest's strong_hash")
+    chunker = f.get("chunker")
+    _require(chunker is None or _valid_chunker(chunker), name, f"{path!r} has a malformed chunker record")
     digests = tuple(blob[i:i + DIGEST_SIZE] for i in range(0, len(blob), DIGEST_SIZE))
-    return FileEntry(path=path, size=size, mode=mode, digests=digests, lengths=tuple(lengths), strong=strong)
+    return FileEntry(path=path, size=size, mode=mode, digests=digests, lengths=tuple(lengths), strong=strong,
+                     chunker=chunker)
+
+
+MAX_CHUNKER_FIELDS = 16
+
+
+def _valid_chunker(record: object) -> bool:
+    """A chunker record is a small map with a string name and string or integer parameters."""
+    return (isinstance(record, dict) and len(record) <= MAX_CHUNKER_FIELDS and isinstance(record.get("name"), str)
+            and all(isinstance(k, str) and len(k) <= 32 and (isinstance(v, str) and len(v) <= 64 or type(v) is int)
+                    for k, v in record.items()))
 
 
 def safe_relative_path(path: object, name: str = "manifest") -> str:

@@ -20,7 +20,7 @@ from . import codec, maintenance, refs
 from .backends import Backend, open_backend
 from .backends.base import ObjectTooLarge, read_limited
 from .cache import LocalCache, default_cache_root
-from .chunking import DEFAULT_CHUNK_SIZE, check_chunk_size, fixed_chunks
+from .chunking import DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, Chunker
 from .digest import HASH_NAME
 from .errors import (BadManifest, BadName, CasError, InUse, IntegrityError, NoSuchModel, NoSuchTag, NoSuchVersion,
                      NotFound, StoreFull, StoreUnavailable, VersionExists)
@@ -32,7 +32,8 @@ from .localfs import Staging, check_unchanged, scan_source
 from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, pack, unpack
 from .names import LATEST, Ref, check_name, is_valid_name, parse_ref
 from .progress import byte_bar
-from .stats import model_stats
+from .dedup import store_stats
+from .planning import plan
 from .transfer import (DEFAULT_MEMORY_BUDGET, ChunkJob, Piece, check_memory_budget, download_chunks, hash_pieces,
                        hash_pieces_with_strong, run_bounded, upload_pieces)
 
@@ -172,10 +173,15 @@ class Store:
 
     def put(self, local_path: str, model: str, version: str | None = None, *, tags=(), latest: bool = True,
             chunk_size: int = DEFAULT_CHUNK_SIZE, level: int = codec.DEFAULT_LEVEL,
-            metadata: dict | None = None, strong_hash: str | None = None) -> Manifest:
+            metadata: dict | None = None, strong_hash: str | None = None,
+            chunker: str = DEFAULT_CHUNKER) -> Manifest:
         """Store a file or directory as a new version of ``model`` and return its manifest.
 
-        Only chunks the store lacks are compressed and sent. ``version`` defaults to the next
+        Only chunks the store lacks are compressed and sent. ``chunker`` decides where chunks
+        start (cas.chunking): "auto" restarts ``chunk_size`` runs at the tensors and members of
+        files cas can parse (HDF5, zip/.keras, safetensors, .npy, TensorFlow checkpoints) and cuts
+        other files fixed; "fixed" cuts every file in ``chunk_size`` pieces; "cdc" cuts
+        content-defined pieces of ``chunk_size`` on average. ``version`` defaults to the next
         number; an explicit label that exists (or existed and was removed) is refused. ``latest``
         and each of ``tags`` move to the new version once it is published. ``strong_hash``
         ("sha256" or "blake3") records a whole-file digest that every get verifies.
@@ -184,14 +190,15 @@ class Store:
         with _naming_failures(what, outcome + "; run it again to finish (only missing chunks are sent)"), \
                 _store_full(self.backend.url, what, outcome, model=model):
             return self._put(local_path, model, version, tags=tags, latest=latest, chunk_size=chunk_size,
-                             level=level, metadata=metadata, strong_hash=strong_hash)
+                             level=level, metadata=metadata, strong_hash=strong_hash, chunker=chunker)
 
-    def _put(self, local_path, model, version, *, tags, latest, chunk_size, level, metadata, strong_hash) -> Manifest:
+    def _put(self, local_path, model, version, *, tags, latest, chunk_size, level, metadata, strong_hash,
+             chunker) -> Manifest:
         check_name(model, "model")
         if version is not None:
             check_name(version, "version")
         tags = [check_name(t, "tag") for t in tags]
-        check_chunk_size(chunk_size)
+        cutter = Chunker(chunker, chunk_size)
         codec.check_level(level)
         metadata = _check_metadata(metadata)
         if strong_hash is not None:
@@ -200,27 +207,31 @@ class Store:
             self._refuse_taken(model, version)
 
         kind, sources, empty_dirs = scan_source(local_path)
-        pieces = [Piece(s, off, n) for s in sources for off, n in fixed_chunks(s.size, chunk_size)]
-        total = sum(p.length for p in pieces)
-        if len(pieces) > MAX_CHUNKS:
-            raise CasError(f"{local_path!r} cuts into {len(pieces)} chunks of {chunk_size} bytes; a version holds at "
-                           f"most {MAX_CHUNKS}: use a chunk size of at least {-(-total // MAX_CHUNKS)} bytes")
+        total = sum(s.size for s in sources)
+        fewest = sum(-(-s.size // cutter.max_piece) for s in sources)  # no chunker cuts fewer pieces
+        if fewest > MAX_CHUNKS:
+            raise _too_many_chunks(local_path, fewest, total, cutter)
+        planned = plan(sources, cutter)
         strong: dict[str, bytes] = {}
-        with byte_bar(f"hash {model}", total, self.progress) as bar:
+        with byte_bar(f"hash {model}", sum(s.size for s in sources), self.progress) as bar:
             if strong_hash:
+                pieces = planned.pieces()
                 digests, strong = hash_pieces_with_strong(pieces, strong_hash, self.n_workers, bar,
                                                           memory_budget=self.memory_budget)
             else:
-                digests = hash_pieces(pieces, self.n_workers, bar, memory_budget=self.memory_budget)
+                pieces = []
+                digests = hash_pieces(_collecting(planned, pieces), self.n_workers, bar, memory_budget=self.memory_budget,
+                                      largest=cutter.max_piece)
+        if len(pieces) > MAX_CHUNKS:
+            raise _too_many_chunks(local_path, len(pieces), total, cutter)
 
         entries = []
-        it = iter(zip(digests, pieces))
-        for src in sources:
-            chunk_list = [next(it) for _ in range(0, src.size, chunk_size)]
+        for fp, file_digests in planned.group(digests):
+            src = fp.source
             file_strong = (strong.get(src.local_path) or new_hasher(strong_hash).digest()) if strong_hash else None
-            entries.append(FileEntry(src.rel_path, src.size, src.mode, tuple(d for d, _ in chunk_list),
-                                     tuple(p.length for _, p in chunk_list), strong=file_strong))
-        draft = Manifest(model=model, version=version or "", kind=kind, chunk_size=chunk_size, level=level,
+            entries.append(FileEntry(src.rel_path, src.size, src.mode, tuple(file_digests),
+                                     tuple(n for _, n in fp.pieces), strong=file_strong, chunker=fp.chunker))
+        draft = Manifest(model=model, version=version or "", kind=kind, chunk_size=cutter.max_piece, level=level,
                          files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=HASH_NAME,
                          strong_hash=strong_hash)
         packed_size = len(pack(draft))
@@ -510,28 +521,20 @@ class Store:
     # -- stats -----------------------------------------------------------------------------------
 
     def stats(self, model: str | None = None) -> dict:
-        """Dedup and compression figures for one model or the whole store (see cas.stats)."""
-        models = [check_name(model, "model")] if model else self.models()
-        if model and not self.versions(model):
-            raise NoSuchModel(model, self.backend.url)
-        sizes = {digest_of_chunk_key(o.key): o.size for o in self.backend.walk("chunks")}
+        """Dedup and compression figures for one model or the whole store (cas.dedup.store_stats)."""
+        return store_stats(self, model)
 
-        def stored(d: bytes):
-            return sizes.get(d.hex())
 
-        pairs = [(m, v) for m in models for v in self.versions(m)]
-        manifests = run_bounded(lambda mv: self._load(*mv)[0], pairs, self.n_workers)
-        by_model: dict[str, list[Manifest]] = defaultdict(list)
-        for m in manifests:
-            by_model[m.model].append(m)
-        report = model_stats("*", manifests, stored)
-        report.pop("versions")
-        report.pop("model")
-        report["store"] = self.backend.url
-        report["models"] = [model_stats(name, by_model[name], stored) for name in models]
-        if not model:
-            report["all_chunk_objects_bytes"] = sum(sizes.values())
-        return report
+def _too_many_chunks(local_path: str, n_pieces: int, total: int, cutter) -> CasError:
+    return CasError(f"{local_path!r} cuts into {n_pieces} chunks ({cutter.name}, {cutter.chunk_size} bytes); a version "
+                    f"holds at most {MAX_CHUNKS}: use a chunk size of at least {-(-total // MAX_CHUNKS)} bytes")
+
+
+def _collecting(pieces, sink: list):
+    """Yield ``pieces`` and keep them in ``sink`` (a lazily planned put needs them again to upload)."""
+    for p in pieces:
+        sink.append(p)
+        yield p
 
 
 @contextmanager

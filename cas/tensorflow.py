@@ -38,7 +38,7 @@ from . import codec
 from .chunking import MIB
 from .errors import CasError
 from .manifest import KIND_DIR, KIND_FILE, Manifest
-from .stats import human_bytes
+from .dedup import human_bytes
 from .store import Store
 
 FORMATS = ("keras", "h5", "savedmodel")

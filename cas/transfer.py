@@ -130,16 +130,21 @@ def _largest(pieces) -> int:
     return max((p.length for p in pieces), default=0)
 
 
-def hash_pieces(pieces: Sequence[Piece], n_workers: int, progress: Progress = _no_progress, *,
-                memory_budget: int = DEFAULT_MEMORY_BUDGET) -> list[bytes]:
-    """The digest of every piece, in order, hashed in parallel (one read buffer per thread)."""
+def hash_pieces(pieces: Iterable[Piece], n_workers: int, progress: Progress = _no_progress, *,
+                memory_budget: int = DEFAULT_MEMORY_BUDGET, largest: int | None = None) -> list[bytes]:
+    """The digest of every piece, in order, hashed in parallel (one read buffer per thread).
+
+    ``largest`` (the longest piece, when the caller knows it) lets ``pieces`` be a lazy iterator,
+    consumed once while the threads hash: a content-defined plan cuts as the hashing goes.
+    """
 
     def one(piece: Piece) -> bytes:
         d = digest_of(read_piece(piece.source, piece.offset, piece.length))
         progress(piece.length)
         return d
 
-    return run_bounded(one, pieces, workers_within(n_workers, _largest(pieces), 1, memory_budget))
+    longest = _largest(pieces) if largest is None else largest
+    return run_bounded(one, pieces, workers_within(n_workers, longest, 1, memory_budget))
 
 
 def hash_pieces_with_strong(pieces: Sequence[Piece], strong_hash: str, n_workers: int,

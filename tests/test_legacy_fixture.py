@@ -53,4 +53,4 @@ def test_old_store_takes_new_versions_that_share_its_chunks(legacy, tmp_path):
     store.put(str(tmp_path / "m2"), "m", chunk_size=65536, chunker="fixed")
     assert store.last_transfer.sent_chunks == 0
     report = store.stats("m")
-    assert [v["chunker"] for v in report["models"][0]["versions"]] == ["fixed 64.0 KiB"] * 3
+    assert [v["chunker"] for v in report["models"][0]["versions"]] == ["fixed 64 KiB"] * 3

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Dedup statistics: what storing model versions would cost, and what stored versions share.
 
-    python tools/dedup_stats.py local V1 V2 V3 --chunk-size 256KiB --chunk-size 4MiB [--json] [--chart out.png]
+    python tools/dedup_stats.py local V1 V2 V3 [--chunker auto --chunker cdc] [--chunk-size 256KiB --chunk-size 4MiB]
+                                  [--json] [--chart out.png]
     python tools/dedup_stats.py store [--store URL] MODEL [--version V ...] [--json] [--chart out.png]
 
 ``local`` reads files or directories (versions of one model, oldest first) and reports, for each
-chunk size, the logical, unique and stored bytes, what each version adds after the earlier ones,
+chunker and chunk size, the logical, unique and stored bytes (cut as a put with that chunker cuts
+them, so the figures are what such a put stores, to the byte), objects per 100 MB stored, what each version adds after the earlier ones,
 and which files and byte regions are new or shared. ``store`` reports the same for the stored
 versions of a model, plus a version x version matrix of shared bytes and where the stored bytes go.
 The analysis lives in cas.dedup; this script parses, calls it and prints. ``--chart`` needs
@@ -21,12 +23,12 @@ import math
 import sys
 
 from cas import Store
-from cas.chunking import DEFAULT_CHUNK_SIZE
+from cas.chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER
 from cas.cli import describe_error, parse_size
 from cas.codec import DEFAULT_LEVEL
 from cas.dedup import NEW, analyze_local, analyze_store, default_workers, largest_regions
 from cas.errors import CasError
-from cas.stats import human_bytes
+from cas.dedup import human_bytes
 from cas.store import default_store_url
 
 PROG = "dedup_stats"
@@ -63,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--chunk-size", type=parse_size, action="append", metavar="SIZE",
                    help="chunk size to evaluate, e.g. 256KiB; repeat for several "
                         f"(default {', '.join(_tick(s) for s in DEFAULT_CHUNK_SIZES)})")
+    c.add_argument("--chunker", choices=CHUNKERS, action="append", metavar="CHUNKER",
+                   help=f"chunker to evaluate ({', '.join(CHUNKERS)}); repeat for several (default {DEFAULT_CHUNKER}); "
+                        "with cdc the chunk size is the average")
     c.add_argument("--sample", type=parse_fraction, default=1.0, metavar="FRACTION",
                    help="compress only this fraction of unique chunks and estimate the rest (default 1: all)")
     c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
@@ -155,39 +160,45 @@ def stored_note(report: dict) -> str:
             f"(column 'compressed'), the sample's ratio applied to the rest")
 
 
+def _cut_label(report: dict) -> str:
+    """A local report's chunker and chunk size, e.g. 'auto 4.0 MiB' or 'cdc avg 1.0 MiB'."""
+    size = human_bytes(report["chunk_size"])
+    return f"cdc avg {size}" if report["chunker"] == "cdc" else f"{report['chunker']} {size}"
+
+
 def render_local(result: dict, top: int) -> str:
     reports = result["reports"]
     n_versions = len(result["inputs"])
     notes = sorted({stored_note(r) for r in reports})
-    lines = [f"{n_versions} versions at {len(reports)} chunk sizes; " + "; ".join(notes), ""]
+    lines = [f"{n_versions} versions, {len(reports)} chunkers and chunk sizes; " + "; ".join(notes), ""]
 
     lines.append("Bytes each version adds after the earlier ones")
     rows = []
     for r in reports:
         for i, v in enumerate(r["versions"]):
-            rows.append([human_bytes(r["chunk_size"]) if i == 0 else "", v["version"], v["files"],
+            rows.append([_cut_label(r) if i == 0 else "", v["version"], v["files"],
                          human_bytes(v["logical_bytes"]), human_bytes(v["new_raw_bytes"]),
                          human_bytes(v["new_stored_bytes"]), pct(v["new_raw_bytes"], v["logical_bytes"]),
                          pct(v["shared_raw_bytes"], v["logical_bytes"]), pct(v["repeated_raw_bytes"], v["logical_bytes"]),
                          human_bytes(v["manifest_bytes"])])
-    lines += ["  " + line for line in table(["chunk size", "version", "files", "logical", "new raw", "new stored",
+    lines += ["  " + line for line in table(["chunker", "version", "files", "logical", "new raw", "new stored",
                                               "new %", "shared %", "repeated %", "manifest"], rows, right=set(range(2, 10)))]
     lines.append("")
-    lines.append("Totals per chunk size (stored + manifests is what the store would hold)")
-    rows = [[human_bytes(r["chunk_size"]), human_bytes(r["logical_bytes"]), human_bytes(r["unique_bytes"]),
+    lines.append("Totals per chunker (stored + manifests is what the store would hold)")
+    rows = [[_cut_label(r), human_bytes(r["logical_bytes"]), human_bytes(r["unique_bytes"]),
              human_bytes(r["stored_bytes"]), human_bytes(r["manifest_bytes"]),
              human_bytes(r["stored_bytes"] + r["manifest_bytes"]), ratio(r["dedup_ratio"]), ratio(r["compression_ratio"]),
-             r["unique_chunks"], f"{r['stored']['sampled_chunks']} chunks"] for r in reports]
-    lines += ["  " + line for line in table(["chunk size", "logical", "unique", "stored", "manifests",
+             r["unique_chunks"], r["objects_per_100mb"], f"{r['stored']['sampled_chunks']} chunks"] for r in reports]
+    lines += ["  " + line for line in table(["chunker", "logical", "unique", "stored", "manifests",
                                               "stored + manifests", "dedup", "compression", "unique chunks",
-                                              "compressed"], rows)]
-    finest = min(reports, key=lambda r: r["chunk_size"])
-    size = human_bytes(finest["chunk_size"])
+                                              "objects / 100 MB", "compressed"], rows)]
+    finest = min(reports, key=lambda r: r["stored_bytes"] + r["manifest_bytes"])
+    size = _cut_label(finest)
     lines.append("")
     lines += files_section(finest, top, f"Files: new, shared with earlier versions, repeated within the version "
-                                        f"({size} chunks; every chunk size in --json)")
+                                        f"({size}, the smallest store; every chunker in --json)")
     lines.append("")
-    lines += regions_section(finest, top, f"Largest new regions after the first version ({size} chunks, top {top}; "
+    lines += regions_section(finest, top, f"Largest new regions after the first version ({size}, top {top}; "
                                           "every region in --json)")
     return "\n".join(lines)
 
@@ -198,7 +209,8 @@ def render_store(report: dict, top: int) -> str:
              f"{stored_note(report)}",
              f"logical {human_bytes(report['logical_bytes'])}, unique {human_bytes(report['unique_bytes'])}, "
              f"stored {human_bytes(report['stored_bytes'])}, manifests {human_bytes(report['manifest_bytes'])}, "
-             f"dedup {ratio(report['dedup_ratio'])}, compression {ratio(report['compression_ratio'])}"]
+             f"dedup {ratio(report['dedup_ratio'])}, compression {ratio(report['compression_ratio'])}, "
+             f"{report['objects_per_100mb']} objects per 100 MB"]
     if report["missing_chunks"]:
         lines.append(f"WARNING: {report['missing_chunks']} chunks are missing from the store; run `cas verify`")
     lines.append("")
@@ -209,9 +221,10 @@ def render_store(report: dict, top: int) -> str:
         created = datetime.datetime.fromtimestamp(v["created"]).strftime("%Y-%m-%d %H:%M") if v["created"] else "-"
         rows.append([v["version"], created, human_bytes(v["logical_bytes"]), human_bytes(v["new_raw_bytes"]),
                      human_bytes(v["new_stored_bytes"]), human_bytes(v["exclusive_stored_bytes"]),
-                     human_bytes(v["shared_stored_bytes"]), human_bytes(v["referenced_stored_bytes"])])
+                     human_bytes(v["shared_stored_bytes"]), human_bytes(v["referenced_stored_bytes"]), v["chunker"]])
     lines += ["  " + line for line in table(["version", "created", "logical", "new raw", "new stored", "exclusive stored",
-                                              "shared stored", "referenced stored"], rows, right=set(range(2, 8)))]
+                                              "shared stored", "referenced stored", "chunker"], rows,
+                                             right=set(range(2, 8)))]
     lines.append("")
     m = report["shared_raw_bytes"]
     labels, matrix = m["versions"], m["matrix"]
@@ -329,13 +342,13 @@ def chart_local(result: dict, path: str) -> None:
     labels = [v["version"] for v in reports[0]["versions"]]
     fig, (ax, ax_total) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [3, 1]})
     estimated = any(r["stored"]["estimated"] for r in reports)
-    _grouped_bars(ax, labels, [(f"{human_bytes(r['chunk_size'])} chunks (total {human_bytes(r['stored_bytes'])})",
+    _grouped_bars(ax, labels, [(f"{_cut_label(r)} (total {human_bytes(r['stored_bytes'])})",
                                 [v["new_stored_bytes"] for v in r["versions"]]) for r in reports],
                   xlabel="version (in the order given)", ylabel="bytes added, stored",
                   title="Bytes each version adds after the earlier ones"
                         + (" (compression estimated from a sample)" if estimated else ""))
 
-    names = [_tick(r["chunk_size"]) for r in reports]
+    names = [f"{r['chunker']} {_tick(r['chunk_size'])}" for r in reports]
     stored = [r["stored_bytes"] for r in reports]
     manifests = [r["manifest_bytes"] for r in reports]
     ax_total.bar(names, stored, label="chunks (stored)", color="tab:blue")
@@ -347,7 +360,7 @@ def chart_local(result: dict, path: str) -> None:
     ax_total.autoscale_view()
     ax_total.grid(axis="y", alpha=0.3)
     _byte_ticks(ax_total, False)
-    ax_total.set_xlabel("chunk size")
+    ax_total.set_xlabel("chunker and chunk size")
     ax_total.set_title(f"Total to store, {len(labels)} versions", fontsize=10)
     ax_total.tick_params(axis="x", labelsize=8)
     ax_total.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
@@ -394,7 +407,8 @@ def run(args) -> tuple[dict, str]:
     if args.chart:
         _pyplot()  # fail before the work if the chart cannot be drawn
     if args.mode == "local":
-        result = analyze_local(args.paths, args.chunk_size or list(DEFAULT_CHUNK_SIZES), sample=args.sample,
+        result = analyze_local(args.paths, args.chunk_size or list(DEFAULT_CHUNK_SIZES),
+                               chunkers=args.chunker or [DEFAULT_CHUNKER], sample=args.sample,
                                level=args.level, n_workers=args.workers or default_workers(), progress=True)
         if args.chart:
             chart_local(result, args.chart)

@@ -1,0 +1,403 @@
+"""Where a model file's tensors and members start: the boundaries the ``auto`` chunker restarts at.
+
+Each parser reads only a file's metadata (headers, directories, indexes), through a ``Region``
+that refuses reads outside the file and caps how much metadata one file may make it read, and
+returns the offsets where a fixed-size run should restart. Anything unexpected (a bad magic, a
+member or tensor that lies past the end, a truncated index, too many entries) raises
+``FormatError``; cas.planning then cuts that file ``fixed`` and logs why. None of this decides
+what a chunk holds: a wrong boundary costs dedup, never data, because pieces always cover the
+file exactly and every piece is hashed from the real bytes.
+
+Formats:
+
+- zip (``.keras``, ``.npz``, PyTorch's zip files): every member's header starts a run, and a
+  STORED member's data does too; a STORED member that is itself HDF5 or ``.npy`` (a ``.keras``
+  holds ``model.weights.h5``) is parsed in place;
+- HDF5 (``.h5``): the start of every contiguous dataset of at least MIN_TENSOR bytes, read with
+  h5py (the ``tensorflow`` extra); without h5py an HDF5 file is cut ``fixed``;
+- safetensors: the start of every tensor of at least MIN_TENSOR bytes (from the JSON header);
+- ``.npy``: the start of the array data;
+- a TensorFlow checkpoint shard (a SavedModel's ``variables/variables.data-*``): the offset of
+  every tensor of at least MIN_TENSOR bytes, from the BundleEntryProto records of the sibling
+  ``.index`` (a LevelDB-format table, read by a small parser here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections.abc import Callable
+
+from .chunking import MIN_TENSOR
+
+MAX_METADATA_READ = 64 << 20  # bytes of metadata one file may make a parser read, all reads together
+MAX_ENTRIES = 200_000  # zip members, HDF5 objects, tensors or index records per file
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_LOCAL = b"PK\x03\x04"
+ZIP_CENTRAL = b"PK\x01\x02"
+ZIP_END = b"PK\x05\x06"
+
+
+class FormatError(ValueError):
+    """The file is not in the format its first bytes suggest, or is hostile: cut it fixed."""
+
+
+class Region:
+    """Bounded reads of ``size`` bytes of an open file starting at ``base``.
+
+    Every read must lie inside the region; all reads through a region and the regions cut from
+    it share one budget, so no file can make planning read (or allocate) more than
+    MAX_METADATA_READ bytes.
+    """
+
+    def __init__(self, fd: int, base: int, size: int, budget: list[int] | None = None) -> None:
+        self.fd, self.base, self.size = fd, base, size
+        self.budget = budget if budget is not None else [MAX_METADATA_READ]
+
+    def read(self, offset: int, n: int) -> bytes:
+        if offset < 0 or n < 0 or offset + n > self.size:
+            raise FormatError(f"a read of {n} bytes at {offset} lies outside the {self.size}-byte region")
+        if n > self.budget[0]:
+            raise FormatError(f"the metadata is larger than the {MAX_METADATA_READ}-byte limit")
+        self.budget[0] -= n
+        data = os.pread(self.fd, n, self.base + offset)
+        if len(data) != n:
+            raise FormatError("the file is shorter than its size (it changed while being read)")
+        return data
+
+    def sub(self, offset: int, size: int) -> "Region":
+        if offset < 0 or size < 0 or offset + size > self.size:
+            raise FormatError(f"a member of {size} bytes at {offset} lies outside the {self.size}-byte region")
+        return Region(self.fd, self.base + offset, size, self.budget)
+
+
+def _check_tensor(region: Region, offset: int, length: int, what: str) -> None:
+    if not (0 <= offset and 0 <= length and offset + length <= region.size):
+        raise FormatError(f"{what} claims bytes {offset}..{offset + length}, past the {region.size}-byte end")
+
+
+# -- detection -----------------------------------------------------------------------------------
+
+def sniff(region: Region) -> str | None:
+    """The format of a region from its first bytes: "hdf5", "zip", "npy", "safetensors" or None."""
+    head = region.read(0, min(16, region.size))
+    if head.startswith(HDF5_MAGIC):
+        return "hdf5"
+    if head.startswith(ZIP_LOCAL) or head.startswith(ZIP_END):
+        return "zip"
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if len(head) >= 9 and head[8:9] == b"{":
+        n = struct.unpack_from("<Q", head)[0]
+        if 2 <= n <= region.size - 8:
+            return "safetensors"
+    return None
+
+
+SHARD = re.compile(r"^(?P<prefix>.*)\.data-(?P<shard>\d{1,9})-of-(?P<total>\d{1,9})$")
+
+
+def boundaries(path: str, *, rel_path: str = "") -> tuple[str, list[int]] | None:
+    """(format, restart offsets) of the file at ``path``, or None for a format cas does not know.
+
+    Raises FormatError for a file that looks like a known format but does not parse.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        region = Region(fd, 0, os.fstat(fd).st_size)
+        if region.size == 0:
+            return None
+        shard = SHARD.match(os.path.basename(path))
+        if shard and os.path.isfile(shard["prefix"] + ".index"):
+            return "tf-checkpoint", checkpoint_boundaries(shard["prefix"] + ".index", int(shard["shard"]), region)
+        kind = sniff(region)
+        if kind is None:
+            return None
+        return kind, PARSERS[kind](region)
+    finally:
+        os.close(fd)
+
+
+# -- zip -------------------------------------------------------------------------------------------
+
+def zip_boundaries(region: Region) -> list[int]:
+    """Every member's local header; a STORED member's data and its end; boundaries inside a STORED
+    HDF5 or .npy member. Read from the central directory, each local header checked against it."""
+    tail_size = min(region.size, 22 + 0xFFFF)
+    tail = region.read(region.size - tail_size, tail_size)
+    at = tail.rfind(ZIP_END)
+    if at < 0 or at + 22 > len(tail):
+        raise FormatError("no zip end-of-central-directory record")
+    (_sig, _disk, _cd_disk, _n_here, n_entries, cd_size, cd_offset, _clen) = struct.unpack_from("<4sHHHHIIH", tail, at)
+    if cd_offset == 0xFFFFFFFF or n_entries == 0xFFFF:
+        raise FormatError("zip64 archives are not parsed")
+    if n_entries > MAX_ENTRIES:
+        raise FormatError(f"zip lists {n_entries} members, over the {MAX_ENTRIES} limit")
+    cd = region.read(cd_offset, cd_size)
+    out: list[int] = []
+    pos = 0
+    for _ in range(n_entries):
+        if cd[pos:pos + 4] != ZIP_CENTRAL or pos + 46 > len(cd):
+            raise FormatError("zip central directory entry is damaged")
+        (method, csize, usize, name_len, extra_len, comment_len, local_offset) = (
+            struct.unpack_from("<H", cd, pos + 10)[0], *struct.unpack_from("<II", cd, pos + 20),
+            *struct.unpack_from("<HHH", cd, pos + 28), struct.unpack_from("<I", cd, pos + 42)[0])
+        name = cd[pos + 46:pos + 46 + name_len]
+        pos += 46 + name_len + extra_len + comment_len
+        if 0xFFFFFFFF in (csize, usize, local_offset):
+            raise FormatError("zip64 members are not parsed")
+        local = region.read(local_offset, 30)
+        if local[:4] != ZIP_LOCAL:
+            raise FormatError(f"zip member {name!r}: no local header where the directory says")
+        l_name, l_extra = struct.unpack_from("<HH", local, 26)
+        if region.read(local_offset + 30, l_name) != name:
+            raise FormatError(f"zip member {name!r}: local header names another file")
+        data_start = local_offset + 30 + l_name + l_extra
+        _check_tensor(region, data_start, csize, f"zip member {name!r}")
+        out.append(local_offset)
+        if method == 0 and csize:
+            if csize != usize:
+                raise FormatError(f"zip member {name!r} is stored but its sizes differ")
+            out += [data_start, data_start + csize]
+            if csize >= MIN_TENSOR:
+                member = region.sub(data_start, csize)
+                kind = sniff(member)
+                if kind in ("hdf5", "npy", "safetensors"):
+                    out += [data_start + b for b in PARSERS[kind](member)]
+    return out
+
+
+# -- npy ------------------------------------------------------------------------------------------
+
+MAX_NPY_HEADER = 1 << 20
+
+
+def npy_boundaries(region: Region) -> list[int]:
+    head = region.read(0, 12 if region.size >= 12 else region.size)
+    if len(head) < 10 or not head.startswith(NPY_MAGIC):
+        raise FormatError("not an .npy file")
+    major = head[6]
+    if major == 1:
+        start = 10 + struct.unpack_from("<H", head, 8)[0]
+    elif major in (2, 3) and len(head) >= 12:
+        start = 12 + struct.unpack_from("<I", head, 8)[0]
+    else:
+        raise FormatError(f"unknown .npy version {major}")
+    if start > MAX_NPY_HEADER or start > region.size:
+        raise FormatError(".npy header is longer than the file or the limit")
+    return [start]
+
+
+# -- safetensors ----------------------------------------------------------------------------------
+
+MAX_SAFETENSORS_HEADER = 100 << 20  # the format's own limit
+
+
+def safetensors_boundaries(region: Region) -> list[int]:
+    n = struct.unpack("<Q", region.read(0, 8))[0]
+    if n > MAX_SAFETENSORS_HEADER or 8 + n > region.size:
+        raise FormatError("safetensors header is longer than the file or the format's limit")
+    try:
+        header = json.loads(region.read(8, n))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise FormatError("safetensors header is not JSON") from None
+    if not isinstance(header, dict) or len(header) > MAX_ENTRIES:
+        raise FormatError("safetensors header is not a map of at most MAX_ENTRIES tensors")
+    data_start = 8 + n
+    out = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+                and offsets[0] <= offsets[1]):
+            raise FormatError(f"safetensors tensor {name!r} has no valid data_offsets")
+        begin, end = offsets
+        _check_tensor(region, data_start + begin, end - begin, f"safetensors tensor {name!r}")
+        if end - begin >= MIN_TENSOR:
+            out.append(data_start + begin)
+    return out
+
+
+# -- HDF5 -----------------------------------------------------------------------------------------
+
+class _RegionFile:
+    """A read-only, seekable file object over a Region, for h5py."""
+
+    def __init__(self, region: Region) -> None:
+        self.region, self.pos = region, 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.region.size + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, buf) -> int:
+        n = max(0, min(len(buf), self.region.size - self.pos))
+        data = self.region.read(self.pos, n)
+        buf[:n] = data
+        self.pos += n
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.region.size - self.pos if n is None or n < 0 else min(n, self.region.size - self.pos)
+        data = self.region.read(self.pos, max(0, n))
+        self.pos += len(data)
+        return data
+
+
+def hdf5_boundaries(region: Region) -> list[int]:
+    """The start of every contiguous dataset of at least MIN_TENSOR bytes, read with h5py."""
+    try:
+        import h5py
+    except ImportError:
+        raise FormatError("HDF5 files need h5py to be cut at their tensors (pip install 'cas[tensorflow]')") from None
+    out: list[int] = []
+    visited = [0]
+
+    def visit(name: str, obj) -> None:
+        visited[0] += 1
+        if visited[0] > MAX_ENTRIES:
+            raise FormatError(f"HDF5 file has more than {MAX_ENTRIES} objects")
+        if not isinstance(obj, h5py.Dataset):
+            return
+        offset = obj.id.get_offset()  # None unless the dataset is contiguous and written
+        if offset is None:
+            return
+        length = obj.id.get_storage_size()
+        _check_tensor(region, offset, length, f"HDF5 dataset {name!r}")
+        if length >= MIN_TENSOR:
+            out.append(offset)
+
+    try:
+        with h5py.File(_RegionFile(region), "r") as f:
+            f.visititems(visit)
+    except FormatError:
+        raise
+    except Exception as exc:  # h5py raises OSError, KeyError, ValueError, RuntimeError for damaged files
+        raise FormatError(f"HDF5 metadata does not parse ({type(exc).__name__}: {exc})") from None
+    return out
+
+
+# -- TensorFlow checkpoint shards (SavedModel variables) -------------------------------------------
+
+TABLE_MAGIC = 0xDB4775248B80FB57
+MAX_INDEX_BYTES = MAX_METADATA_READ
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise FormatError("truncated or overlong varint")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _block(index: bytes, handle: bytes, pos: int = 0) -> tuple[bytes, int]:
+    offset, pos = _varint(handle, pos)
+    size, pos = _varint(handle, pos)
+    if offset + size + 5 > len(index):
+        raise FormatError("table block lies past the end of the .index file")
+    if index[offset + size] != 0:
+        raise FormatError("compressed table blocks are not parsed")
+    return index[offset:offset + size], pos
+
+
+def _block_entries(block: bytes, limit: list[int]):
+    """Yield (key, value) of one LevelDB table block (prefix-compressed keys)."""
+    if len(block) < 4:
+        raise FormatError("table block is too short")
+    n_restarts = struct.unpack_from("<I", block, len(block) - 4)[0]
+    end = len(block) - 4 - 4 * n_restarts
+    if n_restarts > len(block) or end < 0:
+        raise FormatError("table block's restart array is damaged")
+    pos, key = 0, b""
+    while pos < end:
+        limit[0] -= 1
+        if limit[0] < 0:
+            raise FormatError(f".index holds more than {MAX_ENTRIES} records")
+        shared, pos = _varint(block, pos)
+        unshared, pos = _varint(block, pos)
+        vlen, pos = _varint(block, pos)
+        if shared > len(key) or pos + unshared + vlen > end:
+            raise FormatError("table entry is damaged")
+        key = key[:shared] + block[pos:pos + unshared]
+        pos += unshared
+        yield key, block[pos:pos + vlen]
+        pos += vlen
+
+
+def _bundle_entry(value: bytes) -> tuple[int, int, int]:
+    """(shard_id, offset, size) of a BundleEntryProto (fields 3, 4 and 5)."""
+    fields = {3: 0, 4: 0, 5: 0}
+    pos = 0
+    while pos < len(value):
+        tag, pos = _varint(value, pos)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            v, pos = _varint(value, pos)
+            if number in fields:
+                fields[number] = v
+        elif wire == 1:
+            pos += 8
+        elif wire == 2:
+            n, pos = _varint(value, pos)
+            pos += n
+        elif wire == 5:
+            pos += 4
+        else:
+            raise FormatError(f"BundleEntryProto has wire type {wire}")
+        if pos > len(value):
+            raise FormatError("BundleEntryProto is truncated")
+    return fields[3], fields[4], fields[5]
+
+
+def checkpoint_boundaries(index_path: str, shard: int, region: Region) -> list[int]:
+    """Offsets in data shard ``shard`` of every tensor of at least MIN_TENSOR bytes, from ``index_path``."""
+    with open(index_path, "rb") as f:
+        index = f.read(MAX_INDEX_BYTES + 1)
+    if len(index) > MAX_INDEX_BYTES or len(index) < 48:
+        raise FormatError(f"{index_path!r} is too short or over {MAX_INDEX_BYTES} bytes")
+    footer = index[-48:]
+    if struct.unpack_from("<Q", footer, 40)[0] != TABLE_MAGIC:
+        raise FormatError(f"{index_path!r} is not a TensorFlow checkpoint index (bad table magic)")
+    _meta, pos = _block(index, footer)  # metaindex handle first, then the index block's
+    top, _ = _block(index, footer, pos)
+    limit = [MAX_ENTRIES]
+    out = []
+    for _key, handle in _block_entries(top, limit):
+        data, _ = _block(index, handle)
+        for key, value in _block_entries(data, limit):
+            if not key:
+                continue  # the BundleHeaderProto
+            shard_id, offset, size = _bundle_entry(value)
+            if shard_id != shard:
+                continue
+            _check_tensor(region, offset, size, f"checkpoint tensor {key!r}")
+            if size >= MIN_TENSOR:
+                out.append(offset)
+    return out
+
+
+PARSERS: dict[str, Callable[[Region], list[int]]] = {
+    "zip": zip_boundaries,
+    "hdf5": hdf5_boundaries,
+    "npy": npy_boundaries,
+    "safetensors": safetensors_boundaries,
+}
