@@ -100,7 +100,7 @@ def sniff(region: Region) -> str | None:
 SHARD = re.compile(r"^(?P<prefix>.*)\.data-(?P<shard>\d{1,9})-of-(?P<total>\d{1,9})$")
 
 
-def boundaries(path: str, *, rel_path: str = "") -> tuple[str, list[int]] | None:
+def boundaries(path: str) -> tuple[str, list[int]] | None:
     """(format, restart offsets) of the file at ``path``, or None for a format cas does not know.
 
     Raises FormatError for a file that looks like a known format but does not parse.
@@ -111,8 +111,9 @@ def boundaries(path: str, *, rel_path: str = "") -> tuple[str, list[int]] | None
         if region.size == 0:
             return None
         shard = SHARD.match(os.path.basename(path))
-        if shard and os.path.isfile(shard["prefix"] + ".index"):
-            return "tf-checkpoint", checkpoint_boundaries(shard["prefix"] + ".index", int(shard["shard"]), region)
+        index = os.path.join(os.path.dirname(path), shard["prefix"] + ".index") if shard else ""
+        if shard and os.path.isfile(index):
+            return "tf-checkpoint", checkpoint_boundaries(index, int(shard["shard"]), region)
         kind = sniff(region)
         if kind is None:
             return None

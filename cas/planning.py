@@ -111,7 +111,7 @@ def _cut(source: SourceFile, chunker: Chunker) -> tuple[dict, Iterator[tuple[int
         record = {"name": "cdc", "algorithm": "fastcdc2020", "avg": avg, "min": low, "max": high}
         return record, _checked(cdc_file_chunks(source.local_path, avg), source)
     try:
-        found = boundaries(source.local_path, rel_path=source.rel_path)
+        found = boundaries(source.local_path)
     except (FormatError, OSError) as exc:
         log.info("%s: cut fixed (%s)", source.rel_path, exc)
         return chunker.fixed_record(), fixed_chunks(size, chunker.chunk_size)
