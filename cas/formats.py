@@ -13,8 +13,8 @@ Formats:
 - zip (``.keras``, ``.npz``, PyTorch's zip files): every member's header starts a run, and a
   STORED member's data does too; a STORED member that is itself HDF5 or ``.npy`` (a ``.keras``
   holds ``model.weights.h5``) is parsed in place;
-- HDF5 (``.h5``): the start of every contiguous dataset of at least MIN_TENSOR bytes, read with
-  h5py (the ``tensorflow`` extra); without h5py an HDF5 file is cut ``fixed``;
+- HDF5 (``.h5``): the start of every contiguous dataset of at least MIN_TENSOR bytes, read by a
+  small parser here (no h5py needed);
 - safetensors: the start of every tensor of at least MIN_TENSOR bytes (from the JSON header);
 - ``.npy``: the start of the array data;
 - a TensorFlow checkpoint shard (a SavedModel's ``variables/variables.data-*``): the offset of
@@ -94,6 +94,11 @@ def sniff(region: Region) -> str | None:
         n = struct.unpack_from("<Q", head)[0]
         if 2 <= n <= region.size - 8:
             return "safetensors"
+    at = 512  # an HDF5 file may start with a user block of 512 bytes times a power of two
+    while at + 8 <= region.size:
+        if region.read(at, 8) == HDF5_MAGIC:
+            return "hdf5"
+        at *= 2
     return None
 
 
@@ -224,70 +229,220 @@ def safetensors_boundaries(region: Region) -> list[int]:
 
 
 # -- HDF5 -----------------------------------------------------------------------------------------
+#
+# A small reader of the HDF5 structures that lead from the superblock to every dataset's storage
+# (HDF5 File Format Specification version 3.0: superblock versions 0-3, object headers versions 1
+# and 2 with continuation blocks, old-style groups (symbol table: version 1 B-tree and symbol
+# table nodes) and new-style compact groups (link messages), data layout message versions 3 and 4).
+# Dense new-style groups (a fractal heap of links) are not read: such a file is cut fixed. Every
+# object header is visited at most once (links may form cycles) and at most MAX_ENTRIES in all.
 
-class _RegionFile:
-    """A read-only, seekable file object over a Region, for h5py."""
+UNDEFINED = -1
+MAX_HEADER_MESSAGES = 4096  # per object header (the format's 16-bit count is 65535)
+MSG_LINK_INFO, MSG_LAYOUT, MSG_LINK, MSG_CONTINUATION, MSG_SYMBOL_TABLE = 0x02, 0x08, 0x06, 0x10, 0x11
 
+
+class _H5:
     def __init__(self, region: Region) -> None:
-        self.region, self.pos = region, 0
+        self.region = region
+        self.base = self._find_superblock()
+        sb = self.region.read(self.base, min(256, region.size - self.base))
+        version = sb[8]
+        if version in (0, 1):
+            self.o, self.l = sb[13], sb[14]
+            self._sizes_ok()
+            pos = 24 + (4 if version == 1 else 0)
+            base_address = self._addr(sb, pos)
+            self.base = base_address if base_address != UNDEFINED else self.base
+            root_entry = pos + 4 * self.o  # after base, free-space, end-of-file and driver addresses
+            self.root = self._addr(sb, root_entry + self.l)
+        elif version in (2, 3):
+            self.o, self.l = sb[9], sb[10]
+            self._sizes_ok()
+            self.root = self._addr(sb, 12 + 3 * self.o)
+        else:
+            raise FormatError(f"HDF5 superblock version {version} is not read")
 
-    def seekable(self) -> bool:
-        return True
+    def _find_superblock(self) -> int:
+        at = 0
+        while at + 8 <= self.region.size:
+            if self.region.read(at, 8) == HDF5_MAGIC:
+                return at
+            at = 512 if at == 0 else at * 2
+        raise FormatError("no HDF5 superblock")
 
-    def readable(self) -> bool:
-        return True
+    def _sizes_ok(self) -> None:
+        if self.o not in (2, 4, 8) or self.l not in (2, 4, 8):
+            raise FormatError(f"HDF5 offsets of {self.o} and lengths of {self.l} bytes are not read")
 
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.region.size + offset
-        return self.pos
+    @staticmethod
+    def _uint(buf: bytes, pos: int, n: int) -> int:
+        if pos + n > len(buf):
+            raise FormatError("HDF5 structure is truncated")
+        return int.from_bytes(buf[pos:pos + n], "little")
 
-    def tell(self) -> int:
-        return self.pos
+    def _addr(self, buf: bytes, pos: int) -> int:
+        v = self._uint(buf, pos, self.o)
+        return UNDEFINED if v == (1 << 8 * self.o) - 1 else v
 
-    def readinto(self, buf) -> int:
-        n = max(0, min(len(buf), self.region.size - self.pos))
-        data = self.region.read(self.pos, n)
-        buf[:n] = data
-        self.pos += n
-        return n
+    def read(self, address: int, n: int) -> bytes:
+        if address == UNDEFINED:
+            raise FormatError("HDF5 structure points at an undefined address")
+        return self.region.read(self.base + address, n)
 
-    def read(self, n: int = -1) -> bytes:
-        n = self.region.size - self.pos if n is None or n < 0 else min(n, self.region.size - self.pos)
-        data = self.region.read(self.pos, max(0, n))
-        self.pos += len(data)
-        return data
+    # object headers ------------------------------------------------------------------------------
+
+    def messages(self, address: int) -> list[tuple[int, bytes]]:
+        """(type, body) of every message of the object header at ``address``, continuations followed."""
+        head = self.read(address, 16)
+        if head[:4] == b"OHDR":
+            return self._messages_v2(address)
+        if head[0] != 1:
+            raise FormatError(f"HDF5 object header version {head[0]} at {address} is not read")
+        count = self._uint(head, 2, 2)
+        blocks = [(address + 16, self._uint(head, 8, 4))]
+        out: list[tuple[int, bytes]] = []
+        while blocks:
+            start, size = blocks.pop(0)
+            buf = self.read(start, size)
+            pos = 0
+            while pos + 8 <= len(buf) and len(out) < count:
+                kind, length = self._uint(buf, pos, 2), self._uint(buf, pos + 2, 2)
+                body = buf[pos + 8:pos + 8 + length]
+                if len(body) != length:
+                    raise FormatError("HDF5 header message runs past its block")
+                out.append((kind, body))
+                if kind == MSG_CONTINUATION:
+                    blocks.append((self._addr(body, 0), self._uint(body, self.o, self.l)))
+                pos += 8 + length
+                if len(out) > MAX_HEADER_MESSAGES:
+                    raise FormatError("HDF5 object header has too many messages")
+        return out
+
+    def _messages_v2(self, address: int) -> list[tuple[int, bytes]]:
+        head = self.read(address, 6)
+        flags = head[5]
+        pos = 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
+        width = 1 << (flags & 3)
+        size = self._uint(self.read(address + pos, width), 0, width)
+        blocks = [(address + pos + width, size, False)]
+        out: list[tuple[int, bytes]] = []
+        while blocks:
+            start, size, signed = blocks.pop(0)
+            buf = self.read(start, size)
+            pos = 0
+            if signed:
+                if buf[:4] != b"OCHK":
+                    raise FormatError("HDF5 continuation block has no OCHK signature")
+                pos, buf = 4, buf[:-4]  # drop the checksum
+            while pos + 4 <= len(buf):
+                kind, length, mflags = buf[pos], self._uint(buf, pos + 1, 2), buf[pos + 3]
+                pos += 4 + (2 if flags & 0x04 else 0)
+                body = buf[pos:pos + length]
+                if len(body) != length:
+                    break  # the gap at the end of a block
+                out.append((kind, body))
+                if kind == MSG_CONTINUATION:
+                    blocks.append((self._addr(body, 0), self._uint(body, self.o, self.l), True))
+                pos += length
+                if len(out) > MAX_HEADER_MESSAGES:
+                    raise FormatError("HDF5 object header has too many messages")
+        return out
+
+    # groups ----------------------------------------------------------------------------------------
+
+    def children(self, messages: list[tuple[int, bytes]]) -> list[int]:
+        """Object header addresses of a group's members (empty for a dataset)."""
+        out: list[int] = []
+        for kind, body in messages:
+            if kind == MSG_SYMBOL_TABLE:
+                out += self._btree_children(self._addr(body, 0))
+            elif kind == MSG_LINK:
+                target = self._hard_link(body)
+                if target is not None:
+                    out.append(target)
+            elif kind == MSG_LINK_INFO:
+                flags = body[1] if len(body) > 1 else 0
+                heap = self._addr(body, 2 + (8 if flags & 1 else 0))
+                if heap != UNDEFINED:
+                    raise FormatError("HDF5 dense link storage (fractal heap) is not read")
+        return out
+
+    def _btree_children(self, address: int) -> list[int]:
+        out, nodes, seen = [], [address], set()
+        entry = self.l + self.o + 24
+        while nodes:
+            node = nodes.pop()
+            if node in seen or len(seen) > MAX_ENTRIES:
+                raise FormatError("HDF5 group B-tree loops or is too large")
+            seen.add(node)
+            head = self.read(node, 8 + 2 * self.o)
+            if head[:4] != b"TREE" or head[4] != 0:
+                raise FormatError("HDF5 group B-tree node is damaged")
+            level, used = head[5], self._uint(head, 6, 2)
+            body = self.read(node + 8 + 2 * self.o, (used + 1) * self.l + used * self.o)
+            kids = [self._addr(body, self.l + i * (self.l + self.o)) for i in range(used)]
+            if level > 0:
+                nodes += kids
+                continue
+            for snod in kids:
+                sh = self.read(snod, 8)
+                if sh[:4] != b"SNOD":
+                    raise FormatError("HDF5 symbol table node is damaged")
+                n = self._uint(sh, 6, 2)
+                table = self.read(snod + 8, n * entry)
+                # a soft link's entry has no object header (undefined address): nothing to read there
+                out += [a for a in (self._addr(table, i * entry + self.l) for i in range(n)) if a != UNDEFINED]
+                if len(out) > MAX_ENTRIES:
+                    raise FormatError(f"HDF5 group has more than {MAX_ENTRIES} members")
+        return out
+
+    def _hard_link(self, body: bytes) -> int | None:
+        if len(body) < 2 or body[0] != 1:
+            raise FormatError("HDF5 link message is damaged")
+        flags, pos = body[1], 2
+        link_type = 0
+        if flags & 0x08:
+            link_type, pos = body[pos], pos + 1
+        pos += (8 if flags & 0x04 else 0) + (1 if flags & 0x10 else 0)
+        width = 1 << (flags & 3)
+        pos += width + self._uint(body, pos, width)
+        return self._addr(body, pos) if link_type == 0 else None  # soft and external links hold no data here
+
+    # datasets ----------------------------------------------------------------------------------------
+
+    def contiguous(self, messages: list[tuple[int, bytes]]) -> tuple[int, int] | None:
+        """(offset in the region, size) of a contiguous dataset's data, or None."""
+        for kind, body in messages:
+            if kind == MSG_LAYOUT and len(body) >= 2 and body[0] in (3, 4) and body[1] == 1:
+                address, size = self._addr(body, 2), self._uint(body, 2 + self.o, self.l)
+                if address != UNDEFINED:
+                    return self.base + address, size
+        return None
 
 
 def hdf5_boundaries(region: Region) -> list[int]:
-    """The start of every contiguous dataset of at least MIN_TENSOR bytes, read with h5py."""
-    try:
-        import h5py
-    except ImportError:
-        raise FormatError("HDF5 files need h5py to be cut at their tensors (pip install 'cas[tensorflow]')") from None
+    """The start of every contiguous dataset of at least MIN_TENSOR bytes."""
+    h5 = _H5(region)
     out: list[int] = []
-    visited = [0]
-
-    def visit(name: str, obj) -> None:
-        visited[0] += 1
-        if visited[0] > MAX_ENTRIES:
+    seen: set[int] = set()
+    todo = [h5.root]
+    while todo:
+        address = todo.pop()
+        if address in seen:
+            continue
+        seen.add(address)
+        if len(seen) > MAX_ENTRIES:
             raise FormatError(f"HDF5 file has more than {MAX_ENTRIES} objects")
-        if not isinstance(obj, h5py.Dataset):
-            return
-        offset = obj.id.get_offset()  # None unless the dataset is contiguous and written
-        if offset is None:
-            return
-        length = obj.id.get_storage_size()
-        _check_tensor(region, offset, length, f"HDF5 dataset {name!r}")
-        if length >= MIN_TENSOR:
-            out.append(offset)
-
-    try:
-        with h5py.File(_RegionFile(region), "r") as f:
-            f.visititems(visit)
-    except FormatError:
-        raise
-    except Exception as exc:  # h5py raises OSError, KeyError, ValueError, RuntimeError for damaged files
-        raise FormatError(f"HDF5 metadata does not parse ({type(exc).__name__}: {exc})") from None
+        messages = h5.messages(address)
+        data = h5.contiguous(messages)
+        if data is not None:
+            offset, length = data
+            _check_tensor(region, offset, length, f"HDF5 dataset at {address}")
+            if length >= MIN_TENSOR:
+                out.append(offset)
+        else:
+            todo += h5.children(messages)
     return out
 
 

@@ -354,3 +354,36 @@ def test_repair_restores_chunks_of_a_cdc_version(tmp_path):
     os.unlink(tmp_path / "s" / "chunks" / victim[:2] / victim[2:4] / victim)
     report = store.repair("m@1", str(src))
     assert report.repaired == [victim] and store.verify(full=True).problems == []
+
+
+@pytest.mark.parametrize("options", [{}, {"libver": "latest"}, {"userblock_size": 1024}])
+def test_hdf5_parser_finds_the_dataset_offsets_h5py_reports(tmp_path, options):
+    """cas reads HDF5 metadata itself (no h5py needed); h5py is the reference it must agree with."""
+    h5py = pytest.importorskip("h5py")
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "w.h5"
+    with h5py.File(path, "w", **options) as f:
+        for i in range(5):
+            f.create_dataset(f"layers/dense_{i}/vars/0", data=np.ones(20_000 + i, "f4"))
+        f.create_dataset("chunked", data=np.zeros(50_000), chunks=(1000,))  # no single offset: not a boundary
+        f.create_dataset("small", data=np.arange(3))
+        f["alias"] = f["layers/dense_1/vars/0"]
+        f["soft"] = h5py.SoftLink("/layers")
+    expected = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _n, o: expected.append(o.id.get_offset())
+                     if isinstance(o, h5py.Dataset) and o.id.get_offset() is not None
+                     and o.id.get_storage_size() >= MIN_TENSOR else None)
+    kind, cuts = boundaries(str(path))
+    assert kind == "hdf5" and sorted(set(cuts)) == sorted(expected) and len(expected) == 5
+
+
+def test_hdf5_groups_this_parser_does_not_read_fall_back_to_fixed(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "w.h5", "w", libver="latest") as f:
+        for i in range(20):  # more than 8 links: dense storage in a fractal heap
+            f.create_dataset(f"d{i}", data=b"x" * 70_000)
+    with pytest.raises(FormatError, match="dense link storage"):
+        boundaries(str(tmp_path / "w.h5"))
+    record, pieces = _plan_of(tmp_path / "w.h5")
+    assert record["name"] == "fixed"
