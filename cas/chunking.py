@@ -4,9 +4,10 @@ Three chunkers, chosen per put (``Chunker``) and recorded per file in the manife
 
 - ``fixed``: pieces of ``chunk_size`` from the start of the file (the original cas layout);
 - ``auto`` (the default): fixed-size runs that restart at every boundary a file's format gives
-  (tensors of at least ``MIN_TENSOR`` bytes, zip members; see cas.formats), so bytes that shift
-  inside a file (a longer config before the weights) still fall into the same pieces; files
-  whose format cas does not know, or that do not parse, are cut ``fixed``;
+  (the start and the end of every tensor of at least ``MIN_TENSOR`` bytes, zip members; see
+  cas.formats), so a tensor's bytes fall into the same pieces wherever it moved to and whatever
+  changed around it (a longer config before the weights, metadata that names shifted offsets);
+  files whose format cas does not know, or that do not parse, are cut ``fixed``;
 - ``cdc``: content-defined pieces (FastCDC 2020, pyfastcdc's Cython build and its default gear
   table), for opaque formats whose bytes shift. Boundaries depend on the bytes and on pyfastcdc,
   which is pinned; tests/test_chunking.py keeps golden cut points so an upgrade that moves them
@@ -25,7 +26,7 @@ MIB = 1 << 20
 DEFAULT_CHUNK_SIZE = 4 * MIB
 MIN_CHUNK_SIZE = 64 * KIB
 MAX_CHUNK_SIZE = 256 * MIB
-MIN_TENSOR = 64 * KIB  # auto: a tensor at least this big starts a new fixed-size run
+MIN_TENSOR = 64 * KIB  # auto: a tensor at least this big gets runs of its own (bench/README.md: the trade-off)
 CDC_MIN_AVG = 64 * KIB  # pyfastcdc takes averages up to 4 MiB and maxima up to 16 MiB
 CDC_MAX_AVG = 4 * MIB
 CHUNKERS = ("auto", "fixed", "cdc")

@@ -13,13 +13,17 @@ Formats:
 - zip (``.keras``, ``.npz``, PyTorch's zip files): every member's header starts a run, and a
   STORED member's data does too; a STORED member that is itself HDF5 or ``.npy`` (a ``.keras``
   holds ``model.weights.h5``) is parsed in place;
-- HDF5 (``.h5``): the start of every contiguous dataset of at least MIN_TENSOR bytes, read by a
-  small parser here (no h5py needed);
-- safetensors: the start of every tensor of at least MIN_TENSOR bytes (from the JSON header);
+- HDF5 (``.h5``): the start and end of every contiguous dataset of at least MIN_TENSOR bytes,
+  read by a small parser here (no h5py needed);
+- safetensors: the start and end of every tensor of at least MIN_TENSOR bytes (JSON header);
 - ``.npy``: the start of the array data;
-- a TensorFlow checkpoint shard (a SavedModel's ``variables/variables.data-*``): the offset of
-  every tensor of at least MIN_TENSOR bytes, from the BundleEntryProto records of the sibling
+- a TensorFlow checkpoint shard (a SavedModel's ``variables/variables.data-*``): the start and end
+  of every tensor of at least MIN_TENSOR bytes, from the BundleEntryProto records of the sibling
   ``.index`` (a LevelDB-format table, read by a small parser here).
+
+A tensor's end matters as much as its start: in an ``.h5`` file the object headers between
+tensors hold absolute addresses, so they change whenever anything before them grew; a piece that
+mixed them with a tensor's tail would be stored again each version.
 """
 
 from __future__ import annotations
@@ -224,7 +228,7 @@ def safetensors_boundaries(region: Region) -> list[int]:
         begin, end = offsets
         _check_tensor(region, data_start + begin, end - begin, f"safetensors tensor {name!r}")
         if end - begin >= MIN_TENSOR:
-            out.append(data_start + begin)
+            out += [data_start + begin, data_start + end]
     return out
 
 
@@ -422,7 +426,7 @@ class _H5:
 
 
 def hdf5_boundaries(region: Region) -> list[int]:
-    """The start of every contiguous dataset of at least MIN_TENSOR bytes."""
+    """The start and end of every contiguous dataset of at least MIN_TENSOR bytes."""
     h5 = _H5(region)
     out: list[int] = []
     seen: set[int] = set()
@@ -440,7 +444,7 @@ def hdf5_boundaries(region: Region) -> list[int]:
             offset, length = data
             _check_tensor(region, offset, length, f"HDF5 dataset at {address}")
             if length >= MIN_TENSOR:
-                out.append(offset)
+                out += [offset, offset + length]
         else:
             todo += h5.children(messages)
     return out
@@ -525,7 +529,7 @@ def _bundle_entry(value: bytes) -> tuple[int, int, int]:
 
 
 def checkpoint_boundaries(index_path: str, shard: int, region: Region) -> list[int]:
-    """Offsets in data shard ``shard`` of every tensor of at least MIN_TENSOR bytes, from ``index_path``."""
+    """Start and end in data shard ``shard`` of every tensor of at least MIN_TENSOR bytes, from ``index_path``."""
     with open(index_path, "rb") as f:
         index = f.read(MAX_INDEX_BYTES + 1)
     if len(index) > MAX_INDEX_BYTES or len(index) < 48:
@@ -547,7 +551,7 @@ def checkpoint_boundaries(index_path: str, shard: int, region: Region) -> list[i
                 continue
             _check_tensor(region, offset, size, f"checkpoint tensor {key!r}")
             if size >= MIN_TENSOR:
-                out.append(offset)
+                out += [offset, offset + size]
     return out
 
 

@@ -198,9 +198,9 @@ def test_savedmodel_variables_are_cut_at_their_tensors(tmp_path):
     data = next(p for p in (tmp_path / "variables").iterdir() if ".data-" in p.name)
     kind, cuts = boundaries(str(data))
     assert kind == "tf-checkpoint"
-    reader = tf.train.load_checkpoint(str(tmp_path / "variables" / "variables"))
-    big = [n for n, shape in reader.get_variable_to_shape_map().items() if shape and shape[0] >= 200]
-    assert len(big) == 2 and len(set(cuts)) == 2
+    # a (360000 bytes) and c (80000) start and end a run; b (40 bytes) is too small to matter
+    sizes = sorted(b - a for a, b in zip(cuts[::2], cuts[1::2]))
+    assert sizes == [80_000, 360_000]
 
 
 # -- bad input: fall back to fixed, never fail the put ------------------------------------------------------
@@ -369,13 +369,13 @@ def test_hdf5_parser_finds_the_dataset_offsets_h5py_reports(tmp_path, options):
         f.create_dataset("small", data=np.arange(3))
         f["alias"] = f["layers/dense_1/vars/0"]
         f["soft"] = h5py.SoftLink("/layers")
-    expected = []
+    expected = set()
     with h5py.File(path, "r") as f:
-        f.visititems(lambda _n, o: expected.append(o.id.get_offset())
+        f.visititems(lambda _n, o: expected.update([o.id.get_offset(), o.id.get_offset() + o.id.get_storage_size()])
                      if isinstance(o, h5py.Dataset) and o.id.get_offset() is not None
                      and o.id.get_storage_size() >= MIN_TENSOR else None)
     kind, cuts = boundaries(str(path))
-    assert kind == "hdf5" and sorted(set(cuts)) == sorted(expected) and len(expected) == 5
+    assert kind == "hdf5" and set(cuts) == expected and len(expected) >= 6  # each tensor's start and end
 
 
 def test_hdf5_groups_this_parser_does_not_read_fall_back_to_fixed(tmp_path):
