@@ -10,20 +10,16 @@ random data at each stage so every stage really changes the weights it trains:
   v4  full fine-tune  everything trains
 
 Each version is recompiled (a new optimizer), as users do after changing ``trainable``. Every
-version is saved in each requested format, in two layouts where they differ:
-
-  own  Keras' own saver (``model.save``; ``model.export`` for a SavedModel): what users have. Its
-       ``.keras`` and ``.h5`` files put the config before the weights, so a config change (the
-       ``trainable`` flags) shifts every weight byte: edits that move offsets.
-  cas  ``cas.tensorflow.save_model``'s weights-first ``.keras``/``.h5`` (plain files Keras loads):
-       unchanged weights keep their offsets. A SavedModel has one layout (cas stores ``model.export``'s
-       directory as it is), so it is only in ``own``.
+version is saved in each requested format by Keras' own saver (``model.save``; ``model.export``
+for a SavedModel), which is also what ``cas.tensorflow.save_model`` stores. Its ``.keras`` and
+``.h5`` files put the config before the weights, so a config change (the ``trainable`` flags)
+shifts every weight byte: edits that move offsets. (Until issue 11 save_model wrote a weights-first
+layout, the ``keras-cas``/``h5-cas`` series of older runs in bench/README.md.)
 
 Layout of OUT_DIR::
 
     series.json                          what was generated (read by bench/peers.py)
     keras-own/v1/model.keras ... v4      h5-own/vK/model.h5    savedmodel/vK/saved_model/
-    keras-cas/v1/model.keras ... v4      h5-cas/vK/model.h5
     synthetic/vK/weights.f32             (with --synthetic SIZE)
 
 The synthetic series (``synthetic_series``) is float32 N(0, 0.02) weights (``conftest.write_weights``):
@@ -41,7 +37,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,15 +45,14 @@ from conftest import (CHUNK_SIZE, MIB, format_size, parse_size, write_changed_co
                       write_weights)
 
 FORMATS = ("keras", "h5", "savedmodel")
-LAYOUTS = ("own", "cas")
 STAGES = ("base", "head fine-tune", "last blocks fine-tune", "full fine-tune")
 FILE_NAMES = {"keras": "model.keras", "h5": "model.h5", "savedmodel": "saved_model"}
 INSERT_BYTES = 1 * MIB
-MODEL_CHUNK_SIZE = 1 * MIB  # what cas.tensorflow.save_model uses for every format (DEFAULT_CHUNK_SIZES)
+MODEL_CHUNK_SIZE = CHUNK_SIZE  # what cas.tensorflow.save_model and a plain put use (the default)
 
 
-def series_name(fmt: str, layout: str) -> str:
-    return "savedmodel" if fmt == "savedmodel" else f"{fmt}-{layout}"
+def series_name(fmt: str) -> str:
+    return "savedmodel" if fmt == "savedmodel" else f"{fmt}-own"
 
 
 # -- synthetic tensors ----------------------------------------------------------------------------
@@ -175,38 +169,22 @@ def save_own(model, fmt: str, path: str) -> None:
         model.save(path)
 
 
-def save_cas_layout(model, fmt: str, path: str) -> None:
-    """The bytes ``cas.tensorflow.save_model`` stores (weights first), as a local file.
-
-    Saved through the public API into a scratch local store and read back, so the file is exactly
-    what save_model writes, whatever its internals become.
-    """
-    from cas import Store
-    from cas.tensorflow import save_model
-
-    with tempfile.TemporaryDirectory(prefix="cas-ds-", dir=os.path.dirname(path)) as tmp:
-        with Store.open(os.path.join(tmp, "store"), cache_dir=False) as store:
-            manifest = save_model(model, "m", store=store, format=fmt)
-            store.get(f"m@{manifest.version}", path, force=True)
-
-
 def model_series(out_dir: str, *, arch: str = "ResNet50", input_size: int = 64, formats=FORMATS,
-                 layouts=LAYOUTS, steps: int = 2, batch: int = 8, unfreeze: int = 10, n_classes: int = 10,
+                 steps: int = 2, batch: int = 8, unfreeze: int = 10, n_classes: int = 10,
                  optimizer_state: bool = False, seed: int = 0, log=print, **arch_kwargs) -> list[dict]:
-    """Generate v1..v4 (see STAGES) in every format and layout; one dict per series (see series.json)."""
+    """Generate v1..v4 (see STAGES) in every format; one dict per series (see series.json)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    bad = [f for f in formats if f not in FORMATS] + [lay for lay in layouts if lay not in LAYOUTS]
+    bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise ValueError(f"unknown format or layout {bad}; formats {FORMATS}, layouts {LAYOUTS}")
+        raise ValueError(f"unknown format {bad}; formats {FORMATS}")
     model, base = build_model(arch, input_size, n_classes=n_classes, seed=seed, **arch_kwargs)
     if not 0 < unfreeze < len(base.layers):
         raise ValueError(f"unfreeze must be between 1 and {len(base.layers) - 1} "
                          f"(the base has {len(base.layers)} layers)")
-    wanted = [(fmt, lay) for fmt in formats for lay in layouts if fmt != "savedmodel" or lay == "own"]
-    series = {series_name(f, lay): {"name": series_name(f, lay), "kind": "model", "format": f, "layout": lay,
+    series = {series_name(f): {"name": series_name(f), "kind": "model", "format": f, "layout": "own",
                                     "arch": arch, "input": input_size, "params": int(model.count_params()),
                                     "optimizer_state": optimizer_state, "cas_chunk_size": MODEL_CHUNK_SIZE,
-                                    "versions": []} for f, lay in wanted}
+                                    "versions": []} for f in formats}
     for stage, what in enumerate(STAGES):
         t0 = time.perf_counter()
         set_stage(base, stage, unfreeze)
@@ -214,13 +192,13 @@ def model_series(out_dir: str, *, arch: str = "ResNet50", input_size: int = 64, 
                     optimizer_state=optimizer_state)
         trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
         t_train = time.perf_counter() - t0
-        for fmt, lay in wanted:
-            s = series[series_name(fmt, lay)]
+        for fmt in formats:
+            s = series[series_name(fmt)]
             path = os.path.join(out_dir, s["name"], f"v{stage + 1}", FILE_NAMES[fmt])
             os.makedirs(os.path.dirname(path), exist_ok=True)
             if os.path.isdir(path):
                 shutil.rmtree(path)
-            (save_own if lay == "own" else save_cas_layout)(model, fmt, path)
+            save_own(model, fmt, path)
             s["versions"].append({"version": stage + 1, "what": what, "trainable_params": trainable,
                                   "path": path, "bytes": tree_size(path)})
         log(f"v{stage + 1} {what}: {trainable:,} trainable parameters; trained in {t_train:.1f} s, "
@@ -261,7 +239,6 @@ def main(argv=None) -> None:
     p.add_argument("--arch", default="ResNet50", help="a keras.applications model (default ResNet50), or tiny")
     p.add_argument("--input", type=int, default=64, help="input height = width (default 64)")
     p.add_argument("--formats", default="keras,h5,savedmodel", help="comma-separated; '' for none")
-    p.add_argument("--layouts", default="own,cas", help="own (Keras' saver), cas (weights-first)")
     p.add_argument("--steps", type=int, default=2, help="training steps per version (default 2)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--unfreeze", type=int, default=10, help="base layers trained in v3 (default 10)")
@@ -270,7 +247,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     out = generate(a.out_dir, arch=a.arch, input_size=a.input, formats=[f for f in a.formats.split(",") if f],
-                   layouts=[lay for lay in a.layouts.split(",") if lay], steps=a.steps, batch=a.batch,
+                   steps=a.steps, batch=a.batch,
                    unfreeze=a.unfreeze, optimizer_state=a.optimizer_state, synthetic_size=a.synthetic)
     for s in out["series"]:
         sizes = ", ".join(f"v{v['version']} {v['bytes'] / 1e6:.1f} MB" for v in s["versions"])

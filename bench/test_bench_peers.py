@@ -1,6 +1,6 @@
 """The side-by-side benchmark's parts, untimed and small, so they never rot (bench/datasets.py, bench/peers.py).
 
-* the generator on a tiny model: four versions in every format and layout, each loads, and the
+* the generator on a tiny model: four versions in every format, each loads, and the
   versions differ where the stage says (a head fine-tune leaves the base's weights alone);
 * the synthetic series: 10% of the chunks changed in place, then 1 MiB inserted at the start;
 * the runner's measurement of cas (local and WebHDFS) and HdfsCLI on a small series: times, peak
@@ -42,17 +42,15 @@ def test_generator_makes_the_series_and_every_file_loads(tiny_series):
     import tensorflow as tf
 
     series = {s["name"]: s for s in tiny_series["series"]}
-    assert sorted(series) == ["h5-cas", "h5-own", "keras-cas", "keras-own", "savedmodel"]
+    assert sorted(series) == ["h5-own", "keras-own", "savedmodel"]
     for s in series.values():
         assert [v["version"] for v in s["versions"]] == [1, 2, 3, 4]
         assert all(os.path.exists(v["path"]) and v["bytes"] > 0 for v in s["versions"])
-    # the two .keras layouts: Keras puts its config first, cas the weights
-    with zipfile.ZipFile(series["keras-own"]["versions"][0]["path"]) as own, \
-            zipfile.ZipFile(series["keras-cas"]["versions"][0]["path"]) as cas:
+    # Keras puts its config first: a config change shifts the weights behind it
+    with zipfile.ZipFile(series["keras-own"]["versions"][0]["path"]) as own:
         assert own.namelist()[-1] == "model.weights.h5"
-        assert cas.namelist()[0] == "model.weights.h5"
     loaded = {}
-    for name in ("keras-own", "keras-cas", "h5-own", "h5-cas"):
+    for name in ("keras-own", "h5-own"):
         loaded[name] = [keras.saving.load_model(v["path"], compile=False) for v in series[name]["versions"]]
     saved = tf.saved_model.load(series["savedmodel"]["versions"][-1]["path"])
     x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
@@ -65,8 +63,8 @@ def test_generator_makes_the_series_and_every_file_loads(tiny_series):
         assert np.array_equal(v2[0], v3[0]), f"{name}: v3 trained the first layer"
         assert not np.array_equal(v2[-1], v3[-1]), f"{name}: v3 did not train the last layers"
         assert not np.array_equal(v3[0], v4[0]), f"{name}: v4 (full fine-tune) left the first layer alone"
-    # both layouts hold the same weights
-    for a, b in zip(loaded["keras-own"][-1].weights, loaded["keras-cas"][-1].weights):
+    # both formats hold the same weights
+    for a, b in zip(loaded["keras-own"][-1].weights, loaded["h5-own"][-1].weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 

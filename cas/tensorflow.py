@@ -14,28 +14,24 @@ local copy of another version holds), verified and renamed into place before any
 and a version already checked out moves no bytes. A missing or corrupt chunk fails the checkout, so
 a half-written model is never loaded.
 
-Dedup-friendly layout. Fixed-size chunks dedup only when unchanged bytes keep their offsets, and
-Keras's own files do not: a ``.keras`` zip starts with ``config.json``, an ``.h5`` file with the
-model config as an attribute, and both change length when anything in the config changes (e.g.
-``trainable`` flags after freezing the base), which shifts every weight byte behind them and makes
-a head-only fine-tune store 100% new bytes. ``save_model`` therefore writes both formats with the
-weights first (a ``.keras`` zip whose first member is ``model.weights.h5``, stored uncompressed with
-a fixed timestamp; an ``.h5`` file whose ``model_weights`` group is copied in before the config
-attributes). Both are ordinary files that Keras loads unchanged. See ``DEFAULT_CHUNK_SIZES`` for
-the chunk size each format gets.
+Files are written by Keras' own savers (``model.save``, ``model.export``) and put with the default
+``auto`` chunker, which cuts each tensor into pieces of its own (cas.chunking): a config that
+changes length before the weights (``trainable`` flags after freezing the base, a renamed model)
+shifts the weight bytes but not the pieces they fall into, so a head-only fine-tune adds about its
+changed tensors. (Until issue 11 save_model rewrote ``.keras`` and ``.h5`` files weights first to
+keep offsets for fixed-size chunks; with ``auto`` that layout dedups no better: bench/README.md.)
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import codec
-from .chunking import MIB
+from .chunking import DEFAULT_CHUNK_SIZE
 from .errors import CasError
 from .manifest import KIND_DIR, KIND_FILE, Manifest
 from .dedup import human_bytes
@@ -43,18 +39,10 @@ from .store import Store
 
 FORMATS = ("keras", "h5", "savedmodel")
 
-# Chunk size per format. A head-only change still rewrites a few small places spread through the
-# file (the HDF5 superblock at offset 0, a B-tree node or two, the head and optimizer at the end),
-# so a version adds about 3 chunks plus the changed tensors: at 4 MiB that is ~13% of a 95 MB
-# ResNet50, at 1 MiB ~3-4%. 1 MiB keeps the object count modest (~100 objects per 100 MB, fine
-# for an HDFS namenode) while a fine-tune costs a few percent of the model. Numbers: see the README.
-DEFAULT_CHUNK_SIZES = {"keras": 1 * MIB, "h5": 1 * MIB, "savedmodel": 1 * MIB}
-
 KERAS_SUFFIX = ".keras"
 H5_SUFFIXES = (".h5", ".hdf5")
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 KERAS_DIR_FILES = ("config.json", "model.weights.h5")
-_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # so an unchanged member is byte-identical between saves
 
 
 class NotAModel(CasError, ValueError):
@@ -82,7 +70,8 @@ def save_model(model, name: str, version: str | None = None, *, store: Store | s
 
     ``format``: ``"keras"`` (a ``.keras`` zip), ``"h5"`` (legacy HDF5) or ``"savedmodel"`` (a
     SavedModel directory, via ``model.export`` for a Keras model or ``tf.saved_model.save`` for a
-    ``tf.Module``). ``chunk_size`` defaults to ``DEFAULT_CHUNK_SIZES[format]``. ``include_optimizer``
+    ``tf.Module``), each written by Keras' or TensorFlow's own saver. ``chunk_size`` is the put's
+    (4 MiB by default; the ``auto`` chunker restarts runs at every tensor). ``include_optimizer``
     applies to ``h5`` only (Keras always saves a built optimizer into ``.keras``). The manifest's
     metadata records the format and the TensorFlow and Keras versions next to ``metadata``.
     """
@@ -99,53 +88,15 @@ def save_model(model, name: str, version: str | None = None, *, store: Store | s
     with _opened(store) as s, tempfile.TemporaryDirectory(prefix="cas-save-") as tmp:
         if format == "keras":
             local_path = os.path.join(tmp, "model.keras")
-            _write_keras(model, local_path, tmp)
+            model.save(local_path)
         elif format == "h5":
             local_path = os.path.join(tmp, "model.h5")
-            _write_h5(model, local_path, tmp, include_optimizer=include_optimizer)
+            model.save(local_path, include_optimizer=include_optimizer)
         else:
             local_path = os.path.join(tmp, "saved_model")
             _write_saved_model(model, local_path)
         return s.put(local_path, name, version, tags=tags, latest=latest,
-                     chunk_size=chunk_size or DEFAULT_CHUNK_SIZES[format], level=level, metadata=meta)
-
-
-def _write_keras(model, path: str, tmp: str) -> None:
-    """A ``.keras`` zip with the weights first, stored, at a fixed timestamp."""
-    unpacked = os.path.join(tmp, "unpacked")
-    model.save(unpacked, zipped=False)
-    members = []
-    for dirpath, dirnames, filenames in os.walk(unpacked):
-        dirnames.sort()
-        for fname in sorted(filenames):
-            full = os.path.join(dirpath, fname)
-            members.append(os.path.relpath(full, unpacked).replace(os.sep, "/"))
-    first = [m for m in ("model.weights.h5", "model.weights.npz") if m in members]
-    order = first + sorted(m for m in members if m not in first)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        for arcname in order:
-            full = os.path.join(unpacked, *arcname.split("/"))
-            info = zipfile.ZipInfo(arcname, date_time=_FIXED_ZIP_TIME)
-            info.compress_type = zipfile.ZIP_STORED
-            info.external_attr = 0o644 << 16
-            info.file_size = os.path.getsize(full)
-            with open(full, "rb") as src, zf.open(info, "w") as dst:
-                shutil.copyfileobj(src, dst, MIB)
-
-
-def _write_h5(model, path: str, tmp: str, *, include_optimizer: bool) -> None:
-    """A legacy ``.h5`` file with the ``model_weights`` group first, config attributes last."""
-    import h5py
-
-    draft = os.path.join(tmp, "draft.h5")
-    model.save(draft, include_optimizer=include_optimizer)
-    with h5py.File(draft, "r") as src, h5py.File(path, "w") as dst:
-        names = list(src.keys())
-        order = [n for n in names if n == "model_weights"] + sorted(n for n in names if n != "model_weights")
-        for n in order:
-            src.copy(src[n], dst, name=n)
-        for key, value in src.attrs.items():
-            dst.attrs[key] = value
+                     chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, level=level, metadata=meta)
 
 
 def _write_saved_model(model, path: str) -> None:
