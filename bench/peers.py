@@ -198,12 +198,12 @@ class Server:
 _CAS_CHILD = r"""
 import sys
 from cas import Store
-op, url, local, ref, n_workers, chunk_size = sys.argv[1:7]
+op, url, local, ref, n_workers, chunk_size, chunker = sys.argv[1:8]
 n = int(n_workers) or None
 opts = {"max_workers": n} if n and url.startswith(("webhdfs://", "swebhdfs://")) else {}
 with Store.open(url, cache_dir=False, n_workers=n, **opts) as store:
     if op == "put":
-        store.put(local, ref, chunk_size=int(chunk_size))
+        store.put(local, ref, chunk_size=int(chunk_size), chunker=chunker)
     else:
         store.get(ref, local)
 """
@@ -280,6 +280,8 @@ class Tool:
 class CasLocal(Tool):
     name, threads = "cas-local", "4 (local backend default)"
     n_workers = 0
+    chunker = "auto"  # the default
+    cdc_avg = 1 << 20
 
     def version(self):
         import cas
@@ -287,8 +289,9 @@ class CasLocal(Tool):
         return f"cas {cas.__version__}"
 
     def _run(self, op, local, ref):
+        size = self.cdc_avg if self.chunker == "cdc" else self.chunk_size
         return run_measured([sys.executable, "-c", _CAS_CHILD, op, self.url(), local, ref, str(self.n_workers),
-                             str(self.chunk_size)])
+                             str(size), self.chunker])
 
     def url(self) -> str:
         return os.path.join(self.work, "store")
@@ -306,6 +309,12 @@ class CasLocal(Tool):
 
 class CasLocal1(CasLocal):
     name, threads, n_workers = "cas-local-1t", "1", 1
+
+
+class CasLocalCdc(CasLocal):
+    """``--chunker cdc`` (FastCDC, 1 MiB average), for the opaque files ``auto`` cuts fixed."""
+
+    name, chunker = "cas-local-cdc", "cdc"
 
 
 class CasWebhdfs(CasLocal):
@@ -449,7 +458,7 @@ class Casync(Tool):
         return tree_bytes(self.repo)
 
 
-TOOLS = {t.name: t for t in (HdfsCli, CasWebhdfs, Restic, Borg, Casync, CasLocal, CasLocal1)}
+TOOLS = {t.name: t for t in (HdfsCli, CasWebhdfs, Restic, Borg, Casync, CasLocal, CasLocal1, CasLocalCdc)}
 
 
 def check_tools(names) -> list[str]:

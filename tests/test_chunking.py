@@ -267,15 +267,28 @@ def samples(tmp_path_factory):
         out["keras"] = (d / "m.keras").read_bytes()
     except pytest.skip.Exception:
         pass
+    try:
+        tf = pytest.importorskip("tensorflow")
+        module = tf.Module()
+        module.vars = [tf.Variable(tf.fill([100 + i, 200], float(i))) for i in range(3)]
+        tf.train.Checkpoint(m=module).write(str(d / "ckpt" / "variables"))
+        out["ckpt-index"] = (d / "ckpt" / "variables.index").read_bytes()
+        out["ckpt-data"] = (d / "ckpt" / "variables.data-00000-of-00001").read_bytes()
+    except pytest.skip.Exception:
+        pass
     return out
 
 
 @FUZZ
 @given(st.data())
 def test_mutated_model_files_never_crash_planning(samples, tmp_path_factory, data):
-    kind = data.draw(st.sampled_from(sorted(samples)))
+    kind = data.draw(st.sampled_from(sorted(k for k in samples if k != "ckpt-data")))
     content = _mutate(samples[kind], data.draw)
     path = tmp_path_factory.mktemp("fuzz") / "model.bin"
+    if kind == "ckpt-index":  # a truncated or damaged .index next to an intact data shard
+        (path.parent / "variables.index").write_bytes(content)
+        path = path.parent / "variables.data-00000-of-00001"
+        content = samples["ckpt-data"]
     path.write_bytes(content)
     try:
         found = boundaries(str(path))
