@@ -10,7 +10,7 @@ import sys
 import time
 
 from . import __version__
-from .chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER
+from .chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, describe
 from .codec import DEFAULT_LEVEL
 from .errors import CasError, NoSuchModel, NoSuchTag
 from .manifest import Manifest
@@ -205,11 +205,13 @@ def cmd_ls(store: Store, args) -> None:
 def cmd_show(store: Store, args) -> None:
     m = store.manifest(args.ref)
     data = _manifest_summary(m) | {"file_list": [{"path": f.path, "size": f.size, "mode": oct(f.mode),
-                                                  "chunks": len(f.digests)} for f in m.files]}
+                                                  "chunks": len(f.digests), "chunker": describe(f.chunker, m.chunk_size)}
+                                                 for f in m.files]}
     lines = [f"{m.model}@{m.version}  {m.kind}  {human_bytes(m.size)}  created {_when(m.created)}",
              f"chunk size {human_bytes(m.chunk_size)}, zstd level {m.level}, {data['chunks']} chunks"]
     lines += [f"  {k} = {v}" for k, v in sorted(m.metadata.items())]
-    lines += [f"  {f['mode']}  {human_bytes(f['size']):>10}  {f['path']}" for f in data["file_list"]]
+    lines += [f"  {f['mode']}  {human_bytes(f['size']):>10}  {f['chunks']:>6} chunks  {f['chunker']:<20}  {f['path']}"
+              for f in data["file_list"]]
     _emit(args, data, "\n".join(lines))
 
 

@@ -89,3 +89,18 @@ def test_console_script_exit_status_and_verbose_traceback(tmp_path):
         f"cas: no model named 'nothing' in file://{tmp_path / 's'}; `cas ls` lists the models")
     loud = subprocess.run([sys.executable, "-m", "cas", "-v", "get", "nothing", "x"], capture_output=True, text=True, env=env)
     assert loud.returncode != 0 and "Traceback" in loud.stderr
+
+
+def test_put_chunker_choice_verbose_reasons_and_stats(cas, tmp_path):
+    src = tmp_path / "model.h5"
+    src.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 2000)  # HDF5 magic, no HDF5 inside
+    code, out, err = cas("-v", "put", str(src), "net", "--chunk-size", "64KiB")
+    assert code == 0 and "cas: model.h5: cut fixed (HDF5" in err
+    code, out, err = cas("put", str(src), "net", "--chunker", "cdc", "--chunk-size", "64KiB", "--json")
+    assert code == 0 and err == ""
+    code, out, _ = cas("stats", "net")
+    assert "fixed 64 KiB" in out and "cdc avg 64 KiB" in out and "objects per 100 MB" in out
+    code, out, _ = cas("show", "net@2", "--json")
+    assert json.loads(out)["file_list"][0]["chunker"] == "cdc avg 64 KiB"
+    code, _, err = cas("put", str(src), "net", "--chunker", "cdc", "--chunk-size", "8MiB")
+    assert code == 1 and "cdc chunker takes an average" in err
