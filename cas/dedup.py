@@ -347,18 +347,11 @@ def chunk_local(sources_by_version: Sequence[tuple[str, str, list, list[str]]], 
     ``sources_by_version``: (label, kind, files, empty_dirs) per version, files as from scan_source.
     """
     planned = plan([s for _, _, files, _ in sources_by_version for s in files], chunker)
-    pieces: list[Piece] = []
-
-    def collect():
-        for p in planned:
-            pieces.append(p)
-            yield p
-
     total = sum(s.size for _, _, files, _ in sources_by_version for s in files)
     with byte_bar(f"hash {chunker.name} {human_bytes(chunker.chunk_size)}", total, progress) as bar:
-        digests = hash_pieces(collect(), n_workers, bar)
+        digests = hash_pieces(planned, n_workers, bar)
     first_piece: dict[bytes, Piece] = {}
-    for d, p in zip(digests, pieces):
+    for d, p in zip(digests, planned.produced):
         first_piece.setdefault(d, p)
     grouped = iter(planned.group(digests))
     manifests = []

@@ -37,13 +37,15 @@ class Plan:
     """The pieces of a set of files, planned with one Chunker.
 
     Iterating yields every piece (files in order, each file's pieces in order) and fills in each
-    ``FilePlan.pieces`` as it goes; iterate once, then ``group`` the digests by file.
+    ``FilePlan.pieces`` and ``produced`` (every Piece, in order) as it goes; iterate once, then
+    ``group`` the digests by file.
     """
 
     def __init__(self, sources: Sequence[SourceFile], chunker: Chunker, known: dict | None = None) -> None:
         self.chunker = chunker
         self.files = [FilePlan(s, {}) for s in sources]
         self.known = known or {}
+        self.produced: list[Piece] = []
         self._done = False
 
     def __iter__(self) -> Iterator[Piece]:
@@ -58,7 +60,9 @@ class Plan:
                 fp.chunker, cuts = _cut(fp.source, self.chunker)
             for offset, length in cuts:
                 fp.pieces.append((offset, length))
-                yield Piece(fp.source, offset, length)
+                piece = Piece(fp.source, offset, length)
+                self.produced.append(piece)
+                yield piece
 
     def pieces(self) -> list[Piece]:
         return list(self)

@@ -25,7 +25,7 @@ from .digest import HASH_NAME
 from .errors import (BadManifest, BadName, CasError, InUse, IntegrityError, NoSuchModel, NoSuchTag, NoSuchVersion,
                      NotFound, StoreFull, StoreUnavailable, VersionExists)
 from .integrity import file_digest, new_hasher
-from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, digest_of_chunk_key,
+from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key,
                      manifest_key, model_dir, tombstone_key)
 from .leases import DEFAULT_TTL, Lease, writer_lease
 from .localfs import Staging, check_unchanged, scan_source
@@ -214,14 +214,13 @@ class Store:
         planned = plan(sources, cutter)
         strong: dict[str, bytes] = {}
         with byte_bar(f"hash {model}", sum(s.size for s in sources), self.progress) as bar:
-            if strong_hash:
-                pieces = planned.pieces()
-                digests, strong = hash_pieces_with_strong(pieces, strong_hash, self.n_workers, bar,
+            if strong_hash:  # a strong digest hashes each file in order: plan it all first
+                digests, strong = hash_pieces_with_strong(planned.pieces(), strong_hash, self.n_workers, bar,
                                                           memory_budget=self.memory_budget)
-            else:
-                pieces = []
-                digests = hash_pieces(_collecting(planned, pieces), self.n_workers, bar, memory_budget=self.memory_budget,
+            else:  # cdc cuts lazily in this thread while the workers hash what is cut
+                digests = hash_pieces(planned, self.n_workers, bar, memory_budget=self.memory_budget,
                                       largest=cutter.max_piece)
+        pieces = planned.produced
         if len(pieces) > MAX_CHUNKS:
             raise _too_many_chunks(local_path, len(pieces), total, cutter)
 
@@ -528,13 +527,6 @@ class Store:
 def _too_many_chunks(local_path: str, n_pieces: int, total: int, cutter) -> CasError:
     return CasError(f"{local_path!r} cuts into {n_pieces} chunks ({cutter.name}, {cutter.chunk_size} bytes); a version "
                     f"holds at most {MAX_CHUNKS}: use a chunk size of at least {-(-total // MAX_CHUNKS)} bytes")
-
-
-def _collecting(pieces, sink: list):
-    """Yield ``pieces`` and keep them in ``sink`` (a lazily planned put needs them again to upload)."""
-    for p in pieces:
-        sink.append(p)
-        yield p
 
 
 @contextmanager
