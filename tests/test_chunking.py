@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from cas import Store
 from cas.backends import LocalBackend
-from cas.chunking import MIN_TENSOR, Chunker, aligned_chunks, cdc_chunks, fixed_chunks
+from cas.chunking import MIN_TENSOR, Chunker, aligned_chunks, cdc_chunks, cdc_file_chunks, fixed_chunks
 from cas.dedup import analyze_local
 from cas.errors import BadManifest
 from cas.formats import FormatError, boundaries
@@ -68,6 +68,14 @@ def test_cdc_cut_points_are_pinned():
     assert hashlib.sha256(repr(pieces).encode()).hexdigest() == GOLDEN_1M_SHA256
     low, high = MIB // 4, 4 * MIB
     assert all(low <= n <= high for _, n in pieces[:-1])
+
+
+def test_cdc_cuts_a_file_where_it_cuts_the_same_bytes_in_memory(tmp_path):
+    data = random.Random(3).randbytes(5 * MIB + 123)
+    (tmp_path / "f").write_bytes(data)
+    assert list(cdc_file_chunks(str(tmp_path / "f"), 64 * KIB)) == list(cdc_chunks(data, 64 * KIB))
+    (tmp_path / "empty").write_bytes(b"")
+    assert list(cdc_file_chunks(str(tmp_path / "empty"), 64 * KIB)) == []
 
 
 def test_cdc_pieces_resynchronise_after_an_insertion():
