@@ -145,12 +145,51 @@ def cdc_chunks(data, avg: int) -> Iterator[tuple[int, int]]:
         yield c.offset, c.length
 
 
-def cdc_file_chunks(path: str, avg: int) -> Iterator[tuple[int, int]]:
-    """``cdc_chunks`` of a file's bytes, streamed through a buffer of twice the maximum piece.
+CDC_WINDOW = 64 * MIB  # cdc maps a file in windows of this size: at least 4 x the largest maximum piece
 
-    Not pyfastcdc's ``cut_file``: its memory map makes the process's resident size grow with the
-    file (959 MiB cutting 1 GiB), where the stream keeps it flat (same cut points).
+
+def cdc_file_chunks(path: str, avg: int) -> Iterator[tuple[int, int]]:
+    """``cdc_chunks`` of a file's bytes, read through memory maps of CDC_WINDOW bytes at a time.
+
+    A cut point depends only on the bytes from its piece's start to it (at most the maximum piece),
+    so every piece of a window but its unfinished last one is final; the next window starts where
+    that one did. Same cut points as over the whole file in memory (tested), no copy, and the
+    resident size stays flat: each window is unmapped before the next. (pyfastcdc's ``cut_file``
+    maps the whole file at once, 959 MiB resident cutting 1 GiB; its ``cut_stream`` moves the
+    rest of its buffer after every piece, which made a cdc put 0.66x a fixed one.)
     """
+    import mmap
+    import os
+
+    cutter = _fastcdc(avg)
+    grain = mmap.ALLOCATIONGRANULARITY
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # map the cached pages up front: no faults
     with open(path, "rb", buffering=0) as f:
-        for c in _fastcdc(avg).cut_stream(f):
-            yield c.offset, c.length
+        size = os.fstat(f.fileno()).st_size
+        start = 0
+        while start < size:
+            mapped_at = start - start % grain
+            length = min(size - mapped_at, CDC_WINDOW)
+            last = mapped_at + length == size
+            window = mmap.mmap(f.fileno(), length, flags=flags, prot=mmap.PROT_READ, offset=mapped_at)
+            view = memoryview(window)[start - mapped_at:]
+            pieces = cutter.cut_buf(view)
+            next_start = size
+            try:
+                for c in pieces:
+                    offset, n = start + c.offset, c.length
+                    del c  # it holds a view of the window, which cannot close while one is alive
+                    if not last and offset + n == mapped_at + length:
+                        next_start = offset  # unfinished: cut again in the next window
+                        break
+                    yield offset, n
+            finally:
+                del pieces
+                view.release()
+                try:
+                    window.close()
+                except BufferError:  # a view still alive (an abandoned generator): unmapped when collected
+                    pass
+            if next_start <= start:
+                raise RuntimeError(f"CDC_WINDOW ({CDC_WINDOW}) must exceed the largest cdc piece")
+            start = next_start
