@@ -148,48 +148,105 @@ def cdc_chunks(data, avg: int) -> Iterator[tuple[int, int]]:
 CDC_WINDOW = 64 * MIB  # cdc maps a file in windows of this size: at least 4 x the largest maximum piece
 
 
-def cdc_file_chunks(path: str, avg: int) -> Iterator[tuple[int, int]]:
-    """``cdc_chunks`` of a file's bytes, read through memory maps of CDC_WINDOW bytes at a time.
+CDC_PARALLEL_MIN = 256 * MIB  # files at least this big are cut in segments in parallel
 
-    A cut point depends only on the bytes from its piece's start to it (at most the maximum piece),
-    so every piece of a window but its unfinished last one is final; the next window starts where
-    that one did. Same cut points as over the whole file in memory (tested), no copy, and the
-    resident size stays flat: each window is unmapped before the next. (pyfastcdc's ``cut_file``
-    maps the whole file at once, 959 MiB resident cutting 1 GiB; its ``cut_stream`` moves the
-    rest of its buffer after every piece, which made a cdc put 0.66x a fixed one.)
+
+def cdc_file_chunks(path: str, avg: int, *, threads: int = 1) -> Iterator[tuple[int, int]]:
+    """``cdc_chunks`` of a file's bytes: the same cut points, read through memory-map windows.
+
+    With ``threads`` > 1 a file of at least CDC_PARALLEL_MIN bytes is cut in that many segments
+    at once (pyfastcdc releases the GIL). A cut point depends only on the bytes from its piece's
+    start, so once the cuts carried over from one segment meet a cut of the next segment's own
+    list, both go on identically: the pieces are stitched there. If they never meet (bytes that
+    never cut early, such as long runs of zeros), cutting simply continues from the last true cut.
     """
-    import mmap
     import os
 
-    cutter = _fastcdc(avg)
+    with open(path, "rb", buffering=0) as f:
+        fd, size = f.fileno(), os.fstat(f.fileno()).st_size
+        if threads <= 1 or size < CDC_PARALLEL_MIN:
+            yield from _cut_range(fd, size, _fastcdc(avg), 0, size)
+            return
+        yield from _cut_parallel(fd, size, avg, threads)
+
+
+def _cut_parallel(fd: int, size: int, avg: int, threads: int) -> Iterator[tuple[int, int]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sync = 4 * cdc_limits(avg)[2]  # a segment's list runs this far into the next one
+    starts = [size * k // threads for k in range(threads)] + [size]
+    with ThreadPoolExecutor(threads - 1, thread_name_prefix="cas-cdc") as pool:
+        futures = [pool.submit(lambda k: list(_cut_range(fd, size, _fastcdc(avg), starts[k],
+                                                         min(size, starts[k + 1] + sync))), k)
+                   for k in range(1, threads)]
+        lists: dict[int, list] = {}
+        where: dict[int, tuple[int, int]] = {}  # piece start -> (segment, index) in that segment's list
+
+        def later(segment: int):
+            for k in range(segment + 1, threads):
+                if k not in lists:
+                    lists[k] = futures[k - 1].result()
+                    where.update({o: (k, i) for i, (o, _n) in enumerate(lists[k])})
+            return where
+
+        segment, pos = 0, 0
+        current = _cut_range(fd, size, _fastcdc(avg), 0, min(size, starts[1] + sync))
+        while pos < size:
+            switched = False
+            for offset, n in current:
+                if segment + 1 < threads and offset >= starts[segment + 1]:
+                    hit = later(segment).get(offset)
+                    if hit is not None and hit[0] > segment:
+                        segment, index = hit
+                        current = iter(lists[segment][index:])
+                        switched = True
+                        break
+                yield offset, n
+                pos = offset + n
+            if not switched and pos < size:  # the lists never met: go on from the last true cut
+                current = _cut_range(fd, size, _fastcdc(avg), pos, size)
+
+
+def _cut_range(fd: int, size: int, cutter, start: int, stop: int) -> Iterator[tuple[int, int]]:
+    """Pieces from ``start`` (a true cut) until one ends at or past ``stop``, through memory maps of
+    CDC_WINDOW bytes at a time.
+
+    Every piece of a window but its unfinished last one is final; the next window starts where
+    that one did. No copy, and the resident size stays flat: each window is unmapped before the
+    next. (pyfastcdc's ``cut_file`` maps the whole file at once, 959 MiB resident cutting 1 GiB;
+    its ``cut_stream`` moves the rest of its buffer after every piece, which made a cdc put 0.66x
+    a fixed one.)
+    """
+    import mmap
+
     grain = mmap.ALLOCATIONGRANULARITY
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # map the cached pages up front: no faults
-    with open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
-        start = 0
-        while start < size:
-            mapped_at = start - start % grain
-            length = min(size - mapped_at, CDC_WINDOW)
-            last = mapped_at + length == size
-            window = mmap.mmap(f.fileno(), length, flags=flags, prot=mmap.PROT_READ, offset=mapped_at)
-            view = memoryview(window)[start - mapped_at:]
-            pieces = cutter.cut_buf(view)
-            next_start = size
+    while start < stop:
+        mapped_at = start - start % grain
+        length = min(size - mapped_at, CDC_WINDOW)
+        last = mapped_at + length == size
+        window = mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ, offset=mapped_at)
+        view = memoryview(window)[start - mapped_at:]
+        pieces = cutter.cut_buf(view)
+        next_start = stop
+        try:
+            for c in pieces:
+                offset, n = start + c.offset, c.length
+                del c  # it holds a view of the window, which cannot close while one is alive
+                if not last and offset + n == mapped_at + length:
+                    next_start = offset  # unfinished: cut again in the next window
+                    break
+                yield offset, n
+                if offset + n >= stop:
+                    next_start = stop
+                    break
+        finally:
+            del pieces
+            view.release()
             try:
-                for c in pieces:
-                    offset, n = start + c.offset, c.length
-                    del c  # it holds a view of the window, which cannot close while one is alive
-                    if not last and offset + n == mapped_at + length:
-                        next_start = offset  # unfinished: cut again in the next window
-                        break
-                    yield offset, n
-            finally:
-                del pieces
-                view.release()
-                try:
-                    window.close()
-                except BufferError:  # a view still alive (an abandoned generator): unmapped when collected
-                    pass
-            if next_start <= start:
-                raise RuntimeError(f"CDC_WINDOW ({CDC_WINDOW}) must exceed the largest cdc piece")
-            start = next_start
+                window.close()
+            except BufferError:  # a view still alive (an abandoned generator): unmapped when collected
+                pass
+        if next_start <= start:
+            raise RuntimeError(f"CDC_WINDOW ({CDC_WINDOW}) must exceed the largest cdc piece")
+        start = next_start

@@ -13,6 +13,7 @@ from the page cache) runs in the worker threads while the main thread cuts the n
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ from .localfs import SourceFile
 from .transfer import Piece
 
 log = logging.getLogger("cas.planning")
+# cdc cuts a large file in this many segments at once: one per core the process may use, at most 4
+CDC_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 @dataclass
@@ -113,7 +116,7 @@ def _cut(source: SourceFile, chunker: Chunker) -> tuple[dict, Iterator[tuple[int
     if chunker.name == "cdc":
         low, avg, high = cdc_limits(chunker.chunk_size)
         record = {"name": "cdc", "algorithm": "fastcdc2020", "avg": avg, "min": low, "max": high}
-        return record, _checked(cdc_file_chunks(source.local_path, avg), source)
+        return record, _checked(cdc_file_chunks(source.local_path, avg, threads=CDC_THREADS), source)
     try:
         found = boundaries(source.local_path)
     except (FormatError, OSError) as exc:

@@ -78,6 +78,21 @@ def test_cdc_cuts_a_file_where_it_cuts_the_same_bytes_in_memory(tmp_path):
     assert list(cdc_file_chunks(str(tmp_path / "empty"), 64 * KIB)) == []
 
 
+@pytest.mark.parametrize("size, threads", [(6 * MIB, 3), (5 * MIB + 17, 2), (1000, 4), (3 * MIB, 8)])
+def test_cdc_cuts_in_windows_and_parallel_segments_match_one_pass(tmp_path, monkeypatch, size, threads):
+    import cas.chunking
+
+    monkeypatch.setattr(cas.chunking, "CDC_WINDOW", MIB)  # many windows, each piece up to 256 KiB
+    monkeypatch.setattr(cas.chunking, "CDC_PARALLEL_MIN", 0)
+    data = random.Random(size).randbytes(size)
+    (tmp_path / "f").write_bytes(data)
+    assert list(cdc_file_chunks(str(tmp_path / "f"), 64 * KIB, threads=threads)) == list(cdc_chunks(data, 64 * KIB))
+    # zeros cut only at the maximum, so segments started elsewhere never meet the true cuts
+    data = bytes(3 * MIB) + random.Random(1).randbytes(MIB) + bytes(2 * MIB)
+    (tmp_path / "z").write_bytes(data)
+    assert list(cdc_file_chunks(str(tmp_path / "z"), 64 * KIB, threads=threads)) == list(cdc_chunks(data, 64 * KIB))
+
+
 def test_cdc_pieces_resynchronise_after_an_insertion():
     data = random.Random(5).randbytes(4 * MIB)
     shifted = b"x" * 1000 + data
