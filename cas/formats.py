@@ -127,6 +127,11 @@ def boundaries(path: str) -> tuple[str, list[int]] | None:
         if kind is None:
             return None
         return kind, PARSERS[kind](region)
+    except FormatError:
+        raise
+    except (IndexError, KeyError, TypeError, ValueError, OverflowError, struct.error, RecursionError) as exc:
+        # a structure shorter or stranger than the parser expected: the file is damaged, not cas
+        raise FormatError(f"damaged {type(exc).__name__}: {exc}") from None
     finally:
         os.close(fd)
 

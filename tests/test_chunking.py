@@ -240,6 +240,8 @@ def _plan_of(path, chunker=Chunker("auto", 64 * KIB)):
     b"PK\x03\x04" + b"\x01" * 300_000,  # zip local header, no directory
     struct.pack("<Q", 40) + b'{"t": {"data_offsets": [0, 999999999]}}' + b"\x00" * 200_000,  # past the end
     b"\x93NUMPY\x01\x00\xff\xff" + b"\x00" * 60_000,  # header past the end
+    b"\x89HDF\r\n\x1a\n",  # HDF5 magic and nothing else
+    b"\x89HDF\r\n\x1a\n\x00" + b"\x08" * 40,  # a superblock cut short
 ])
 def test_files_that_do_not_parse_are_stored_fixed_and_say_why(local, tmp_path, caplog, content):
     path = tmp_path / "model.h5"
@@ -322,6 +324,21 @@ def test_mutated_model_files_never_crash_planning(samples, tmp_path_factory, dat
     _record, pieces = _plan_of(path)
     _covers(pieces, len(content))
     assert all(n <= 64 * KIB for _, n in pieces)
+
+
+@FUZZ
+@given(st.data())
+def test_model_files_cut_short_anywhere_never_crash_planning(samples, tmp_path_factory, data):
+    kind = data.draw(st.sampled_from(sorted(k for k in samples if not k.startswith("ckpt"))))
+    content = samples[kind][:data.draw(st.integers(0, len(samples[kind])))]
+    path = tmp_path_factory.mktemp("cut") / "model.bin"
+    path.write_bytes(content)
+    try:
+        boundaries(str(path))
+    except FormatError:
+        pass
+    _record, pieces = _plan_of(path)
+    _covers(pieces, len(content))
 
 
 @FUZZ
