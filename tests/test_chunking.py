@@ -393,6 +393,10 @@ def test_dedup_prediction_is_what_a_put_stores_to_the_byte(tmp_path, chunker):
     assert [r["new_stored_bytes"] for r in report["versions"]] == sent
     stats = store.stats("m")["models"][0]
     assert stats["stored_bytes"] == report["stored_bytes"]
+    from cas.dedup import analyze_store  # `cas stats` and `dedup_stats.py store`: one analysis, same figures
+    stored = analyze_store(store, "m")
+    assert [(v["new_raw_bytes"], v["new_stored_bytes"], v["chunker"]) for v in stored["versions"]] == \
+        [(v["new_raw_bytes"], v["new_stored_bytes"], v["chunker"]) for v in stats["versions"]]
     assert stats["objects_per_100mb"] == report["objects_per_100mb"]
     assert {v["chunker"] for v in stats["versions"]} >= {"cdc avg 128 KiB"} if chunker == "cdc" else True
 
