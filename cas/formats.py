@@ -138,17 +138,58 @@ def boundaries(path: str) -> tuple[str, list[int]] | None:
 
 # -- zip -------------------------------------------------------------------------------------------
 
+ZIP64_END = b"PK\x06\x06"
+ZIP64_LOCATOR = b"PK\x06\x07"
+ZIP64_EXTRA = 0x0001
+
+
+def _zip_directory(region: Region, tail: bytes, at: int) -> tuple[int, int, int]:
+    """(entries, directory size, directory offset) from the end record at ``tail[at:]``, or from the
+    zip64 end record its locator points at when a field overflowed."""
+    (_sig, _disk, _cd_disk, _n_here, n_entries, cd_size, cd_offset, _clen) = struct.unpack_from("<4sHHHHIIH", tail, at)
+    if 0xFFFF != n_entries and 0xFFFFFFFF not in (cd_size, cd_offset):
+        return n_entries, cd_size, cd_offset
+    if at < 20 or tail[at - 20:at - 16] != ZIP64_LOCATOR:
+        raise FormatError("zip end record overflows but has no zip64 locator")
+    end64 = struct.unpack_from("<Q", tail, at - 20 + 8)[0]
+    record = region.read(end64, 56)
+    if record[:4] != ZIP64_END:
+        raise FormatError("no zip64 end record where its locator says")
+    n_entries, cd_size, cd_offset = struct.unpack_from("<QQQ", record, 32)
+    return n_entries, cd_size, cd_offset
+
+
+def _zip64_fields(extra: bytes, values: list[int]) -> list[int]:
+    """Replace the 0xFFFFFFFF values of (uncompressed size, compressed size, local offset) from the
+    entry's zip64 extra field, in that order (APPNOTE 4.5.3)."""
+    if 0xFFFFFFFF not in values:
+        return values
+    pos = 0
+    while pos + 4 <= len(extra):
+        kind, n = struct.unpack_from("<HH", extra, pos)
+        if kind == ZIP64_EXTRA:
+            body, out, k = extra[pos + 4:pos + 4 + n], list(values), 0
+            for i, v in enumerate(values):
+                if v == 0xFFFFFFFF:
+                    if k + 8 > len(body):
+                        raise FormatError("zip64 extra field is too short")
+                    out[i] = struct.unpack_from("<Q", body, k)[0]
+                    k += 8
+            return out
+        pos += 4 + n
+    raise FormatError("zip entry overflows but has no zip64 extra field")
+
+
 def zip_boundaries(region: Region) -> list[int]:
     """Every member's local header; a STORED member's data and its end; boundaries inside a STORED
-    HDF5 or .npy member. Read from the central directory, each local header checked against it."""
+    HDF5, .npy or safetensors member. Read from the central directory (zip64 included), each local
+    header checked against it."""
     tail_size = min(region.size, 22 + 0xFFFF)
     tail = region.read(region.size - tail_size, tail_size)
     at = tail.rfind(ZIP_END)
     if at < 0 or at + 22 > len(tail):
         raise FormatError("no zip end-of-central-directory record")
-    (_sig, _disk, _cd_disk, _n_here, n_entries, cd_size, cd_offset, _clen) = struct.unpack_from("<4sHHHHIIH", tail, at)
-    if cd_offset == 0xFFFFFFFF or n_entries == 0xFFFF:
-        raise FormatError("zip64 archives are not parsed")
+    n_entries, cd_size, cd_offset = _zip_directory(region, tail, at)
     if n_entries > MAX_ENTRIES:
         raise FormatError(f"zip lists {n_entries} members, over the {MAX_ENTRIES} limit")
     cd = region.read(cd_offset, cd_size)
@@ -161,9 +202,9 @@ def zip_boundaries(region: Region) -> list[int]:
             struct.unpack_from("<H", cd, pos + 10)[0], *struct.unpack_from("<II", cd, pos + 20),
             *struct.unpack_from("<HHH", cd, pos + 28), struct.unpack_from("<I", cd, pos + 42)[0])
         name = cd[pos + 46:pos + 46 + name_len]
+        extra = cd[pos + 46 + name_len:pos + 46 + name_len + extra_len]
         pos += 46 + name_len + extra_len + comment_len
-        if 0xFFFFFFFF in (csize, usize, local_offset):
-            raise FormatError("zip64 members are not parsed")
+        usize, csize, local_offset = _zip64_fields(extra, [usize, csize, local_offset])
         local = region.read(local_offset, 30)
         if local[:4] != ZIP_LOCAL:
             raise FormatError(f"zip member {name!r}: no local header where the directory says")

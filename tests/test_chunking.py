@@ -8,6 +8,7 @@ import os
 import random
 import struct
 import zipfile
+import zlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -444,3 +445,32 @@ def test_hdf5_groups_this_parser_does_not_read_fall_back_to_fixed(tmp_path):
         boundaries(str(tmp_path / "w.h5"))
     record, pieces = _plan_of(tmp_path / "w.h5")
     assert record["name"] == "fixed"
+
+
+def test_zip64_archives_are_read(tmp_path):
+    """More than 65535 members (a zip64 end record), and an entry whose sizes and offset live in its
+    zip64 extra field, as in archives over 4 GiB."""
+    payload = _weights(300 * KIB, 8)
+    _npy(tmp_path / "w.npy", payload)
+    npy = (tmp_path / "w.npy").read_bytes()
+    with zipfile.ZipFile(tmp_path / "many.zip", "w", compression=zipfile.ZIP_STORED) as z:
+        for i in range(65_536):
+            z.writestr(f"m{i}", b"")
+        z.writestr("weights.npy", npy)
+    raw = (tmp_path / "many.zip").read_bytes()
+    assert raw.find(b"PK\x06\x06") > 0  # zipfile wrote a zip64 end record
+    kind, cuts = boundaries(str(tmp_path / "many.zip"))
+    start = raw.index(npy)
+    assert kind == "zip" and {start, start + npy.index(payload), start + len(npy)} <= set(cuts)
+
+    name, crc = b"weights.npy", zlib.crc32(npy)  # by hand: a STORED member whose central entry defers to zip64
+    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 45, 0, 0, 0, 0, crc, len(npy), len(npy), len(name), 0) + name
+    extra = struct.pack("<HHQQQ", 1, 24, len(npy), len(npy), 0)
+    central = struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 45, 45, 0, 0, 0, 0, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+                          len(name), len(extra), 0, 0, 0, 0, 0xFFFFFFFF) + name + extra
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(local) + len(npy), 0)
+    (tmp_path / "z64.zip").write_bytes(local + npy + central + end)
+    kind, cuts = boundaries(str(tmp_path / "z64.zip"))
+    assert kind == "zip" and {0, len(local), len(local) + npy.index(payload), len(local) + len(npy)} <= set(cuts)
+    with zipfile.ZipFile(tmp_path / "z64.zip") as z:  # the hand-made archive is a valid zip
+        assert z.read("weights.npy") == npy
