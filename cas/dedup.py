@@ -349,7 +349,7 @@ def chunk_local(sources_by_version: Sequence[tuple[str, str, list, list[str]]], 
     planned = plan([s for _, _, files, _ in sources_by_version for s in files], chunker)
     total = sum(s.size for _, _, files, _ in sources_by_version for s in files)
     with byte_bar(f"hash {chunker.name} {human_bytes(chunker.chunk_size)}", total, progress) as bar:
-        digests = hash_pieces(planned, n_workers, bar)
+        digests = hash_pieces(planned, n_workers, bar, largest=chunker.max_piece)
     first_piece: dict[bytes, Piece] = {}
     for d, p in zip(digests, planned.produced):
         first_piece.setdefault(d, p)
