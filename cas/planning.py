@@ -123,7 +123,7 @@ def _cut(source: SourceFile, chunker: Chunker) -> tuple[dict, Iterator[tuple[int
         log.info("%s: cut fixed (%s)", source.rel_path, exc)
         return chunker.fixed_record(), fixed_chunks(size, chunker.chunk_size)
     if found is None:
-        log.debug("%s: no format cas parses, cut fixed", source.rel_path)
+        log.info("%s: no format cas parses, cut fixed", source.rel_path)
         return chunker.fixed_record(), fixed_chunks(size, chunker.chunk_size)
     kind, cuts = found
     log.info("%s: %s, %d boundaries", source.rel_path, kind, len(set(cuts)))
