@@ -6,17 +6,17 @@
     store.get("resnet@1", "restored.keras")
 """
 
-from .errors import (AlreadyExists, BadManifest, BadName, CasError, CorruptChunk, InUse, IntegrityError, MissingChunk,
-                     NoSuchModel, NoSuchTag, NoSuchVersion, NotFound, SourceChanged, StoreMisconfigured,
-                     StoreUnavailable, VersionExists)
+from .errors import (AlreadyExists, BadManifest, BadName, BadSettings, CasError, CorruptChunk, InUse, IntegrityError,
+                     MissingChunk, NoSuchModel, NoSuchTag, NoSuchVersion, NotFound, SettingsConflict, SourceChanged,
+                     StoreMisconfigured, StoreUnavailable, VersionExists)
 from .manifest import FileEntry, Manifest
 from .store import Store, TransferStats
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AlreadyExists", "BadManifest", "BadName", "CasError", "CorruptChunk", "FileEntry", "InUse", "IntegrityError", "Manifest",
-    "MissingChunk", "NoSuchModel", "NoSuchTag", "NoSuchVersion", "NotFound", "SourceChanged", "Store", "StoreMisconfigured",
-    "StoreUnavailable",
-    "TransferStats", "VersionExists", "__version__",
+    "AlreadyExists", "BadManifest", "BadName", "BadSettings", "CasError", "CorruptChunk", "FileEntry", "InUse",
+    "IntegrityError", "Manifest", "MissingChunk", "NoSuchModel", "NoSuchTag", "NoSuchVersion", "NotFound",
+    "SettingsConflict", "SourceChanged", "Store", "StoreMisconfigured", "StoreUnavailable", "TransferStats",
+    "VersionExists", "__version__",
 ]

@@ -16,7 +16,7 @@ import json
 import os
 import uuid
 
-from .digest import digest as digest_of
+from .digest import DEFAULT_CHUNK_HASH, ChunkHash
 from .localfs import sweep_dead_partials
 from .manifest import KIND_FILE, MAX_MANIFEST_BYTES, Manifest, unpack
 from .names import is_valid_name
@@ -216,7 +216,7 @@ class Seeds:
             for offset, length, d in f.chunks():
                 self._where.setdefault(d, []).append((path, offset, length))
 
-    def lookup(self, digest: bytes, length: int) -> bytes | None:
+    def lookup(self, digest: bytes, length: int, chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH) -> bytes | None:
         for path, offset, n in self._where.get(digest, ()):
             if n != length:
                 continue
@@ -226,6 +226,6 @@ class Seeds:
                     data = f.read(length)
             except OSError:
                 continue
-            if len(data) == length and digest_of(data) == digest:
+            if len(data) == length and chunk_hash.digest(data) == digest:
                 return data
         return None

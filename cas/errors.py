@@ -120,3 +120,16 @@ class StoreMisconfigured(CasError, OSError):
     """The store URL or its credentials name nothing usable (a bucket that does not exist, refused
     credentials, a region mismatch, an endpoint that is not the service, a prefix that may not be
     written, a store without exclusive create). Raised before any chunk is sent."""
+
+
+class BadSettings(CasError, ValueError):
+    """A store settings object that is unreadable, of an unknown format, or written by a newer cas."""
+
+
+class SettingsConflict(CasError):
+    """A client asked for a store setting (e.g. the chunk hash) that disagrees with the store's."""
+
+
+class StoreExists(AlreadyExists):
+    def __init__(self, store_url: str, chunk_hash: str) -> None:
+        super().__init__(f"store {store_url} already exists (with {chunk_hash} chunk keys); open it instead of creating it")

@@ -1,15 +1,17 @@
-"""Strong per-file digests (SHA-256 or BLAKE3), for stores shared by people who do not trust each other.
+"""Strong per-file digests (SHA-256 or BLAKE3): a whole-file check on top of the chunk keys.
 
-Chunk keys are xxh3-128: fast and safe against accidents, not against someone who can write
-crafted colliding chunks into the store. A strong digest over each whole file, recorded at put and
-checked at get before the file is moved into place, closes that gap for one extra read pass.
+With xxh3-128 chunk keys (fast, safe against accidents, not against someone who can write crafted
+colliding chunks into the store), a strong digest over each whole file, recorded at put and checked
+at get before the file is moved into place and by ``verify --full``, detects forged chunks (it
+cannot stop them from being skipped by a put: blake3-256 chunk keys do that; see the README).
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from .errors import CasError
+import blake3
+
 from .manifest import STRONG_HASHES
 
 BLOCK = 8 << 20
@@ -19,11 +21,6 @@ def new_hasher(name: str):
     if name == "sha256":
         return hashlib.sha256()
     if name == "blake3":
-        try:
-            import blake3
-        except ImportError:
-            raise CasError("strong hash 'blake3' needs the blake3 package: pip install 'cas[strong]', "
-                           "or use sha256") from None
         return blake3.blake3()
     raise ValueError(f"strong hash must be one of {', '.join(STRONG_HASHES)} or None, got {name!r}")
 

@@ -1,7 +1,9 @@
 """Where every object lives under the store root: the one place that decides key layout.
 
-    chunks/ab/cd/<32 hex digest>     chunk objects, fanned out two levels (65,536 directories) so
-                                     no HDFS directory nears its 1,048,576-entry limit
+    settings.msgpack                 store-wide settings (chunk hash), written once at creation
+    chunks/ab/cd/<hex digest>        chunk objects (32 hex digits with xxh3-128 keys, 64 with blake3-256),
+                                     fanned out two levels (65,536 directories) so no HDFS directory
+                                     nears its 1,048,576-entry limit
     manifests/<model>/<version>.msgpack
     manifests/<model>/<version>.removed   tombstone: the label stays taken after `rm`
     refs/<model>/<tag>/<seq:08d>     tag history, one immutable entry per move
@@ -18,6 +20,7 @@ CHUNKS = "chunks"
 MANIFESTS = "manifests"
 REFS = "refs"
 TMP = "tmp"
+SETTINGS = "settings.msgpack"
 
 MANIFEST_SUFFIX = ".msgpack"
 TOMBSTONE_SUFFIX = ".removed"

@@ -8,14 +8,16 @@ from dataclasses import asdict, dataclass, field
 from . import codec, layout
 from .backends.base import read_into
 from .directio import aligned_buffer
-from .digest import digest as digest_of
+from .digest import ChunkHash
 from .errors import CasError, CorruptChunk
 from .layout import CHUNKS, TMP, chunk_key, digest_of_chunk_key
 from .leases import all_leases, gc_lease, holder_is_dead, writer_lease
 from .localfs import scan_source
-from .manifest import Manifest
+from .integrity import new_hasher
+from .manifest import FileEntry, Manifest
 from .planning import replan
-from .transfer import DEFAULT_MEMORY_BUDGET, hash_pieces, read_piece, run_bounded, workers_within
+from .transfer import (DEFAULT_MEMORY_BUDGET, hash_pieces, map_ordered, read_piece, run_bounded,
+                       workers_within)
 
 
 @dataclass(frozen=True)
@@ -81,25 +83,33 @@ def _dangling_tags(store) -> list[Problem]:
     return found
 
 
-def check_chunk(backend, digest: bytes, length: int) -> str | None:
-    """None if the stored chunk decodes to its digest, else what is wrong with it.
+def check_chunk(backend, digest: bytes, length: int, chunk_hash: ChunkHash) -> str | None:
+    """None if the stored chunk decodes to its digest, else what is wrong with it."""
+    return read_chunk(backend, digest, length, chunk_hash)[0]
+
+
+def read_chunk(backend, digest: bytes, length: int, chunk_hash: ChunkHash) -> tuple[str | None, memoryview | None]:
+    """(None, the chunk's bytes) if the stored chunk decodes to its digest, else (what is wrong, None).
 
     Reads into this thread's reusable buffers, never more than the largest encoding of ``length``
     bytes, and decodes at most ``length`` bytes (``length`` is bounded by the manifest format), so
-    a huge or hostile object costs no more memory than a good one.
+    a huge or hostile object costs no more memory than a good one. The bytes returned are a view
+    of this thread's chunk buffer: valid until this thread's next read_chunk.
     """
     obj_buffer = aligned_buffer(codec.encoded_capacity(length), "object")
     try:
         obj = read_into(backend, chunk_key(digest.hex()), obj_buffer)
     except FileNotFoundError:
-        return "missing"
+        return "missing", None
     except BufferError:
-        return f"corrupt: its object is longer than any encoding of {length} bytes"
+        return f"corrupt: its object is longer than any encoding of {length} bytes", None
     try:
         data = codec.decode_into(obj, aligned_buffer(length, "chunk"), expected_length=length, name="object")
     except CorruptChunk as exc:
-        return f"corrupt: {exc}"
-    return None if digest_of(data) == digest else "corrupt: bytes do not match the digest"
+        return f"corrupt: {exc}", None
+    if chunk_hash.digest(data) != digest:
+        return "corrupt: bytes do not match the digest", None
+    return None, data
 
 
 def _check_workers(store, lengths: dict[bytes, int]) -> int:
@@ -110,8 +120,10 @@ def _check_workers(store, lengths: dict[bytes, int]) -> int:
 
 def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
     """Check that every chunk referenced (by one version, or all) exists; with ``full``, that it decodes
-    to its digest. Each problem names model, version, file and chunk."""
+    to its digest, and that every file with a strong digest hashes to it (its chunks streamed in
+    order through the strong hash). Each problem names model, version, file and chunk."""
     manifests, problems = _manifests(store, ref)
+    chunk_hash = store.chunk_hash
     lengths: dict[bytes, int] = {}  # every distinct chunk once; who uses a bad one is looked up after
     for m in manifests:
         for f in m.files:
@@ -119,10 +131,13 @@ def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
     report = VerifyReport(versions=len(manifests) + len(problems), chunks=len(lengths),
                           problems=problems + ([] if ref else _dangling_tags(store)))
     if full:
-        verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(lengths),
-                               _check_workers(store, lengths))
-        bad = {d: v for d, v in zip(lengths, verdicts) if v}
-        report.checked_bytes = sum(lengths.values())
+        verdicts: dict[bytes, str | None] = {}
+        report.problems += _verify_strong_files(store, manifests, chunk_hash, verdicts, report, lengths)
+        rest = [d for d in lengths if d not in verdicts]
+        verdicts.update(zip(rest, run_bounded(lambda d: check_chunk(store.backend, d, lengths[d], chunk_hash), rest,
+                                              _check_workers(store, lengths))))
+        bad = {d: v for d, v in verdicts.items() if v}
+        report.checked_bytes += sum(lengths[d] for d in rest)
     else:
         missing = store.backend.missing(chunk_key(d.hex()) for d in lengths)
         bad = {d: "missing" for d in lengths if chunk_key(d.hex()) in missing}
@@ -133,6 +148,52 @@ def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
                     if d in bad:
                         report.problems.append(Problem(m.model, m.version, f.path, d.hex(), bad[d]))
     return report
+
+
+def _verify_strong_files(store, manifests: list[Manifest], chunk_hash: ChunkHash, verdicts: dict,
+                         report: VerifyReport, lengths: dict[bytes, int]) -> list[Problem]:
+    """Stream every file that has a strong digest through its strong hash, chunk by chunk in file
+    order (chunks fetched ahead in parallel, a bounded number at a time), checking each chunk
+    against its key on the way; records each chunk's verdict in ``verdicts``. A file whose chunks
+    all match their keys but whose bytes miss its strong digest holds forged (colliding) chunks."""
+    files: list[tuple[Manifest, FileEntry]] = [(m, f) for m in manifests if m.strong_hash for f in m.files]
+
+    def fetch(item: tuple[int, bytes, int]):
+        index, digest, length = item
+        verdict, data = read_chunk(store.backend, digest, length, chunk_hash)
+        return index, digest, length, verdict, None if data is None else bytes(data)  # out of the thread's buffer
+
+    # each thread: an object and a chunk buffer, plus at most one copy waiting in the ordered window
+    n_threads = workers_within(store.n_workers, max(lengths.values(), default=0), 3,
+                               getattr(store, "memory_budget", DEFAULT_MEMORY_BUDGET))
+
+    computed: dict[int, bytes | None] = {}  # file index -> its strong digest; None if a chunk was bad
+    current, hasher = -1, None
+    stream = ((i, d, length) for i, (_m, f) in enumerate(files) for _off, length, d in f.chunks())
+    for index, digest, length, verdict, data in map_ordered(fetch, stream, n_threads, in_flight=n_threads):
+        if index != current:
+            if current >= 0:
+                computed[current] = hasher.digest() if hasher is not None else None
+            current, hasher = index, new_hasher(files[index][0].strong_hash)
+        if verdicts.get(digest) is None:
+            verdicts[digest] = verdict
+        if verdict is not None:
+            hasher = None  # the chunk problem is reported; the file's digest cannot be judged
+        elif hasher is not None:
+            hasher.update(data)
+        report.checked_bytes += length
+    if current >= 0:
+        computed[current] = hasher.digest() if hasher is not None else None
+    problems = []
+    for i, (m, f) in enumerate(files):
+        got = computed[i] if i in computed else new_hasher(m.strong_hash).digest()  # an empty file has no chunks
+        if got is not None and got != f.strong:
+            problems.append(Problem(m.model, m.version, f.path, None,
+                                    f"does not match its {m.strong_hash} digest although every chunk matches its "
+                                    f"{m.hash} key: someone stored forged chunks under its keys; get refuses this file. Keep "
+                                    "models shared with untrusted writers in a store with blake3-256 keys "
+                                    "(`cas init --chunk-hash blake3`)"))
+    return problems
 
 
 @dataclass
@@ -154,7 +215,8 @@ def repair(store, ref, local_path: str) -> RepairReport:
     """
     manifest = store.manifest(ref)
     lengths = manifest.chunk_lengths()
-    verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d]), list(lengths),
+    chunk_hash = store.chunk_hash
+    verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d], chunk_hash), list(lengths),
                            _check_workers(store, lengths))
     bad = {d for d, v in zip(lengths, verdicts) if v}
     report = RepairReport(bad_chunks=len(bad))
@@ -163,7 +225,7 @@ def repair(store, ref, local_path: str) -> RepairReport:
     _kind, sources, _dirs = scan_source(local_path)
     pieces = replan(sources, manifest).pieces()
     found = {}
-    for d, p in zip(hash_pieces(pieces, store.n_workers), pieces):
+    for d, p in zip(hash_pieces(pieces, store.n_workers, chunk_hash=chunk_hash), pieces):
         if d in bad:
             found.setdefault(d, p)
     with writer_lease(store.backend, ttl=store.lease_ttl):
@@ -173,7 +235,7 @@ def repair(store, ref, local_path: str) -> RepairReport:
                 report.unrepairable.append(d.hex())
                 continue
             raw = read_piece(piece.source, piece.offset, piece.length)
-            if digest_of(raw) != d:
+            if chunk_hash.digest(raw) != d:
                 report.unrepairable.append(d.hex())
                 continue
             store.backend.delete(chunk_key(d.hex()))

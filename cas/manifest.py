@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from .chunking import MAX_CHUNK_SIZE
-from .digest import DIGEST_SIZE, HASH_NAME
+from .digest import CHUNK_HASHES, HASH_NAME
 from .errors import BadManifest
 from .names import is_valid_name
 
@@ -32,6 +32,7 @@ MAX_CHUNKS = 1 << 20  # per version, all files together
 MAX_FILES = 1_000_000
 MAX_PATH_LENGTH = 4096
 MAX_STRING_BYTES = 1 << 20  # any one string in a manifest (paths are far shorter; metadata values)
+MAX_DIGEST_SIZE = max(h.digest_size for h in CHUNK_HASHES.values())
 STRONG_HASHES = ("sha256", "blake3")  # both 32-byte digests
 
 
@@ -69,7 +70,7 @@ class Manifest:
     dirs: tuple[str, ...] = ()
     metadata: dict = field(default_factory=dict)
     created: float = field(default_factory=time.time)
-    hash: str = HASH_NAME
+    hash: str = HASH_NAME  # the chunk hash (cas.digest.CHUNK_HASHES), the store's setting
     codec: str = "zstd"
     strong_hash: str | None = None  # "sha256" or "blake3" when files carry a strong digest
 
@@ -122,7 +123,7 @@ def unpack(data: bytes, *, name: str = "manifest") -> Manifest:
     try:
         # The limits make msgpack refuse an array, string or binary that claims more than the
         # format allows from its header, before allocating it.
-        doc = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=MAX_CHUNKS * DIGEST_SIZE,
+        doc = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=MAX_CHUNKS * MAX_DIGEST_SIZE,
                               max_str_len=MAX_STRING_BYTES, max_array_len=max(MAX_CHUNKS, MAX_FILES))
     except ValueError as exc:
         if "exceeds max" in str(exc):
@@ -150,7 +151,8 @@ def _require(cond: bool, name: str, what: str) -> None:
 
 
 def _from_doc(doc: dict, name: str) -> Manifest:
-    _require(doc.get("hash") == HASH_NAME, name, f"unknown hash {doc.get('hash')!r}")
+    _require(doc.get("hash") in CHUNK_HASHES, name, f"unknown hash {doc.get('hash')!r}")
+    digest_size = CHUNK_HASHES[doc["hash"]].digest_size
     kind = doc["kind"]
     _require(kind in (KIND_FILE, KIND_DIR), name, f"unknown kind {kind!r}")
     for key in ("model", "version", "codec"):
@@ -171,7 +173,7 @@ def _from_doc(doc: dict, name: str) -> Manifest:
     # for the cost of this sum, not after building millions of digest objects.
     n_chunks = sum(len(f["lengths"]) for f in raw_files if isinstance(f, dict) and isinstance(f.get("lengths"), list))
     _require(n_chunks <= MAX_CHUNKS, name, f"it lists {n_chunks} chunks; the format allows at most {MAX_CHUNKS} per version")
-    files = tuple(_file_entry(f, name, strong_hash) for f in raw_files)
+    files = tuple(_file_entry(f, name, strong_hash, digest_size) for f in raw_files)
     dirs = tuple(safe_relative_path(d, name) for d in doc.get("dirs", []))
     _check_tree(files, dirs, name)
     return Manifest(
@@ -190,15 +192,15 @@ def _from_doc(doc: dict, name: str) -> Manifest:
     )
 
 
-def _file_entry(f: dict, name: str, strong_hash: str | None) -> FileEntry:
+def _file_entry(f: dict, name: str, strong_hash: str | None, digest_size: int) -> FileEntry:
     _require(isinstance(f, dict), name, "a file entry is not a map")
     path = safe_relative_path(f["path"], name)
     size, mode, blob, lengths = f["size"], f["mode"], f["digests"], f["lengths"]
     _require(type(size) is int and size >= 0, name, f"{path!r} has an invalid size")
     _require(type(mode) is int and 0 <= mode <= 0o7777, name, f"{path!r} has an invalid mode")
-    _require(isinstance(blob, bytes) and len(blob) % DIGEST_SIZE == 0, name, f"{path!r} has a bad digest list")
-    _require(isinstance(lengths, list) and len(lengths) * DIGEST_SIZE == len(blob), name,
-             f"{path!r} lists {len(blob) // DIGEST_SIZE} digests but {len(lengths) if isinstance(lengths, list) else '?'} lengths")
+    _require(isinstance(blob, bytes) and len(blob) % digest_size == 0, name, f"{path!r} has a bad digest list")
+    _require(isinstance(lengths, list) and len(lengths) * digest_size == len(blob), name,
+             f"{path!r} lists {len(blob) // digest_size} digests but {len(lengths) if isinstance(lengths, list) else '?'} lengths")
     _require(all(type(n) is int and 0 < n <= MAX_CHUNK_SIZE for n in lengths), name,
              f"{path!r} has a chunk length that is not from 1 to {MAX_CHUNK_SIZE} bytes (the format's largest chunk)")
     _require(sum(lengths) == size, name, f"{path!r} chunks add up to {sum(lengths)} bytes, its size is {size}")
@@ -207,7 +209,7 @@ def _file_entry(f: dict, name: str, strong_hash: str | None) -> FileEntry:
              name, f"{path!r} has a strong digest that does not fit the manifest's strong_hash")
     chunker = f.get("chunker")
     _require(chunker is None or _valid_chunker(chunker), name, f"{path!r} has a malformed chunker record")
-    digests = tuple(blob[i:i + DIGEST_SIZE] for i in range(0, len(blob), DIGEST_SIZE))
+    digests = tuple(blob[i:i + digest_size] for i in range(0, len(blob), digest_size))
     return FileEntry(path=path, size=size, mode=mode, digests=digests, lengths=tuple(lengths), strong=strong,
                      chunker=chunker)
 

@@ -13,21 +13,22 @@ import os
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 
 import msgpack
 
-from . import codec, maintenance, refs
+from . import codec, maintenance, refs, settings as store_settings
 from .backends import Backend, open_backend
 from .backends.base import ObjectTooLarge, read_limited
 from .cache import LocalCache, default_cache_root
 from .chunking import DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, Chunker
-from .digest import HASH_NAME
+from .digest import ChunkHash, chunk_hash as chunk_hash_of
 from .errors import (BadManifest, BadName, CasError, InUse, IntegrityError, NoSuchModel, NoSuchTag, NoSuchVersion,
-                     NotFound, StoreFull, StoreUnavailable, VersionExists)
+                     NotFound, SettingsConflict, StoreExists, StoreFull, StoreUnavailable, VersionExists)
 from .integrity import file_digest, new_hasher
-from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key,
+from .layout import (CHUNKS, MANIFEST_SUFFIX, MANIFESTS, SETTINGS, TOMBSTONE_SUFFIX, chunk_key,
                      manifest_key, model_dir, tombstone_key)
-from .leases import DEFAULT_TTL, Lease, writer_lease
+from .leases import DEFAULT_TTL, Lease, gc_lease, writer_lease
 from .localfs import Staging, check_unchanged, scan_source
 from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, pack, unpack
 from .names import LATEST, Ref, check_name, is_valid_name, parse_ref
@@ -86,25 +87,122 @@ class Store:
         self.cache = None if cache_dir is False else LocalCache(cache_dir or default_cache_root(), backend.url)
         self.last_transfer = TransferStats()
         self.lease_ttl = DEFAULT_TTL  # seconds a writer/gc lease lives without a heartbeat
+        self._settings: store_settings.StoreSettings | None = None  # None: not read yet, or the store has none
+        self._settings_read = False
 
     def _writing(self):
         """The lease every mutation holds, so garbage collection never runs underneath it."""
         return writer_lease(self.backend, ttl=self.lease_ttl)
 
     @classmethod
-    def open(cls, url: str | None = None, *, cache_dir: str | None | bool = None, n_workers: int | None = None,
-             progress: bool = False, direct_writes: bool = True, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    def open(cls, url: str | None = None, *, chunk_hash: str | None = None, cache_dir: str | None | bool = None,
+             n_workers: int | None = None, progress: bool = False, direct_writes: bool = True,
+             memory_budget: int = DEFAULT_MEMORY_BUDGET,
              **backend_options) -> "Store":
         """Open the store at ``url`` (a path, ``file://``, ``memory://``, ``webhdfs://`` or ``s3://`` URL).
 
-        With no URL: ``$CAS_STORE``, else ``~/.local/share/cas/store``.
+        With no URL: ``$CAS_STORE``, else ``~/.local/share/cas/store``. ``chunk_hash`` ("xxh3-128"
+        or "blake3-256") is what the caller expects the store to use: a store created with another
+        is refused (SettingsConflict), and a new, empty store is created with it (as ``create``).
+        Without it, the store's own setting is used, whatever it is.
         """
         backend = open_backend(url or default_store_url(), **backend_options)
-        return cls(backend, cache_dir=cache_dir, n_workers=n_workers, progress=progress, direct_writes=direct_writes,
-                   memory_budget=memory_budget)
+        store = cls(backend, cache_dir=cache_dir, n_workers=n_workers, progress=progress, direct_writes=direct_writes,
+                    memory_budget=memory_budget)
+        if chunk_hash is not None:
+            try:
+                store._expect_chunk_hash(chunk_hash)
+            except BaseException:
+                store.close()
+                raise
+        return store
+
+    @classmethod
+    def create(cls, url: str | None = None, *, chunk_hash: str = "xxh3-128", **open_options) -> "Store":
+        """Create a store at ``url`` with ``chunk_hash`` keys ("xxh3-128", the default, or
+        "blake3-256" for a store shared by people who do not trust each other) and open it.
+
+        The store's settings are written once, exclusively; a store that has settings already, or
+        holds chunks or versions, is refused (its chunk hash cannot change).
+        """
+        store = cls.open(url, **open_options)
+        try:
+            store._create_settings(chunk_hash_of(chunk_hash))
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self) -> None:
         self.backend.close()
+
+    # -- settings ----------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> store_settings.StoreSettings:
+        """The store's settings, read once (settings never change once written); a store without
+        a settings object has xxh3-128 chunk keys (``settings.LEGACY``)."""
+        if not self._settings_read:
+            self._settings = self._read_settings()
+            self._settings_read = True
+        return self._settings or store_settings.LEGACY
+
+    @property
+    def chunk_hash(self) -> ChunkHash:
+        """The hash that names this store's chunks."""
+        return chunk_hash_of(self.settings.chunk_hash)
+
+    def _read_settings(self) -> store_settings.StoreSettings | None:
+        try:
+            data = self.backend.read(SETTINGS)
+        except FileNotFoundError:
+            return None
+        return store_settings.unpack(data, name=f"settings of store {self.backend.url} ({SETTINGS})")
+
+    def _reread_missing_settings(self) -> ChunkHash:
+        """The chunk hash, looking again if the store had no settings object when we last looked
+        (it may have been created since: writers ask under their lease, before they publish)."""
+        if self._settings is None:
+            self._settings_read = False
+        return self.chunk_hash
+
+    def _expect_chunk_hash(self, name: str) -> None:
+        wanted = chunk_hash_of(name)
+        self._settings, self._settings_read = self._read_settings(), True
+        if self._settings is None and self._is_empty():
+            self._create_settings(wanted, exist_ok=True)
+        if self.chunk_hash != wanted:
+            raise SettingsConflict(
+                f"store {self.backend.url} uses {self.chunk_hash} chunk keys, not {wanted}; a store's chunk hash is "
+                f"fixed when it is created: open it without asking for {wanted}, or create a new store for {wanted} keys")
+
+    def _is_empty(self) -> bool:
+        return not self.backend.list(MANIFESTS) and not self.backend.list(CHUNKS)
+
+    def _create_settings(self, wanted: ChunkHash, *, exist_ok: bool = False) -> None:
+        """Write the settings object once, under the gc lease: no writer runs meanwhile, so none
+        can publish chunks or versions keyed by another hash between our check and our write."""
+        url = self.backend.url
+        with gc_lease(self.backend, ttl=self.lease_ttl):
+            found = self._read_settings()
+            if found is None and not self._is_empty():
+                if wanted.name == store_settings.LEGACY.chunk_hash:
+                    raise StoreExists(url, wanted.name)
+                raise SettingsConflict(
+                    f"store {url} already holds chunks or versions keyed by {store_settings.LEGACY.chunk_hash}; a "
+                    f"store's chunk hash is fixed when it is created: create a new store for {wanted} keys and put "
+                    "the versions there")
+            if found is None:
+                try:
+                    self.backend.create(SETTINGS, store_settings.pack(store_settings.StoreSettings(chunk_hash=wanted.name)))
+                    self.backend.flush()
+                    exist_ok = True
+                except FileExistsError:
+                    pass  # another client created the store meanwhile
+                found = self._read_settings()
+            self._settings, self._settings_read = found, True
+        if not exist_ok:
+            raise StoreExists(url, found.chunk_hash)
 
     def __enter__(self) -> "Store":
         return self
@@ -167,6 +265,10 @@ class Store:
         m = unpack(data, name=f"manifest of {model}@{version}")
         if (m.model, m.version) != (model, version):
             raise BadManifest(f"manifest at {key} says it is {m.model}@{m.version}; the store is damaged, run `cas verify`")
+        if m.hash != self.chunk_hash.name and m.hash != self._reread_missing_settings().name:
+            raise BadManifest(f"manifest of {model}@{version} names its chunks by {m.hash} but store {self.backend.url} "
+                              f"uses {self.chunk_hash} keys, so no client of this store wrote it; refusing it "
+                              f"(the store's owners should delete {key})", model=model, version=version)
         return m, data
 
     # -- put -------------------------------------------------------------------------------------
@@ -203,6 +305,7 @@ class Store:
         metadata = _check_metadata(metadata)
         if strong_hash is not None:
             new_hasher(strong_hash)  # unknown name or missing package: fail before any work
+        chunk_hash, source_checks = self.chunk_hash, {}
         if version is not None:
             self._refuse_taken(model, version)
 
@@ -216,10 +319,11 @@ class Store:
         with byte_bar(f"hash {model}", sum(s.size for s in sources), self.progress) as bar:
             if strong_hash:  # a strong digest hashes each file in order: plan it all first
                 digests, strong = hash_pieces_with_strong(planned.pieces(), strong_hash, self.n_workers, bar,
-                                                          memory_budget=self.memory_budget)
+                                                          memory_budget=self.memory_budget, chunk_hash=chunk_hash,
+                                                          source_checks=source_checks)
             else:  # cdc cuts lazily in this thread while the workers hash what is cut
                 digests = hash_pieces(planned, self.n_workers, bar, memory_budget=self.memory_budget,
-                                      largest=cutter.max_piece)
+                                      largest=cutter.max_piece, chunk_hash=chunk_hash, source_checks=source_checks)
         pieces = planned.produced
         if len(pieces) > MAX_CHUNKS:
             raise _too_many_chunks(local_path, len(pieces), total, cutter)
@@ -231,7 +335,7 @@ class Store:
             entries.append(FileEntry(src.rel_path, src.size, src.mode, tuple(file_digests),
                                      tuple(n for _, n in fp.pieces), strong=file_strong, chunker=fp.chunker))
         draft = Manifest(model=model, version=version or "", kind=kind, chunk_size=cutter.max_piece, level=level,
-                         files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=HASH_NAME,
+                         files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=chunk_hash.name,
                          strong_hash=strong_hash)
         packed_size = len(pack(draft))
         if packed_size > MAX_MANIFEST_BYTES:
@@ -246,15 +350,17 @@ class Store:
         # past its TTL) proves nothing, so the put asks again rather than publish on its word.
         lease = self._writing()
         try:
+            self._refuse_changed_chunk_hash(chunk_hash)
+            keys = {"chunk_hash": chunk_hash, "source_checks": source_checks}
             sent: dict[bytes, tuple[Piece, int]] = {}  # digest -> (piece, stored size): what this put stored
-            lease = self._store_missing(lease, first_piece, sent, level=level, model=model)
+            lease = self._store_missing(lease, first_piece, sent, level=level, model=model, **keys)
             check_unchanged(sources)  # a file rewritten during the put must not publish a mix
             if not lease.intact(margin=lease.ttl / 2):  # paused since: gc may have deleted chunks
                 lease = self._store_missing(lease, first_piece, sent, level=level, model=model, lapsed=True)
             published = self._publish(draft, explicit=version is not None)
             self.backend.flush()  # and the manifest before a tag can point at it
             if not lease.intact():  # paused while publishing: make sure gc left every chunk
-                lease = self._store_missing(lease, first_piece, sent, level=level, model=model, lapsed=True)
+                lease = self._store_missing(lease, first_piece, sent, level=level, model=model, lapsed=True, **keys)
             for tag in ([LATEST] if latest else []) + tags:
                 refs.set_tag(self.backend, model, tag, published.version)
         finally:
@@ -265,7 +371,7 @@ class Store:
         return published
 
     def _store_missing(self, lease: Lease, first_piece: dict[bytes, Piece], sent: dict, *, level: int, model: str,
-                       lapsed: bool = False) -> Lease:
+                       chunk_hash: ChunkHash, source_checks: dict, lapsed: bool = False) -> Lease:
         """Send the chunks the store lacks, durably, and return once the lease held throughout.
 
         If the lease lapsed meanwhile (or ``lapsed``), a gc may have deleted chunks that were
@@ -283,7 +389,8 @@ class Store:
                 to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
                 with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
                     sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
-                                          n_workers=self.n_workers, progress=bar, memory_budget=self.memory_budget)
+                                          n_workers=self.n_workers, progress=bar, memory_budget=self.memory_budget,
+                                          chunk_hash=chunk_hash, source_checks=source_checks)
                 sent.update((d, (p, n)) for (d, p), n in zip(to_send, sizes))
                 self.backend.flush()  # every chunk durable before a manifest can name it
                 if lease.intact(margin=lease.ttl / 2):
@@ -294,6 +401,13 @@ class Store:
         except BaseException:
             lease.release()  # the caller knows only the lease it passed: a fresh one would renew forever
             raise
+
+    def _refuse_changed_chunk_hash(self, chunk_hash: ChunkHash) -> None:
+        """Under the writer lease: a store that had no settings object may have been created
+        (with other keys) since this put hashed its chunks."""
+        if self._reread_missing_settings() != chunk_hash:
+            raise SettingsConflict(f"store {self.backend.url} was created with {self.chunk_hash} chunk keys while this "
+                                   f"put hashed with {chunk_hash}; nothing was published, run the put again")
 
     def _refuse_taken(self, model: str, version: str) -> None:
         taken = {manifest_key(model, version), tombstone_key(model, version)} - self.backend.missing(
@@ -391,9 +505,11 @@ class Store:
             job_list = [ChunkJob(d, lengths[d], tuple(t), labels[d]) for d, t in jobs.items()]
             seeds = self._cache_quietly("list local copies", self.cache.seeds if self.cache else None, manifest.model)
             with byte_bar(f"get {manifest.model}@{manifest.version}", manifest.size, self.progress) as bar:
+                chunk_hash = chunk_hash_of(manifest.hash)  # the store's: checked when it was loaded
                 fetched, reused = download_chunks(self.backend, job_list, n_workers=self.n_workers,
-                                                  seed=seeds.lookup if seeds else None, progress=bar,
-                                                  direct=self.direct_writes, memory_budget=self.memory_budget)
+                                                  seed=partial(seeds.lookup, chunk_hash=chunk_hash) if seeds else None,
+                                                  progress=bar, direct=self.direct_writes, memory_budget=self.memory_budget,
+                                                  chunk_hash=chunk_hash)
             if manifest.strong_hash:
                 self._check_strong(manifest, staging)
             staging.commit()
@@ -411,7 +527,7 @@ class Store:
             if file_digest(staging.file_path(f.path), manifest.strong_hash) != f.strong:
                 raise IntegrityError(
                     f"file {f.path!r} of {manifest.model}@{manifest.version} does not match its {manifest.strong_hash} "
-                    "although every chunk matched its xxh3 key: the store holds forged or colliding chunks; "
+                    f"although every chunk matched its {manifest.hash} key: the store holds forged or colliding chunks; "
                     "nothing was written, report this to the store's owners")
 
         run_bounded(check, manifest.files, self.n_workers)

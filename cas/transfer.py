@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from . import codec
-from .digest import digest as digest_of
+from .digest import DEFAULT_CHUNK_HASH, ChunkHash, source_check
 from .errors import CorruptChunk, MissingChunk, SourceChanged
 from .layout import chunk_key
 from .backends.base import read_into
@@ -94,6 +95,28 @@ def run_bounded(fn: Callable, items: Iterable, n_workers: int, *, in_flight: int
     return [results[i] for i in range(len(results))]
 
 
+def map_ordered(fn: Callable, items: Iterable, n_workers: int, *, in_flight: int | None = None) -> Iterator:
+    """Yield ``fn(item)`` for every item in item order, computed ahead in ``n_workers`` threads.
+
+    At most ``in_flight`` results (default 2 x n_workers) wait unconsumed, so a long ordered
+    stream (every chunk of a file, for a sequential hash) keeps memory flat. Stopping early or an
+    exception cancels what is pending.
+    """
+    limit = in_flight or 2 * n_workers
+    window: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="cas") as pool:
+        try:
+            for item in items:
+                if len(window) >= limit:
+                    yield window.popleft().result()
+                window.append(pool.submit(fn, item))
+            while window:
+                yield window.popleft().result()
+        finally:
+            for fut in window:
+                fut.cancel()
+
+
 def _collect(done, pending: dict, results: dict) -> None:
     for fut in done:
         index = pending.pop(fut)
@@ -119,6 +142,30 @@ def read_piece(source: SourceFile, offset: int, length: int) -> memoryview:
 
 # -- put ---------------------------------------------------------------------------------------
 
+class _SourceCheck:
+    """Did a piece's bytes change between the hash pass and the upload?
+
+    When the chunk key is cryptographic (slow), the hash pass also records a fast fingerprint
+    (``cas.digest.source_check``) per key and the upload compares that: it guards against a local
+    file rewritten underneath the put, not an adversary, and saves computing the key twice. With
+    no fingerprints (or a fast key) the upload re-computes the key.
+    """
+
+    def __init__(self, chunk_hash: ChunkHash, checks: dict | None) -> None:
+        self.chunk_hash = chunk_hash
+        self.checks = checks if chunk_hash.cryptographic else None
+
+    def record(self, key: bytes, raw) -> None:
+        if self.checks is not None:
+            self.checks[key] = source_check(raw)
+
+    def matches(self, key: bytes, raw) -> bool:
+        fingerprint = self.checks.get(key) if self.checks is not None else None
+        if fingerprint is not None:
+            return source_check(raw) == fingerprint
+        return self.chunk_hash.digest(raw) == key
+
+
 @dataclass(frozen=True)
 class Piece:
     source: SourceFile
@@ -131,15 +178,21 @@ def _largest(pieces) -> int:
 
 
 def hash_pieces(pieces: Iterable[Piece], n_workers: int, progress: Progress = _no_progress, *,
-                memory_budget: int = DEFAULT_MEMORY_BUDGET, largest: int | None = None) -> list[bytes]:
-    """The digest of every piece, in order, hashed in parallel (one read buffer per thread).
+                memory_budget: int = DEFAULT_MEMORY_BUDGET, largest: int | None = None,
+                chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH, source_checks: dict | None = None) -> list[bytes]:
+    """The chunk key of every piece, in order, hashed in parallel (one read buffer per thread).
 
     ``largest`` (the longest piece, when the caller knows it) lets ``pieces`` be a lazy iterator,
     consumed once while the threads hash: a content-defined plan cuts as the hashing goes.
+    ``source_checks``, if given, is filled with {key: fast fingerprint of the bytes} for
+    ``upload_pieces``, when the key hash is slower than the fingerprint (see ``_SourceCheck``).
     """
+    check = _SourceCheck(chunk_hash, source_checks)
 
     def one(piece: Piece) -> bytes:
-        d = digest_of(read_piece(piece.source, piece.offset, piece.length))
+        raw = read_piece(piece.source, piece.offset, piece.length)
+        d = chunk_hash.digest(raw)
+        check.record(d, raw)
         progress(piece.length)
         return d
 
@@ -148,8 +201,9 @@ def hash_pieces(pieces: Iterable[Piece], n_workers: int, progress: Progress = _n
 
 
 def hash_pieces_with_strong(pieces: Sequence[Piece], strong_hash: str, n_workers: int,
-                            progress: Progress = _no_progress, *,
-                            memory_budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[list[bytes], dict[str, bytes]]:
+                            progress: Progress = _no_progress, *, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                            chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH,
+                            source_checks: dict | None = None) -> tuple[list[bytes], dict[str, bytes]]:
     """Chunk digests plus a strong digest per file, both from the same read of each byte.
 
     A strong hash is sequential, so files are hashed in parallel but each file in order.
@@ -159,12 +213,14 @@ def hash_pieces_with_strong(pieces: Sequence[Piece], strong_hash: str, n_workers
     for i, p in enumerate(pieces):
         by_file.setdefault(p.source.local_path, []).append(i)
     digests: list[bytes] = [b""] * len(pieces)
+    check = _SourceCheck(chunk_hash, source_checks)
 
     def one_file(indices: list[int]) -> bytes:
         hasher = new_hasher(strong_hash)
         for i in indices:
             raw = read_piece(pieces[i].source, pieces[i].offset, pieces[i].length)
-            digests[i] = digest_of(raw)
+            digests[i] = chunk_hash.digest(raw)
+            check.record(digests[i], raw)
             hasher.update(raw)
             progress(pieces[i].length)
         return hasher.digest()
@@ -174,25 +230,28 @@ def hash_pieces_with_strong(pieces: Sequence[Piece], strong_hash: str, n_workers
 
 
 def upload_pieces(backend, pieces: Sequence[tuple[bytes, Piece]], *, level: int, min_saving: float,
-                  n_workers: int, progress: Progress = _no_progress,
-                  memory_budget: int = DEFAULT_MEMORY_BUDGET) -> list[int]:
+                  n_workers: int, progress: Progress = _no_progress, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                  chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH, source_checks: dict | None = None) -> list[int]:
     """Compress and publish each (digest, piece); returns the stored object sizes.
 
     Each thread holds a read and an encode buffer, and the backend a copy: threads are capped by
     ``memory_budget``.
 
-    Each piece is re-hashed right before it is compressed: if the file changed since the hash
-    pass, storing it under the old digest would corrupt the store, so we stop instead.
+    Each piece is re-read and checked right before it is compressed: if the file changed since
+    the hash pass, storing it under the old digest would corrupt the store, so we stop instead.
+    The check compares the fingerprint the hash pass left in ``source_checks`` when there is one
+    (a slow cryptographic key need not be computed twice), else re-computes the key.
     """
 
     # read, encode, and the backend's copy (an O_DIRECT bounce buffer, a request body): 3 buffers
     n_workers = workers_within(n_workers, _largest(p for _, p in pieces), 3, memory_budget)
     cpu = threading.BoundedSemaphore(cpu_threads(n_workers))
+    check = _SourceCheck(chunk_hash, source_checks)
 
     def one(item: tuple[bytes, Piece]) -> int:
         expected, piece = item
         raw = read_piece(piece.source, piece.offset, piece.length)
-        if digest_of(raw) != expected:
+        if not check.matches(expected, raw):
             raise SourceChanged(
                 f"{piece.source.local_path!r} changed while being stored (bytes at offset {piece.offset}); "
                 "nothing was published, run the put again once the file is stable"
@@ -225,7 +284,8 @@ class ChunkJob:
 SeedLookup = Callable[[bytes, int], "bytes | None"]
 
 
-def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.Semaphore) -> memoryview:
+def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.Semaphore,
+                chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH) -> memoryview:
     """Read, decode and verify one chunk; retry the read once before calling it corrupt.
 
     Returns a view of this thread's page-aligned chunk buffer, valid until its next fetch.
@@ -250,7 +310,7 @@ def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.
             except CorruptChunk as exc:
                 problem = str(exc)
                 continue
-            if digest_of(data) == digest:
+            if chunk_hash.digest(data) == digest:
                 return data
         problem = "its bytes do not match its digest"
     raise CorruptChunk(f"chunk {hex_digest} of {label} is corrupt ({problem}); run `cas verify` and `cas repair`",
@@ -259,7 +319,7 @@ def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.
 
 def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: SeedLookup | None = None,
                     progress: Progress = _no_progress, direct: bool = True,
-                    memory_budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[int, int]:
+                    memory_budget: int = DEFAULT_MEMORY_BUDGET, chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH) -> tuple[int, int]:
     """Fill every target of every job; returns (bytes fetched from the store, bytes reused locally).
 
     Each thread holds an object and a chunk buffer (and a seed read): threads are capped by ``memory_budget``.
@@ -276,7 +336,7 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
         data = seed(job.digest, job.length) if seed else None
         reused = data is not None
         if data is None:
-            data = fetch_chunk(backend, job.digest, job.length, job.label, cpu)
+            data = fetch_chunk(backend, job.digest, job.length, job.label, cpu, chunk_hash)
         for path, offset in job.targets:
             if not write_at(path, data, offset, direct=use_direct[0]):
                 use_direct[0] = False

@@ -43,22 +43,6 @@ def test_strong_digest_is_recorded_and_checked(local_store, tmp_path, algo):
     assert (tmp_path / "out" / "a.bin").read_bytes() == src.read_bytes()
 
 
-def test_forged_chunk_that_matches_its_xxh3_key_is_caught_by_the_strong_digest(local_store, tmp_path, monkeypatch):
-    src = write(tmp_path / "a.bin", rand(200_000))
-    m = local_store.put(str(src), "m", chunk_size=CHUNK, strong_hash="sha256")
-    # Simulate a crafted collision: the reader's xxh3 check accepts whatever the store returns.
-    from cas import codec
-    forged = codec.encode(b"\0" * CHUNK)
-    first = m.files[0].digests[0]
-    os.unlink(_object_path(local_store, first))
-    local_store.backend.create(chunk_key(first.hex()), forged)
-    monkeypatch.setattr("cas.transfer.digest_of", lambda data: first if bytes(data) == b"\0" * CHUNK
-                        else __import__("cas.digest", fromlist=["digest"]).digest(data))
-    with pytest.raises(IntegrityError, match="does not match its sha256"):
-        local_store.get("m", str(tmp_path / "out.bin"))
-    assert not (tmp_path / "out.bin").exists()
-
-
 def test_unknown_strong_hash_is_refused_before_any_work(local_store, tmp_path):
     src = write(tmp_path / "a", b"x")
     with pytest.raises(ValueError, match="strong hash must be"):
