@@ -8,6 +8,11 @@ get of that version into a new file, each in its own interpreter whose ``cas`` c
 given checkout (PYTHONPATH), so neither side inherits the other's page cache of its own store or
 its warm imports. The machine is shared and noisy: compare the two columns round by round.
 ``--direct-writes/--no-direct-writes`` is passed to both sides' Store.open for get.
+
+``--a-chunk-hash/--b-chunk-hash`` create that side's store with those chunk keys first, so one
+checkout can be compared with itself, e.g. xxh3-128 against blake3-256 keys:
+
+    .venv/bin/python bench/ab.py --a . --b . --b-chunk-hash blake3 --size 1GiB --rounds 4
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,8 +33,11 @@ from conftest import parse_size, write_weights  # noqa: E402
 CHILD = r"""
 import os, sys, time
 from cas import Store
-op, root, path = sys.argv[1], sys.argv[2], sys.argv[3]
-store = Store.open(root, cache_dir=False, **({} if sys.argv[4] == "default" else {"direct_writes": sys.argv[4] == "1"}))
+op, root, path, chunk_hash = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5]
+options = {} if sys.argv[4] == "default" else {"direct_writes": sys.argv[4] == "1"}
+if op == "put" and chunk_hash != "default":
+    Store.create(root, chunk_hash=chunk_hash).close()
+store = Store.open(root, cache_dir=False, **options)
 os.sync()
 t0 = time.perf_counter()
 if op == "put":
@@ -39,9 +48,9 @@ print(f"{time.perf_counter() - t0:.3f}")
 """
 
 
-def run(checkout: str, op: str, root: str, path: str, direct: str) -> float:
+def run(checkout: str, op: str, root: str, path: str, direct: str, chunk_hash: str | None = None) -> float:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout), OPENBLAS_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", CHILD, op, root, path, direct], env=env, check=True,
+    out = subprocess.run([sys.executable, "-c", CHILD, op, root, path, direct, chunk_hash or "default"], env=env, check=True,
                          capture_output=True, text=True, cwd=tempfile.gettempdir())
     return float(out.stdout.split()[-1])
 
@@ -54,6 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--direct-writes", dest="direct", action="store_true", default=None)
     ap.add_argument("--no-direct-writes", dest="direct", action="store_false")
+    ap.add_argument("--a-chunk-hash", help="create side A's store with these chunk keys (default: the store default)")
+    ap.add_argument("--b-chunk-hash", help="create side B's store with these chunk keys")
     ap.add_argument("--tmp", default=None, help="parent directory for data and stores (deleted afterwards)")
     opts = ap.parse_args(argv)
     direct = "default" if opts.direct is None else ("1" if opts.direct else "0")
@@ -62,15 +73,18 @@ def main(argv=None) -> int:
         weights = write_weights(os.path.join(work, "weights.f32"), parse_size(opts.size))
         times = {(side, op): [] for side in "AB" for op in ("put", "get")}
         for _ in range(opts.rounds):
-            for side, checkout in (("A", opts.a), ("B", opts.b)):
+            for side, checkout, chunk_hash in (("A", opts.a, opts.a_chunk_hash), ("B", opts.b, opts.b_chunk_hash)):
                 root, dest = os.path.join(work, f"store-{side}"), os.path.join(work, f"got-{side}")
                 shutil.rmtree(root, ignore_errors=True)
-                times[side, "put"].append(run(checkout, "put", root, weights, direct))
+                times[side, "put"].append(run(checkout, "put", root, weights, direct, chunk_hash))
                 times[side, "get"].append(run(checkout, "get", root, dest, direct))
                 os.unlink(dest)
         for op in ("put", "get"):
             for side in "AB":
                 print(f"{op} {side}: " + " ".join(f"{t:.2f}" for t in times[side, op]) + " s")
+            ratios = [b / a for a, b in zip(times["A", op], times["B", op])]
+            print(f"{op} B/A time per round: " + " ".join(f"{r:.3f}" for r in ratios)
+                  + f"  (median {statistics.median(ratios):.3f})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"cas {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    c = sub.add_parser("init", help="create a store and fix its chunk hash (optional for xxh3-128 stores)")
+    c.add_argument("--chunk-hash", default="xxh3-128", choices=["xxh3-128", "blake3-256", "xxh3", "blake3"],
+                   help="xxh3-128 (default: fast, for writers who trust each other) or blake3-256 (cryptographic: "
+                        "for a store shared by people who do not)")
+    c.add_argument("--json", action="store_true")
+
     c = sub.add_parser("put", help="store a file or directory as a new version")
     c.add_argument("path")
     c.add_argument("model")
@@ -145,11 +151,23 @@ def _when(ts: float) -> str:
 def _manifest_summary(m: Manifest) -> dict:
     return {"model": m.model, "version": m.version, "kind": m.kind, "created": m.created, "size": m.size,
             "files": len(m.files), "chunks": sum(len(f.digests) for f in m.files), "chunk_size": m.chunk_size,
-            "level": m.level, "metadata": m.metadata}
+            "level": m.level, "metadata": m.metadata, "chunk_hash": m.hash, "strong_hash": m.strong_hash}
 
 
 def _emit(args, data, text: str) -> None:
     print(json.dumps(data, indent=2, sort_keys=True) if getattr(args, "json", False) else text)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def run_init(args) -> None:
+    """`cas init` creates the store rather than opening it, so it runs before any Store.open."""
+    with Store.create(args.store, chunk_hash=args.chunk_hash, cache_dir=False) as store:
+        s = store.settings
+        _emit(args, {"store": store.backend.url, "chunk_hash": s.chunk_hash, "created": s.created},
+              f"created store {store.backend.url} with {s.chunk_hash} chunk keys")
 
 
 def cmd_put(store: Store, args) -> None:
@@ -159,7 +177,7 @@ def cmd_put(store: Store, args) -> None:
     t = store.last_transfer
     data = _manifest_summary(m) | {"sent_chunks": t.sent_chunks, "sent_raw_bytes": t.sent_raw_bytes,
                                    "sent_stored_bytes": t.sent_stored_bytes}
-    _emit(args, data, f"stored {m.model}@{m.version}: {human_bytes(m.size)} in {data['chunks']} chunks, "
+    _emit(args, data, f"stored {m.model}@{m.version}: {human_bytes(m.size)} in {_plural(data['chunks'], 'chunk')}, "
                       f"sent {t.sent_chunks} new ({human_bytes(t.sent_stored_bytes)} stored)")
 
 
@@ -185,7 +203,7 @@ def cmd_ls(store: Store, args) -> None:
         rows = []
         for model in store.models():
             rows.append({"model": model, "versions": len(store.versions(model)), "tags": store.tags(model)})
-        lines = [f"{r['model']}\t{r['versions']} versions\t" + " ".join(f"{t}={v}" for t, v in sorted(r["tags"].items()))
+        lines = [f"{r['model']}\t{_plural(r['versions'], 'version')}\t" + " ".join(f"{t}={v}" for t, v in sorted(r["tags"].items()))
                  for r in rows]
         _emit(args, rows, "\n".join(lines) if lines else f"no models in {store.backend.url}")
         return
@@ -197,7 +215,7 @@ def cmd_ls(store: Store, args) -> None:
     for v in versions:
         m = store.manifest(f"{args.model}@{v}")
         rows.append(_manifest_summary(m) | {"tags": sorted(t for t, tv in tags.items() if tv == v)})
-    lines = [f"{r['version']}\t{_when(r['created'])}\t{human_bytes(r['size'])}\t{r['files']} files\t"
+    lines = [f"{r['version']}\t{_when(r['created'])}\t{human_bytes(r['size'])}\t{_plural(r['files'], 'file')}\t"
              + " ".join(r["tags"]) for r in rows]
     _emit(args, rows, "\n".join(lines))
 
@@ -208,7 +226,8 @@ def cmd_show(store: Store, args) -> None:
                                                   "chunks": len(f.digests), "chunker": describe(f.chunker, m.chunk_size)}
                                                  for f in m.files]}
     lines = [f"{m.model}@{m.version}  {m.kind}  {human_bytes(m.size)}  created {_when(m.created)}",
-             f"chunk size {human_bytes(m.chunk_size)}, zstd level {m.level}, {data['chunks']} chunks"]
+             f"chunk size {human_bytes(m.chunk_size)}, zstd level {m.level}, {_plural(data['chunks'], 'chunk')} keyed by {m.hash}"
+             + (f", {m.strong_hash} per file" if m.strong_hash else "")]
     lines += [f"  {k} = {v}" for k, v in sorted(m.metadata.items())]
     lines += [f"  {f['mode']}  {human_bytes(f['size']):>10}  {f['chunks']:>6} chunks  {f['chunker']:<20}  {f['path']}"
               for f in data["file_list"]]
@@ -246,18 +265,20 @@ def cmd_rm(store: Store, args) -> None:
 def cmd_verify(store: Store, args) -> None:
     report = store.verify(args.ref, full=args.full)
     what = "read and decoded" if args.full else "checked"
-    summary = f"{what} {report.chunks} chunks of {report.versions} versions: {len(report.problems)} problems"
+    summary = (f"{what} {_plural(report.chunks, 'chunk')} of {_plural(report.versions, 'version')}: "
+               f"{_plural(len(report.problems), 'problem')}")
     _emit(args, report.as_dict(), "\n".join([str(p) for p in report.problems] + [summary]))
     if report.problems:
-        raise CasError(f"{len(report.problems)} problems found; `cas repair REF PATH` restores chunks from a local copy")
+        raise CasError(f"{_plural(len(report.problems), 'problem')} found; `cas repair REF PATH` restores chunks from "
+                       "a local copy")
 
 
 def cmd_repair(store: Store, args) -> None:
     report = store.repair(args.ref, args.path)
-    _emit(args, report.as_dict(), f"{report.bad_chunks} bad chunks: {len(report.repaired)} repaired, "
+    _emit(args, report.as_dict(), f"{_plural(report.bad_chunks, 'bad chunk')}: {len(report.repaired)} repaired, "
                                   f"{len(report.unrepairable)} not found in {args.path}")
     if report.unrepairable:
-        raise CasError(f"{len(report.unrepairable)} chunks could not be repaired from {args.path!r}; "
+        raise CasError(f"{_plural(len(report.unrepairable), 'chunk')} could not be repaired from {args.path!r}; "
                        "try another copy of that version")
 
 
@@ -265,10 +286,11 @@ def cmd_gc(store: Store, args) -> None:
     r = store.gc(dry_run=args.dry_run, grace=args.grace)
     verb = "would delete" if r.dry_run else "deleted"
     young = f", {r.young_chunks} unreferenced but too young (a later gc takes them)" if r.young_chunks else ""
-    partials = f", {r.deleted_partials} leftovers of killed gets" if r.deleted_partials else ""
-    _emit(args, r.as_dict(), f"{verb} {r.deleted_chunks} unreferenced chunks ({human_bytes(r.deleted_bytes)}), "
-                             f"{r.deleted_staging} staging leftovers, {r.deleted_leases} expired leases{partials}; "
-                             f"kept {r.referenced_chunks} chunks of {r.versions} versions{young}")
+    partials = f", {_plural(r.deleted_partials, 'leftover')} of killed gets" if r.deleted_partials else ""
+    _emit(args, r.as_dict(), f"{verb} {_plural(r.deleted_chunks, 'unreferenced chunk')} ({human_bytes(r.deleted_bytes)}), "
+                             f"{_plural(r.deleted_staging, 'staging leftover')}, "
+                             f"{_plural(r.deleted_leases, 'expired lease')}{partials}; "
+                             f"kept {_plural(r.referenced_chunks, 'chunk')} of {_plural(r.versions, 'version')}{young}")
 
 
 def cmd_stats(store: Store, args) -> None:
@@ -329,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     # Library notices (a put waiting for a gc, a lapsed lease, a cache that cannot be written) as one line each.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="cas: %(message)s")
     try:
+        if args.command == "init":
+            run_init(args)
+            return 0
         with Store.open(args.store, n_workers=args.workers, progress=True) as store:
             COMMANDS[args.command](store, args)
         return 0

@@ -106,3 +106,27 @@ def test_put_chunker_choice_verbose_reasons_and_stats(cas, tmp_path, caplog):
     assert json.loads(out)["file_list"][0]["chunker"] == "cdc avg 64 KiB"
     code, _, err = cas("put", str(src), "net", "--chunker", "cdc", "--chunk-size", "8MiB")
     assert code == 1 and "cdc chunker takes an average" in err
+
+
+def test_init_fixes_the_chunk_hash_and_every_command_follows_it(cas, tmp_path):
+    code, out, err = cas("init", "--chunk-hash", "blake3")
+    assert code == 0 and "with blake3-256 chunk keys" in out and err == ""
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"w" * 300_000)
+    assert cas("put", str(src), "m", "--strong", "sha256")[0] == 0
+    code, out, _ = cas("show", "m")
+    assert "1 chunk keyed by blake3-256, sha256 per file" in out
+    code, out, err = cas("init", "--chunk-hash", "xxh3")
+    assert code == 1 and err.count("\n") == 1 and "already exists (with blake3-256 chunk keys)" in err
+
+
+def test_verify_counts_in_words_that_agree_with_the_number(cas, tmp_path):
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"w" * 1000)
+    cas("put", str(src), "m")
+    code, out, _ = cas("verify", "--full")
+    assert code == 0 and out.strip().endswith("read and decoded 1 chunk of 1 version: 0 problems")
+    chunk = next(p for p in (tmp_path / "store" / "chunks").rglob("*") if p.is_file())
+    chunk.unlink()
+    code, out, err = cas("verify")
+    assert code == 1 and out.strip().endswith(": 1 problem") and err.startswith("cas: 1 problem found;")
