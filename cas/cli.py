@@ -41,7 +41,8 @@ def parse_meta(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cas", description="Chunked, deduplicating store for ML models (local, HDFS or S3).")
     p.add_argument("--store", metavar="URL", help=f"store path or URL (default: $CAS_STORE or {default_store_url()})")
-    p.add_argument("--workers", type=int, metavar="N", help="parallel transfer threads (default: the backend's limit)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="parallel transfer threads (default: the backend's limit); cas predict's processes are --processes")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="say how each file was cut (and why a file was cut fixed); show tracebacks on errors")
     p.add_argument("--version", action="version", version=f"cas {__version__}")
@@ -137,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("ref")
     c.add_argument("input", metavar="INPUT.npy")
     c.add_argument("-o", "--output", required=True, metavar="OUT.npy")
-    c.add_argument("--workers", dest="predict_workers", type=int, default=2, metavar="N",
+    c.add_argument("--processes", type=int, default=2, metavar="N",
                    help="worker processes, each loading the model once (default 2)")
+    c.add_argument("--workers", dest="misplaced_workers", type=int, help=argparse.SUPPRESS)
     c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--json", action="store_true")
     return p
@@ -159,7 +161,7 @@ def _emit(args, data, text: str) -> None:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("s") else f"{n} {word}s"
 
 
 def run_init(args) -> None:
@@ -320,12 +322,13 @@ def cmd_predict(store: Store, args) -> None:
         from .predict import parallel_predict
     except ImportError as exc:
         raise CasError(f"cas predict needs TensorFlow and numpy ({exc}); pip install 'cas[tensorflow]'") from None
-    out = parallel_predict(args.ref, args.input, workers=args.predict_workers, store=store, batch_size=args.batch_size)
+    out = parallel_predict(args.ref, args.input, processes=args.processes, store=store, batch_size=args.batch_size)
     if not isinstance(out, np.ndarray):
         raise CasError(f"{args.ref} has several outputs; cas predict writes one array, use cas.predict.parallel_predict")
     np.save(args.output, out)
-    _emit(args, {"ref": args.ref, "output": args.output, "shape": list(out.shape), "workers": args.predict_workers},
-          f"wrote {len(out)} predictions {tuple(out.shape)} to {args.output} ({args.predict_workers} workers)")
+    _emit(args, {"ref": args.ref, "output": args.output, "shape": list(out.shape), "processes": args.processes},
+          f"wrote {_plural(len(out), 'prediction')} {tuple(out.shape)} to {args.output} "
+          f"({_plural(args.processes, 'process')})")
 
 
 COMMANDS = {"put": cmd_put, "get": cmd_get, "copy": cmd_copy, "ls": cmd_ls, "show": cmd_show, "tag": cmd_tag, "untag": cmd_untag,
@@ -347,7 +350,11 @@ def describe_error(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "misplaced_workers", None) is not None:
+        parser.error("cas predict takes --processes N (worker processes); --workers N, before the command, "
+                     "sets transfer threads")
     # Library notices (a put waiting for a gc, a lapsed lease, a cache that cannot be written) as one line each.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="cas: %(message)s")
     try:

@@ -6,6 +6,14 @@ are started with the "spawn" method (TensorFlow is not fork-safe) and each keeps
 thread pools small so N workers do not oversubscribe the cores. The parent itself never imports
 TensorFlow.
 
+The workers are quiet: they start with ``TF_CPP_MIN_LOG_LEVEL=2`` unless the caller set it, and
+import TensorFlow with ``cas.tensorflow.import_tensorflow``, which keeps the C++ start-up notices
+that level does not silence (the oneDNN notice, absl's warning) from being repeated by each worker.
+
+Spawned workers re-import the caller's main script; a script that calls ``parallel_predict`` at
+its top level without ``if __name__ == "__main__":`` would run again in every worker, so that is
+refused up front with a message that says what to change.
+
 Inputs are cut into contiguous shards on ``batch_size`` boundaries, so every batch a worker runs
 holds exactly the rows the same batch holds in a single-process ``predict`` with that
 ``batch_size``; the shards' results are concatenated back in input order.
@@ -13,36 +21,47 @@ holds exactly the rows the same batch holds in a single-process ``predict`` with
 
 from __future__ import annotations
 
+import ast
+import multiprocessing
 import os
+import sys
 import tempfile
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-import multiprocessing
+from contextlib import contextmanager
 
 import numpy as np
 
 from .errors import CasError
 from .store import Store
-from .tensorflow import LocalModel, checkout_model, load_local
+from .tensorflow import LocalModel, checkout_model, import_tensorflow, load_local
 
 DEFAULT_BATCH_SIZE = 32
 SHARDS_PER_WORKER = 2  # a little slack so a worker that starts late does not hold up the rest
+QUIET_WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}  # a caller's own setting wins
 
 
-def parallel_predict(ref: str, inputs, *, workers: int = 2, store: Store | str | None = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE, threads_per_worker: int | None = None):
+def parallel_predict(ref: str, inputs, *, processes: int = 2, store: Store | str | None = None,
+                     batch_size: int = DEFAULT_BATCH_SIZE, threads_per_worker: int | None = None,
+                     workers: int | None = None):
     """Predict ``inputs`` (an array, or the path of a ``.npy`` file) with model ``ref`` in
-    ``workers`` processes; returns the predictions in input order (an array, or a list/dict of
-    arrays for a multi-output model), equal to ``predict_local`` in one process.
+    ``processes`` worker processes; returns the predictions in input order (an array, or a
+    list/dict of arrays for a multi-output model), equal to ``predict_local`` in one process.
 
     ``threads_per_worker`` (TensorFlow intra-op threads) defaults to the CPU count divided by
-    ``workers``, at least 1.
+    ``processes``, at least 1. ``workers`` is the old name of ``processes`` (deprecated: elsewhere
+    in cas, workers are threads).
     """
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if workers is not None:
+        warnings.warn("parallel_predict(workers=N) is now processes=N", DeprecationWarning, stacklevel=2)
+        processes = workers
+    if not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"processes must be a positive integer, got {processes!r}")
+    refuse_unguarded_main_script()
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // processes)
     local = checkout_model(ref, store=store)
     with tempfile.TemporaryDirectory(prefix="cas-predict-") as tmp:
         if isinstance(inputs, (str, os.PathLike)):
@@ -51,18 +70,21 @@ def parallel_predict(ref: str, inputs, *, workers: int = 2, store: Store | str |
             input_path = os.path.join(tmp, "inputs.npy")
             np.save(input_path, np.asarray(inputs))
         n_rows = _row_count(input_path)
-        shards = shard_bounds(n_rows, workers * SHARDS_PER_WORKER, batch_size)
+        shards = shard_bounds(n_rows, processes * SHARDS_PER_WORKER, batch_size)
         if not shards:
             raise ValueError(f"no inputs to predict: {input_path!r} has 0 rows")
         ctx = multiprocessing.get_context("spawn")
-        n_procs = min(workers, len(shards))
+        n_procs = min(processes, len(shards))
         try:
             with ProcessPoolExecutor(n_procs, mp_context=ctx, initializer=_init_worker,
                                      initargs=(local, threads)) as pool:
-                futures = [pool.submit(_predict_shard, input_path, start, stop, batch_size) for start, stop in shards]
+                with _worker_environment(QUIET_WORKER_ENV):  # workers are spawned by the first submits
+                    futures = [pool.submit(_predict_shard, input_path, start, stop, batch_size)
+                               for start, stop in shards]
                 parts = [f.result() for f in futures]
         except BrokenProcessPool as exc:
-            raise CasError(f"a prediction worker for {local.ref} died ({exc}); run with workers=1 to see why") from None
+            raise CasError(f"a prediction worker for {local.ref} died ({exc}); its error is above, or run with "
+                           "processes=1 to see why") from None
     return _concatenate(parts)
 
 
@@ -102,6 +124,65 @@ def predict_local(model, inputs, *, batch_size: int = DEFAULT_BATCH_SIZE):
     return _concatenate(parts)
 
 
+def refuse_unguarded_main_script() -> None:
+    """Refuse, before any process starts, a call from the top level of a script that lacks
+    ``if __name__ == "__main__":``.
+
+    Workers are spawned (TensorFlow is not fork-safe), and a spawned process re-runs the parent's
+    main script to find its functions: an unguarded call would run the script again in every
+    worker, each of which dies trying to start workers of its own. A call from an interactive
+    session, a notebook or ``python -c`` re-runs nothing and passes.
+    """
+    if multiprocessing.parent_process() is not None and getattr(sys.modules.get("__main__"), "__name__", "") == "__mp_main__":
+        raise CasError("parallel_predict ran again inside one of its own worker processes: the main script calls it "
+                       "without `if __name__ == \"__main__\":`; put that call under the guard")
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return  # not called while the main script's top level runs (e.g. from a thread it started)
+    line = frame.f_lineno
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return
+    if any(_is_main_guard(node) and node.lineno <= line <= (node.end_lineno or node.lineno) for node in tree.body):
+        return
+    raise CasError(f"{os.path.basename(path)} line {line} calls parallel_predict outside `if __name__ == \"__main__\":`; "
+                   "its worker processes re-import the script and would run it again: move that code under "
+                   "`if __name__ == \"__main__\":` at the bottom of the script")
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` (either way round)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare) or len(node.test.ops) != 1:
+        return False
+    if not isinstance(node.test.ops[0], ast.Eq):
+        return False
+    sides = [node.test.left, node.test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    values = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and values == ["__main__"]
+
+
+@contextmanager
+def _worker_environment(defaults: dict[str, str]):
+    """Set ``defaults`` in the environment the workers inherit, for names the caller has not set."""
+    added = [k for k in defaults if k not in os.environ]
+    for k in added:
+        os.environ[k] = defaults[k]
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 # -- worker side ---------------------------------------------------------------------------------
 
 _worker: dict = {}
@@ -109,10 +190,8 @@ _worker: dict = {}
 
 def _init_worker(local: LocalModel, threads: int) -> None:
     """Runs once per worker process: small thread pools, then load the model from the local copy."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
-
+        tf = import_tensorflow()
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         _worker["model"] = load_local(local, compile=False)

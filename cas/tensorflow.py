@@ -25,6 +25,7 @@ keep offsets for fixed-size chunks; with ``auto`` that layout dedups no better: 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -211,3 +212,60 @@ def _opened(store: Store | str | None):
         yield s
     finally:
         s.close()
+
+
+# -- importing TensorFlow quietly ------------------------------------------------------------------
+
+# Lines TensorFlow's C++ side writes to stderr on import whatever TF_CPP_MIN_LOG_LEVEL says (TF 2.16+
+# logs through absl before absl is initialised): notices, not problems.
+STARTUP_NOTICES = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on.",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions:",
+)
+
+
+def import_tensorflow():
+    """Import TensorFlow (once) with its C++ start-up notices (``STARTUP_NOTICES``: the oneDNN
+    notice, absl's pre-initialisation warning) kept off stderr; every other line it writes passes
+    through. ``TF_CPP_MIN_LOG_LEVEL=0`` (you asked for every info line) keeps them too.
+
+    The notices come from C++ straight to file descriptor 2, so the import runs with fd 2 pointed
+    at a temporary file whose lines are copied back, minus the notices, when it returns.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        import tensorflow as tf
+
+        return tf
+    with _stderr_without(STARTUP_NOTICES):
+        import tensorflow as tf
+    return tf
+
+
+class _stderr_without:
+    """Send file descriptor 2 to a temporary file meanwhile; then copy its lines back to stderr,
+    leaving out those that contain any of ``patterns``."""
+
+    def __init__(self, patterns) -> None:
+        self.patterns = tuple(patterns)
+
+    def __enter__(self) -> None:
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        self.capture = tempfile.TemporaryFile()
+        os.dup2(self.capture.fileno(), 2)
+
+    def __exit__(self, *exc) -> None:
+        try:
+            sys.stderr.flush()
+        finally:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+        with self.capture:
+            self.capture.seek(0)
+            kept = [line for line in self.capture.read().decode(errors="replace").splitlines(keepends=True)
+                    if not any(p in line for p in self.patterns)]
+        if kept:
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()

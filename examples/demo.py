@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from cas import Store  # noqa: E402
 from cas.predict import parallel_predict, predict_local  # noqa: E402
 from cas.dedup import human_bytes  # noqa: E402
-from cas.tensorflow import load_model, save_model  # noqa: E402
+from cas.tensorflow import import_tensorflow, load_model, save_model  # noqa: E402
 
 MODEL = "demo-resnet50"
 INPUT_SHAPE = (64, 64, 3)
@@ -40,6 +40,7 @@ MAX_V2_SHARE = 0.10  # v2 may add at most this share of v1's bytes
 
 
 def build():
+    import_tensorflow()  # without TensorFlow's C++ start-up notices (the worker processes do the same)
     import keras
 
     base = keras.applications.ResNet50(input_shape=INPUT_SHAPE, include_top=False, weights=None, pooling="avg")
@@ -122,7 +123,7 @@ def main() -> int:
 
     print("\n5. parallel inference: 2 worker processes load the local copy once each")
     t1 = time.perf_counter()
-    parallel = parallel_predict(f"{MODEL}@{v2.version}", x_test, workers=2, store=store, batch_size=32)
+    parallel = parallel_predict(f"{MODEL}@{v2.version}", x_test, processes=2, store=store, batch_size=32)
     print(f"  {len(parallel)} predictions in {time.perf_counter() - t1:.1f} s, most of it starting two Python "
           f"processes with TensorFlow (max |diff| vs one process: {np.abs(parallel - expected).max():.1e})")
     check(np.allclose(parallel, expected, rtol=1e-6, atol=1e-7), "parallel predictions equal single-process ones")

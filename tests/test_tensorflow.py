@@ -286,7 +286,7 @@ def test_parallel_predict_equals_single_process(store, tiny, fmt):
     save_model(model, "par", store=store, format=fmt)
     x = sample_inputs(100)
     single = predict_local(load_model("par", store=store), x, batch_size=16)
-    got = parallel_predict("par", x, workers=2, store=store, batch_size=16)
+    got = parallel_predict("par", x, processes=2, store=store, batch_size=16)
     assert got.shape == single.shape
     np.testing.assert_allclose(got, single, rtol=1e-6, atol=1e-7)
     assert store.last_transfer.fetched_bytes == 0  # workers used the local copy
@@ -301,11 +301,56 @@ def test_cli_predict(tmp_path, tiny, monkeypatch, capsys):
     x = sample_inputs(50)
     np.save(tmp_path / "in.npy", x)
     out = tmp_path / "out.npy"
-    rc = cli_main(["--store", root, "predict", "cli", str(tmp_path / "in.npy"), "-o", str(out), "--workers", "2",
+    rc = cli_main(["--store", root, "predict", "cli", str(tmp_path / "in.npy"), "-o", str(out), "--processes", "2",
                    "--batch-size", "16"])
     assert rc == 0, capsys.readouterr().err
     assert "50 predictions" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # --workers means threads, before the command; predict says what it takes
+        cli_main(["--store", root, "predict", "cli", str(tmp_path / "in.npy"), "-o", str(out), "--workers", "2"])
+    assert "cas predict takes --processes N" in capsys.readouterr().err
     np.testing.assert_allclose(np.load(out), model.predict(x, batch_size=16, verbose=0), rtol=1e-6, atol=1e-7)
 
     rc = cli_main(["--store", root, "predict", "nope", str(tmp_path / "in.npy"), "-o", str(out)])
     assert rc == 1 and "no model named 'nope'" in capsys.readouterr().err
+
+
+PREDICT_SCRIPT = """\
+import numpy as np
+from cas.predict import parallel_predict
+
+def run():
+    x = np.load({inputs!r})
+    out = parallel_predict("script", x, processes=2, store={store!r}, batch_size=16)
+    print("predicted", out.shape)
+"""
+
+
+def _script(tmp_path, tiny, body: str) -> tuple[str, dict]:
+    model, _ = tiny
+    root = str(tmp_path / "store")
+    with Store.open(root, cache_dir=str(tmp_path / "cache")) as s:
+        save_model(model, "script", store=s)
+    np.save(tmp_path / "in.npy", sample_inputs(40))
+    path = tmp_path / "predict_script.py"
+    path.write_text(PREDICT_SCRIPT.format(inputs=str(tmp_path / "in.npy"), store=root) + body)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    env["CAS_CACHE_DIR"] = str(tmp_path / "cache")
+    return str(path), env
+
+
+def test_a_script_without_a_main_guard_is_told_what_to_change_before_any_worker_starts(tmp_path, tiny):
+    path, env = _script(tmp_path, tiny, "run()\n")
+    done = subprocess.run([sys.executable, path], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("cas.errors.CasError: predict_script.py line 8 calls parallel_predict outside "
+                           '`if __name__ == "__main__":`'), done.stderr
+    assert "worker" not in done.stderr.split("CasError")[0]  # no worker was started, none died
+
+
+def test_a_guarded_script_predicts_and_its_workers_keep_tensorflows_start_up_lines_to_themselves(tmp_path, tiny):
+    path, env = _script(tmp_path, tiny, 'if __name__ == "__main__":\n    run()\n')
+    done = subprocess.run([sys.executable, path], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "predicted (40, 4)"
+    assert "oneDNN" not in done.stderr and "cpu_feature_guard" not in done.stderr, done.stderr
