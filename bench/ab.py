@@ -31,7 +31,7 @@ sys.path.insert(0, HERE)
 from conftest import parse_size, write_weights  # noqa: E402
 
 CHILD = r"""
-import os, sys, time
+import os, resource, sys, time
 from cas import Store
 op, root, path, chunk_hash = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5]
 options = {} if sys.argv[4] == "default" else {"direct_writes": sys.argv[4] == "1"}
@@ -39,20 +39,25 @@ if op == "put" and chunk_hash != "default":
     Store.create(root, chunk_hash=chunk_hash).close()
 store = Store.open(root, cache_dir=False, **options)
 os.sync()
-t0 = time.perf_counter()
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+t0, c0 = time.perf_counter(), cpu()
 if op == "put":
     store.put(path, "m")
 else:
     store.get("m@1", path)
-print(f"{time.perf_counter() - t0:.3f}")
+print(f"{time.perf_counter() - t0:.3f} {cpu() - c0:.3f}")
 """
 
 
-def run(checkout: str, op: str, root: str, path: str, direct: str, chunk_hash: str | None = None) -> float:
+def run(checkout: str, op: str, root: str, path: str, direct: str, chunk_hash: str | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child) of one put or get."""
     env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout), OPENBLAS_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", CHILD, op, root, path, direct, chunk_hash or "default"], env=env, check=True,
                          capture_output=True, text=True, cwd=tempfile.gettempdir())
-    return float(out.stdout.split()[-1])
+    wall, cpu = out.stdout.split()[-2:]
+    return float(wall), float(cpu)
 
 
 def main(argv=None) -> int:
@@ -81,10 +86,12 @@ def main(argv=None) -> int:
                 os.unlink(dest)
         for op in ("put", "get"):
             for side in "AB":
-                print(f"{op} {side}: " + " ".join(f"{t:.2f}" for t in times[side, op]) + " s")
-            ratios = [b / a for a, b in zip(times["A", op], times["B", op])]
-            print(f"{op} B/A time per round: " + " ".join(f"{r:.3f}" for r in ratios)
-                  + f"  (median {statistics.median(ratios):.3f})")
+                print(f"{op} {side}: " + " ".join(f"{t:.2f}" for t, _ in times[side, op]) + " s, CPU "
+                      + " ".join(f"{c:.2f}" for _, c in times[side, op]) + " s")
+            for i, what in ((0, "time"), (1, "CPU")):
+                ratios = [b[i] / a[i] for a, b in zip(times["A", op], times["B", op])]
+                print(f"{op} B/A {what} per round: " + " ".join(f"{r:.3f}" for r in ratios)
+                      + f"  (median {statistics.median(ratios):.3f})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -11,6 +11,8 @@ Sizes and modes come from the environment so the same file serves CI and the tim
                          dir). Everything the run creates there is deleted at the end.
     CAS_BENCH_DATA_DIR   if set, generated weights files are kept there and reused by later runs
                          (bench/report.py uses this across its passes, then deletes it).
+    CAS_BENCH_CHUNK_HASH if set (xxh3-128 or blake3-256), the stores the benchmarks create use those
+                         chunk keys (bench/report.py --chunk-hash).
 
 The data: float32 "weights" drawn from N(0, 0.02), the usual initialisation scale of transformer
 layers and close to the spread of trained dense layers. Their mantissas are random, so zstd
@@ -44,7 +46,7 @@ from cas import Store, codec
 from cas.backends import LocalBackend
 from cas.chunking import DEFAULT_CHUNK_SIZE, Chunker
 from cas.backends.base import read_into
-from cas.digest import digest
+from cas.digest import chunk_hash, digest
 from cas.directio import aligned_buffer, write_at
 from cas.layout import TMP, chunk_key
 from cas.localfs import scan_source
@@ -61,6 +63,8 @@ MODEL = "bench-model"
 LEVEL = codec.DEFAULT_LEVEL
 MIN_SAVING = codec.DEFAULT_MIN_SAVING
 CHUNK_SIZE = DEFAULT_CHUNK_SIZE
+
+BENCH_CHUNK_HASH = chunk_hash(os.environ.get("CAS_BENCH_CHUNK_HASH") or "xxh3-128")
 
 # Keep the benchmarks away from the user's real store and cache.
 os.environ.pop("CAS_STORE", None)
@@ -177,8 +181,8 @@ def tree_bytes(root: str) -> int:
 
 def open_store(root: str) -> Store:
     """A local store with the defaults a user gets (durable, backend-sized workers) and no seed cache,
-    so every get really reads the store."""
-    return Store(LocalBackend(root), cache_dir=False)
+    so every get really reads the store; a new one gets the chunk keys of $CAS_BENCH_CHUNK_HASH."""
+    return Store.open(root, cache_dir=False, chunk_hash=os.environ.get("CAS_BENCH_CHUNK_HASH") or None)
 
 
 def remove(path: str) -> None:
@@ -240,14 +244,14 @@ def decode_all_oneshot(encoded, n_workers: int) -> list[int]:
 def put_io_only(weights: str, encoded, root: str, n_workers: int) -> None:
     """A put's I/O with the compression taken out, into an empty local store at ``root``.
 
-    The hash pass (read + xxh3 every chunk), then per chunk: read it again, hash it, copy its
+    The hash pass (read + key every chunk), then per chunk: read it again, xxh3 it, copy its
     ready-made stored object into the page-aligned buffer (where put's compressor writes it) and
     create it (O_DIRECT, link into place), in ``n_workers`` threads; then the syncfs barrier.
     """
     backend = LocalBackend(root)
     _kind, sources, _dirs = scan_source(weights)
     pieces = plan(sources, Chunker("fixed", CHUNK_SIZE)).pieces()
-    digests = hash_pieces(pieces, n_workers)
+    digests = hash_pieces(pieces, n_workers, chunk_hash=BENCH_CHUNK_HASH)
 
     def one(i: int) -> None:
         digest(read_piece(pieces[i].source, pieces[i].offset, pieces[i].length))
@@ -272,7 +276,8 @@ def get_io_only(root: str, chunks, dest: str, n_workers: int, *, direct: bool) -
 
     def one(i: int) -> None:
         raw = chunks[i]
-        read_into(backend, chunk_key(digest(raw).hex()), aligned_buffer(codec.encoded_capacity(len(raw)), "object"))
+        key = chunk_key(BENCH_CHUNK_HASH.digest(raw).hex())  # what get's check of each chunk costs
+        read_into(backend, key, aligned_buffer(codec.encoded_capacity(len(raw)), "object"))
         out = aligned_buffer(len(raw), "chunk")
         out[: len(raw)] = raw
         write_at(staged, memoryview(out)[: len(raw)], i * CHUNK_SIZE, direct=direct)

@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rss-sizes", default="1GiB,4GiB", help="sizes for the peak-RSS checks ('' to skip)")
     ap.add_argument("--tmp", default=None, help="parent directory for stores and data (deleted afterwards)")
     ap.add_argument("--json", default=None, help="also write the aggregated results here")
+    ap.add_argument("--chunk-hash", default=None, help="chunk keys of the stores the benchmarks create "
+                    "(xxh3-128, the default, or blake3-256); bench/ab.py compares two side by side")
     opts = ap.parse_args(argv)
 
     size = parse_size(opts.size)
@@ -66,6 +68,8 @@ def main(argv=None) -> int:
     env = dict(os.environ, CAS_BENCH_SIZE=str(size), CAS_BENCH_ROUNDS=str(opts.rounds), CAS_BENCH_TMP=work,
                CAS_BENCH_DATA_DIR=os.path.join(work, "data"), PYTHONDONTWRITEBYTECODE="1")
     env.pop("CAS_STORE", None)
+    if opts.chunk_hash:
+        env["CAS_BENCH_CHUNK_HASH"] = opts.chunk_hash
     failed_runs = 0
     passes = []
     rss = {}
@@ -87,7 +91,7 @@ def main(argv=None) -> int:
     results = summarise(passes, rss, size)
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                           "date": datetime.date.today().isoformat(), "size": format_size(size),
-                          "passes": len(passes), "rounds": opts.rounds}
+                          "passes": len(passes), "rounds": opts.rounds, "chunk_hash": opts.chunk_hash or "xxh3-128"}
     print_table(results)
     if opts.json:
         with open(opts.json, "w") as f:
@@ -202,7 +206,7 @@ def print_table(r: dict) -> None:
     m = r["machine"]
     print()
     print(f"cas core benchmarks: {m['size']} float32 N(0,0.02) weights, {m['passes']} passes x {m['rounds']} rounds, "
-          f"{m['cpus']} CPUs, Python {m['python']}, {m['date']}")
+          f"{m['cpus']} CPUs, Python {m['python']}, {m['date']}, {m.get('chunk_hash', 'xxh3-128')} chunk keys")
     if r["stored_fraction"]:
         print(f"stored/raw after zstd: {r['stored_fraction']:.3f}")
     print()
