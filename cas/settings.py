@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 import msgpack
 
 from .digest import CHUNK_HASHES, DEFAULT_CHUNK_HASH
-from .errors import BadSettings
+from .errors import BadSettings, SettingsConflict
+from .layout import CHUNKS, MANIFESTS, SETTINGS
+from .leases import gc_lease
 
 FORMAT = 1
 MAX_SETTINGS_BYTES = 64 << 10
@@ -60,3 +62,44 @@ def unpack(data: bytes, *, name: str = "store settings") -> StoreSettings:
     if not isinstance(created, (int, float)) or isinstance(created, bool):
         raise BadSettings(f"{name} is malformed: created is not a number")
     return StoreSettings(chunk_hash=doc["chunk_hash"], created=float(created))
+
+
+# -- reading and creating a store's settings (the only I/O here) ----------------------------------
+
+def read(backend) -> StoreSettings | None:
+    """The settings of the store ``backend`` points at, or None if it has none (an xxh3-128 store)."""
+    try:
+        data = backend.read(SETTINGS)
+    except FileNotFoundError:
+        return None
+    return unpack(data, name=f"settings of store {backend.url} ({SETTINGS})")
+
+
+def is_empty(backend) -> bool:
+    """No versions (removed ones included) and no chunks: nothing is keyed by any hash yet."""
+    return not backend.list(MANIFESTS) and not backend.list(CHUNKS)
+
+
+def create(backend, chunk_hash: str, *, ttl: float) -> tuple[StoreSettings, bool]:
+    """Write the store's settings once; returns (the store's settings, whether this call wrote them).
+
+    Runs under the gc lease: no writer holds a lease meanwhile, so none can store chunks or publish
+    a version keyed by another hash between the emptiness check and the exclusive create. A store
+    that holds chunks or versions but no settings is an xxh3-128 store and stays one.
+    """
+    with gc_lease(backend, ttl=ttl):
+        found = read(backend)
+        if found is not None:
+            return found, False
+        if not is_empty(backend):
+            if chunk_hash == LEGACY.chunk_hash:
+                return LEGACY, False
+            raise SettingsConflict(
+                f"store {backend.url} already holds chunks or versions keyed by {LEGACY.chunk_hash}; a store's chunk "
+                f"hash is fixed when it is created: create a new store for {chunk_hash} keys and put the versions there")
+        try:
+            backend.create(SETTINGS, pack(StoreSettings(chunk_hash=chunk_hash)))
+            backend.flush()
+        except FileExistsError:  # another client created the store meanwhile (an older cas, without the lease)
+            return read(backend), False
+        return read(backend), True

@@ -26,9 +26,9 @@ from .digest import ChunkHash, chunk_hash as chunk_hash_of
 from .errors import (BadManifest, BadName, CasError, InUse, IntegrityError, NoSuchModel, NoSuchTag, NoSuchVersion,
                      NotFound, SettingsConflict, StoreExists, StoreFull, StoreUnavailable, VersionExists)
 from .integrity import file_digest, new_hasher
-from .layout import (CHUNKS, MANIFEST_SUFFIX, MANIFESTS, SETTINGS, TOMBSTONE_SUFFIX, chunk_key,
-                     manifest_key, model_dir, tombstone_key)
-from .leases import DEFAULT_TTL, Lease, gc_lease, writer_lease
+from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, manifest_key, model_dir,
+                     tombstone_key)
+from .leases import DEFAULT_TTL, Lease, writer_lease
 from .localfs import Staging, check_unchanged, scan_source
 from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, pack, unpack
 from .names import LATEST, Ref, check_name, is_valid_name, parse_ref
@@ -118,7 +118,8 @@ class Store:
         return store
 
     @classmethod
-    def create(cls, url: str | None = None, *, chunk_hash: str = "xxh3-128", **open_options) -> "Store":
+    def create(cls, url: str | None = None, *, chunk_hash: str = store_settings.LEGACY.chunk_hash,
+               **open_options) -> "Store":
         """Create a store at ``url`` with ``chunk_hash`` keys ("xxh3-128", the default, or
         "blake3-256" for a store shared by people who do not trust each other) and open it.
 
@@ -127,7 +128,10 @@ class Store:
         """
         store = cls.open(url, **open_options)
         try:
-            store._create_settings(chunk_hash_of(chunk_hash))
+            found, created = store_settings.create(store.backend, chunk_hash_of(chunk_hash).name, ttl=store.lease_ttl)
+            if not created:
+                raise StoreExists(store.backend.url, found.chunk_hash)
+            store._settings, store._settings_read = found, True
         except BaseException:
             store.close()
             raise
@@ -143,7 +147,7 @@ class Store:
         """The store's settings, read once (settings never change once written); a store without
         a settings object has xxh3-128 chunk keys (``settings.LEGACY``)."""
         if not self._settings_read:
-            self._settings = self._read_settings()
+            self._settings = store_settings.read(self.backend)
             self._settings_read = True
         return self._settings or store_settings.LEGACY
 
@@ -151,13 +155,6 @@ class Store:
     def chunk_hash(self) -> ChunkHash:
         """The hash that names this store's chunks."""
         return chunk_hash_of(self.settings.chunk_hash)
-
-    def _read_settings(self) -> store_settings.StoreSettings | None:
-        try:
-            data = self.backend.read(SETTINGS)
-        except FileNotFoundError:
-            return None
-        return store_settings.unpack(data, name=f"settings of store {self.backend.url} ({SETTINGS})")
 
     def _reread_missing_settings(self) -> ChunkHash:
         """The chunk hash, looking again if the store had no settings object when we last looked
@@ -168,41 +165,14 @@ class Store:
 
     def _expect_chunk_hash(self, name: str) -> None:
         wanted = chunk_hash_of(name)
-        self._settings, self._settings_read = self._read_settings(), True
-        if self._settings is None and self._is_empty():
-            self._create_settings(wanted, exist_ok=True)
+        found = store_settings.read(self.backend)
+        if found is None and store_settings.is_empty(self.backend):
+            found, _ = store_settings.create(self.backend, wanted.name, ttl=self.lease_ttl)
+        self._settings, self._settings_read = found, True
         if self.chunk_hash != wanted:
             raise SettingsConflict(
                 f"store {self.backend.url} uses {self.chunk_hash} chunk keys, not {wanted}; a store's chunk hash is "
                 f"fixed when it is created: open it without asking for {wanted}, or create a new store for {wanted} keys")
-
-    def _is_empty(self) -> bool:
-        return not self.backend.list(MANIFESTS) and not self.backend.list(CHUNKS)
-
-    def _create_settings(self, wanted: ChunkHash, *, exist_ok: bool = False) -> None:
-        """Write the settings object once, under the gc lease: no writer runs meanwhile, so none
-        can publish chunks or versions keyed by another hash between our check and our write."""
-        url = self.backend.url
-        with gc_lease(self.backend, ttl=self.lease_ttl):
-            found = self._read_settings()
-            if found is None and not self._is_empty():
-                if wanted.name == store_settings.LEGACY.chunk_hash:
-                    raise StoreExists(url, wanted.name)
-                raise SettingsConflict(
-                    f"store {url} already holds chunks or versions keyed by {store_settings.LEGACY.chunk_hash}; a "
-                    f"store's chunk hash is fixed when it is created: create a new store for {wanted} keys and put "
-                    "the versions there")
-            if found is None:
-                try:
-                    self.backend.create(SETTINGS, store_settings.pack(store_settings.StoreSettings(chunk_hash=wanted.name)))
-                    self.backend.flush()
-                    exist_ok = True
-                except FileExistsError:
-                    pass  # another client created the store meanwhile
-                found = self._read_settings()
-            self._settings, self._settings_read = found, True
-        if not exist_ok:
-            raise StoreExists(url, found.chunk_hash)
 
     def __enter__(self) -> "Store":
         return self
