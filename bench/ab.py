@@ -6,7 +6,9 @@
 Each round runs, for A then B, a put of the same weights file into an empty local store, then a
 get of that version into a new file, each in its own interpreter whose ``cas`` comes from the
 given checkout (PYTHONPATH), so neither side inherits the other's page cache of its own store or
-its warm imports. The machine is shared and noisy: compare the two columns round by round.
+its warm imports. Each run reports its wall time and its process's CPU seconds (all threads); the
+summary gives the B/A ratio of both per round and their medians. The machine is shared and noisy:
+compare round by round, and trust the CPU ratio more than the wall one.
 ``--direct-writes/--no-direct-writes`` is passed to both sides' Store.open for get.
 
 ``--a-chunk-hash/--b-chunk-hash`` create that side's store with those chunk keys first, so one
