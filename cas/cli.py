@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -12,6 +13,7 @@ import time
 from . import __version__
 from .chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, describe
 from .codec import DEFAULT_LEVEL
+from .digest import chunk_hash
 from .errors import CasError, NoSuchModel, NoSuchTag
 from .manifest import Manifest
 from .dedup import human_bytes
@@ -41,6 +43,9 @@ def parse_meta(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cas", description="Chunked, deduplicating store for ML models (local, HDFS or S3).")
     p.add_argument("--store", metavar="URL", help=f"store path or URL (default: $CAS_STORE or {default_store_url()})")
+    p.add_argument("--chunk-hash", dest="expect_chunk_hash", metavar="NAME", default=os.environ.get("CAS_CHUNK_HASH") or None,
+                   help="refuse a store whose chunk keys are not NAME (xxh3-128 or blake3-256), and create a new "
+                        "store with them (default: $CAS_CHUNK_HASH; unset: use the store's own)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="parallel transfer threads (default: the backend's limit); cas predict's processes are --processes")
     p.add_argument("-v", "--verbose", action="store_true",
@@ -49,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("init", help="create a store and fix its chunk hash (optional for xxh3-128 stores)")
-    c.add_argument("--chunk-hash", default="xxh3-128", choices=["xxh3-128", "blake3-256", "xxh3", "blake3"],
+    c.add_argument("--chunk-hash", choices=["xxh3-128", "blake3-256", "xxh3", "blake3"],
                    help="xxh3-128 (default: fast, for writers who trust each other) or blake3-256 (cryptographic: "
-                        "for a store shared by people who do not)")
+                        "for a store shared by people who do not); default: the global --chunk-hash, else xxh3-128")
     c.add_argument("--json", action="store_true")
 
     c = sub.add_parser("put", help="store a file or directory as a new version")
@@ -166,7 +171,10 @@ def _plural(n: int, word: str) -> str:
 
 def run_init(args) -> None:
     """`cas init` creates the store rather than opening it, so it runs before any Store.open."""
-    with Store.create(args.store, chunk_hash=args.chunk_hash, cache_dir=False) as store:
+    asked = {chunk_hash(n).name for n in (args.chunk_hash, args.expect_chunk_hash) if n}
+    if len(asked) > 1:
+        raise CasError(f"cas init got two chunk hashes ({' and '.join(sorted(asked))}); give one")
+    with Store.create(args.store, chunk_hash=asked.pop() if asked else "xxh3-128", cache_dir=False) as store:
         s = store.settings
         _emit(args, {"store": store.backend.url, "chunk_hash": s.chunk_hash, "created": s.created},
               f"created store {store.backend.url} with {s.chunk_hash} chunk keys")
@@ -361,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":
             run_init(args)
             return 0
-        with Store.open(args.store, n_workers=args.workers, progress=True) as store:
+        with Store.open(args.store, n_workers=args.workers, progress=True, chunk_hash=args.expect_chunk_hash) as store:
             COMMANDS[args.command](store, args)
         return 0
     except KeyboardInterrupt:

@@ -130,3 +130,18 @@ def test_verify_counts_in_words_that_agree_with_the_number(cas, tmp_path):
     chunk.unlink()
     code, out, err = cas("verify")
     assert code == 1 and out.strip().endswith(": 1 problem") and err.startswith("cas: 1 problem found;")
+
+
+def test_the_global_chunk_hash_refuses_a_store_keyed_otherwise(cas, tmp_path, monkeypatch):
+    src = tmp_path / "w.bin"
+    src.write_bytes(b"w" * 1000)
+    assert cas("--chunk-hash", "blake3", "put", str(src), "m")[0] == 0  # a new store: created with blake3 keys
+    code, out, _ = cas("show", "m")
+    assert "keyed by blake3-256" in out
+    code, _, err = cas("--chunk-hash", "xxh3-128", "ls")
+    assert code == 1 and err.count("\n") == 1 and "uses blake3-256 chunk keys, not xxh3-128" in err
+    code, _, err = cas("--chunk-hash", "blake3", "init", "--chunk-hash", "xxh3")
+    assert code == 1 and "two chunk hashes (blake3-256 and xxh3-128)" in err
+    monkeypatch.setenv("CAS_CHUNK_HASH", "xxh3")
+    from cas.cli import build_parser
+    assert build_parser().parse_args(["ls"]).expect_chunk_hash == "xxh3"
