@@ -188,3 +188,22 @@ def test_concurrent_put_and_gc_never_lose_a_chunk(local_store, tmp_path):
 def test_verify_on_a_missing_ref_names_it(local_store):
     with pytest.raises(NotFound):
         local_store.verify("ghost@1")
+
+
+def test_map_ordered_yields_in_order_with_bounded_look_ahead_and_stops_on_error():
+    from cas.transfer import map_ordered
+    started = []
+
+    def slow_square(i):
+        started.append(i)
+        time.sleep(0.01 * (i % 3))
+        if i == 7:
+            raise ValueError("chunk 7")
+        return i * i
+
+    results = map_ordered(slow_square, range(100), 2, in_flight=3)
+    assert [next(results) for _ in range(5)] == [0, 1, 4, 9, 16]
+    assert max(started) <= 4 + 3  # never more than in_flight ahead of what was consumed
+    with pytest.raises(ValueError, match="chunk 7"):
+        list(results)
+    assert max(started) < 20  # the rest was cancelled, not computed
