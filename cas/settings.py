@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from .backends.base import read_limited
 from .digest import CHUNK_HASHES, DEFAULT_CHUNK_HASH
 from .errors import BadSettings, SettingsConflict
 from .layout import CHUNKS, MANIFESTS, SETTINGS
@@ -69,7 +70,7 @@ def unpack(data: bytes, *, name: str = "store settings") -> StoreSettings:
 def read(backend) -> StoreSettings | None:
     """The settings of the store ``backend`` points at, or None if it has none (an xxh3-128 store)."""
     try:
-        data = backend.read(SETTINGS)
+        data = read_limited(backend, SETTINGS, MAX_SETTINGS_BYTES, "the store settings")
     except FileNotFoundError:
         return None
     return unpack(data, name=f"settings of store {backend.url} ({SETTINGS})")

@@ -216,3 +216,12 @@ def test_bad_settings_are_refused_naming_the_problem(tmp_path, doc, message):
 def test_settings_round_trip():
     s = store_settings.StoreSettings(chunk_hash="blake3-256", created=12.5)
     assert store_settings.unpack(store_settings.pack(s)) == s
+
+
+def test_a_huge_settings_object_is_refused_without_reading_it_whole(tmp_path):
+    url = str(tmp_path / "store")
+    os.makedirs(url)
+    with open(os.path.join(url, SETTINGS), "wb") as f:
+        f.truncate(1 << 30)  # sparse: 1 GiB of junk
+    with pytest.raises(ValueError, match="larger than the 65536-byte limit"):
+        Store.open(url).chunk_hash
