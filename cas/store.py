@@ -326,7 +326,7 @@ class Store:
             lease = self._store_missing(lease, first_piece, sent, level=level, model=model, **keys)
             check_unchanged(sources)  # a file rewritten during the put must not publish a mix
             if not lease.intact(margin=lease.ttl / 2):  # paused since: gc may have deleted chunks
-                lease = self._store_missing(lease, first_piece, sent, level=level, model=model, lapsed=True)
+                lease = self._store_missing(lease, first_piece, sent, level=level, model=model, lapsed=True, **keys)
             published = self._publish(draft, explicit=version is not None)
             self.backend.flush()  # and the manifest before a tag can point at it
             if not lease.intact():  # paused while publishing: make sure gc left every chunk
