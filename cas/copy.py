@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 
 from . import codec, refs
 from .backends.base import read_into
-from .digest import digest as digest_of
 from .directio import aligned_buffer
 from .errors import AlreadyExists, CasError, CorruptChunk, NotFound
 from .layout import chunk_key, manifest_key, tombstone_key
@@ -54,6 +53,9 @@ def copy_version(source, ref, destination, *, tags=(), progress: bool = False) -
     if dst.url == source.backend.url:
         raise CasError(f"{model}@{version}: source and destination are the same store ({dst.url})",
                        model=model, version=version)
+    # Chunk keys must mean the same on both sides: an empty destination takes the source's chunk
+    # hash (its settings are created), any other must already use it (SettingsConflict).
+    destination._expect_chunk_hash(source.chunk_hash.name)
     report = CopyReport(model, version, source.backend.url, dst.url, chunks=len(manifest.chunk_lengths()), tags=tags)
     present = _destination_has(destination, model, version, packed)
 
@@ -97,7 +99,7 @@ def _send_missing(source, destination, lease, lengths: dict[bytes, int], sent: d
         with byte_bar(f"copy {label}", sum(n for _, n in to_send), progress) as bar:
             def one(item: tuple[bytes, int]) -> int:
                 d, length = item
-                obj = _verified_object(source.backend, d, length, label)
+                obj = _verified_object(source.backend, d, length, label, source.chunk_hash.digest)
                 try:
                     dst.create(chunk_key(d.hex()), obj)
                 except FileExistsError:
@@ -131,7 +133,7 @@ def _destination_has(destination, model: str, version: str, packed: bytes) -> bo
     return True
 
 
-def _verified_object(backend, digest: bytes, length: int, label: str) -> memoryview:
+def _verified_object(backend, digest: bytes, length: int, label: str, digest_of) -> memoryview:
     """The stored object of one chunk, read into this thread's buffer and checked to decode to its
     digest (read again once before calling it corrupt). Valid until the thread's next call."""
     hex_digest = digest.hex()

@@ -135,3 +135,20 @@ def test_a_copy_killed_at_random_points_and_run_again_verifies_clean(webhdfs_ser
         assert d.verify(full=True).problems == []
         d.get("big", str(tmp_path / "back.bin"))
     assert (tmp_path / "back.bin").read_bytes() == model.read_bytes()
+
+
+def test_copy_keeps_chunk_keys_meaning_the_same_on_both_sides(tmp_path):
+    from cas.errors import SettingsConflict
+    src = write(tmp_path / "w.bin", os.urandom(300_000))
+    shared = Store.create(str(tmp_path / "blake3-store"), chunk_hash="blake3", cache_dir=False)
+    shared.put(str(src), "m", chunk_size=64 * 1024)
+    fresh = Store.open(str(tmp_path / "fresh"), cache_dir=False)
+    assert shared.copy("m", fresh).sent_chunks == 5  # verified with blake3, not xxh3
+    assert fresh.chunk_hash.name == "blake3-256"  # the empty destination took the source's keys
+    fresh.get("m@1", str(tmp_path / "out.bin"))
+    assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
+    legacy = Store.open(str(tmp_path / "legacy"), cache_dir=False)
+    legacy.put(str(src), "other", chunk_size=64 * 1024)  # an xxh3 store with content
+    with pytest.raises(SettingsConflict):
+        shared.copy("m", legacy)
+    assert legacy.versions("m") == []
