@@ -261,6 +261,8 @@ class FakeS3:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 fake.requests.append((self.command, self.path))
                 status, code, headers = fake.answers.get(self.command, (200, "", {}))
+                if status == 200 and self.command == "GET" and "list-type" not in self.path:
+                    status, code, headers = 404, "NoSuchKey", {}  # an object GET: the bucket is empty
                 if status == 200 and self.command == "GET":
                     body = (b'<?xml version="1.0"?><ListBucketResult><Name>b</Name><KeyCount>0</KeyCount>'
                             b"<IsTruncated>false</IsTruncated></ListBucketResult>")
@@ -396,7 +398,7 @@ def test_cli_put_get_rm_gc_verify_on_s3(s3_server, tmp_path, monkeypatch, capsys
     assert cas("verify", "--full", "--json")["problems"] == []
     cas("get", "net", str(tmp_path / "back2.bin"))
     assert (tmp_path / "back2.bin").read_bytes() == v2.read_bytes()
-    assert cas("ls").startswith("net\t1 versions")
+    assert cas("ls").startswith("net\t1 version\t")
 
 
 def test_timeouts_and_retries_can_be_set_in_the_url():
