@@ -3,8 +3,8 @@
 Sizes and modes come from the environment so the same file serves CI and the timed run:
 
     CAS_BENCH_SIZE       size of the weights file the throughput benchmarks use (default 40MiB:
-                         ten 4 MiB chunks, so "10% of the chunks" is exactly one chunk). Accepts
-                         a byte count or 512KiB / 40MiB / 1GiB (binary units).
+                         ten 4 MiB chunks, so "10% of the chunks" is exactly one chunk). A byte
+                         count or a size as ``cas.sizes.parse_size`` reads it (512KiB, 40MiB, 1GiB).
     CAS_BENCH_RSS_SIZES  comma-separated sizes for the peak-RSS checks (default: SIZE and 2 x SIZE).
     CAS_BENCH_ROUNDS     timed rounds per benchmark (default 3; ignored when timing is disabled).
     CAS_BENCH_TMP        parent directory for stores, copies and data (default: the system temp
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -49,11 +48,11 @@ from cas.backends.base import read_into
 from cas.digest import chunk_hash, digest
 from cas.directio import aligned_buffer, write_at
 from cas.layout import TMP, chunk_key
+from cas.sizes import MIB, format_size, parse_size  # noqa: F401  (format_size: for the benchmarks)
 from cas.localfs import scan_source
 from cas.planning import plan
 from cas.transfer import cpu_threads, hash_pieces, read_piece, run_bounded
 
-KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 DEFAULT_BENCH_SIZE = 40 * MIB
 WEIGHT_STD = 0.02
 CHANGED_STD = 1e-3  # a changed chunk: its weights plus N(0, 1e-3), as after fine-tuning a layer
@@ -71,25 +70,6 @@ os.environ.pop("CAS_STORE", None)
 
 
 # -- sizes -------------------------------------------------------------------------------------
-
-_UNITS = {"": 1, "b": 1, "k": KIB, "kb": KIB, "kib": KIB, "m": MIB, "mb": MIB, "mib": MIB,
-          "g": GIB, "gb": GIB, "gib": GIB}
-
-
-def parse_size(text: str) -> int:
-    """'40MiB' -> 41943040. Units are binary whatever their spelling (M, MB, MiB)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (use e.g. 40MiB, 1GiB or a byte count)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def format_size(n: int) -> str:
-    for unit, scale in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale}{unit}"
-    return f"{n}B"
-
 
 def bench_size() -> int:
     return parse_size(os.environ.get("CAS_BENCH_SIZE") or str(DEFAULT_BENCH_SIZE))

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import time
 
@@ -16,21 +15,18 @@ from .codec import DEFAULT_LEVEL
 from .digest import chunk_hash
 from .errors import CasError, NoSuchModel, NoSuchTag
 from .manifest import Manifest
-from .dedup import human_bytes
+from .sizes import human_bytes, parse_size
 from .store import Store, default_store_url
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000**2, "mib": 1 << 20,
-          "g": 1 << 30, "gb": 1000**3, "gib": 1 << 30}
-
-
-def parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}; use bytes or a unit, e.g. 4MiB")
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+def size_arg(text: str) -> int:
+    """argparse type for a size (``cas.sizes.parse_size``), its error as a usage message."""
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_meta(text: str) -> tuple[str, str]:
@@ -65,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--version", dest="label", metavar="LABEL", help="explicit version label (default: next number)")
     c.add_argument("--tag", action="append", default=[], metavar="TAG", help="also point TAG at the new version")
     c.add_argument("--no-latest", action="store_true", help="do not move the 'latest' tag")
-    c.add_argument("--chunk-size", type=parse_size, default=DEFAULT_CHUNK_SIZE, metavar="SIZE",
+    c.add_argument("--chunk-size", type=size_arg, default=DEFAULT_CHUNK_SIZE, metavar="SIZE",
                    help="chunk size, e.g. 4MiB (default 4MiB); with --chunker cdc the average size (64KiB to 4MiB)")
     c.add_argument("--chunker", choices=CHUNKERS, default=DEFAULT_CHUNKER,
                    help="where chunks start: auto (default) restarts chunk-size runs at the tensors and members of "

@@ -48,6 +48,7 @@ from .manifest import FileEntry, Manifest, pack
 from .names import Ref, check_name
 from .planning import plan
 from .progress import byte_bar
+from .sizes import human_bytes
 from .transfer import Piece, hash_pieces, read_piece, run_bounded
 
 NEW = "new"
@@ -63,16 +64,6 @@ LOCAL_MODEL = "local"  # model name recorded in the manifests built for local ve
 
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
-
-
-def human_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def objects_per_100mb(objects: int, stored_bytes: int) -> float | None:

@@ -35,7 +35,7 @@ from . import codec
 from .chunking import DEFAULT_CHUNK_SIZE
 from .errors import CasError
 from .manifest import KIND_DIR, KIND_FILE, Manifest
-from .dedup import human_bytes
+from .sizes import human_bytes
 from .store import Store
 
 FORMATS = ("keras", "h5", "savedmodel")

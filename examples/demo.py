@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from cas import Store  # noqa: E402
 from cas.predict import parallel_predict, predict_local  # noqa: E402
-from cas.dedup import human_bytes  # noqa: E402
+from cas.sizes import human_bytes  # noqa: E402
 from cas.tensorflow import import_tensorflow, load_model, save_model  # noqa: E402
 
 MODEL = "demo-resnet50"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cas.cli import main, parse_size
+from cas.cli import main
 
 
 @pytest.fixture
@@ -77,10 +77,10 @@ def test_unknown_store_scheme_is_a_clean_error(capsys):
     assert "unknown store URL scheme 'ftp'" in capsys.readouterr().err
 
 
-def test_parse_size_units():
-    assert parse_size("4MiB") == 4 << 20 and parse_size("512k") == 512 << 10 and parse_size("100") == 100
-    with pytest.raises(Exception):
-        parse_size("four")
+def test_a_bad_size_is_a_usage_error_naming_it(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["put", "x", "m", "--chunk-size", "four"])
+    assert exc.value.code == 2 and "not a size: 'four'" in capsys.readouterr().err
 
 
 def test_console_script_exit_status_and_verbose_traceback(tmp_path):

@@ -24,11 +24,11 @@ import sys
 
 from cas import Store
 from cas.chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER
-from cas.cli import describe_error, parse_size
+from cas.cli import describe_error, size_arg
 from cas.codec import DEFAULT_LEVEL
 from cas.dedup import NEW, analyze_local, analyze_store, default_workers, largest_regions
 from cas.errors import CasError
-from cas.dedup import human_bytes
+from cas.sizes import human_bytes
 from cas.store import default_store_url
 
 PROG = "dedup_stats"
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("local", help="local files or directories, before anything is uploaded")
     c.add_argument("paths", nargs="+", metavar="VERSION", help="a file or directory per version, oldest first")
-    c.add_argument("--chunk-size", type=parse_size, action="append", metavar="SIZE",
+    c.add_argument("--chunk-size", type=size_arg, action="append", metavar="SIZE",
                    help="chunk size to evaluate, e.g. 256KiB; repeat for several "
                         f"(default {', '.join(_tick(s) for s in DEFAULT_CHUNK_SIZES)})")
     c.add_argument("--chunker", choices=CHUNKERS, action="append", metavar="CHUNKER",
