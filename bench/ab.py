@@ -30,7 +30,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from conftest import parse_size, write_weights  # noqa: E402
+from workload import parse_size, write_weights  # noqa: E402
 
 CHILD = r"""
 import os, resource, sys, time

@@ -22,7 +22,7 @@ Layout of OUT_DIR::
     keras-own/v1/model.keras ... v4      h5-own/vK/model.h5    savedmodel/vK/saved_model/
     synthetic/vK/weights.f32             (with --synthetic SIZE)
 
-The synthetic series (``synthetic_series``) is float32 N(0, 0.02) weights (``conftest.write_weights``):
+The synthetic series (``synthetic_series``) is float32 N(0, 0.02) weights (``workload.write_weights``):
 v1 the base, v2 with 10% of its 4 MiB chunks changed in place (offsets kept), v3 = v2 with 1 MiB of new
 weights inserted at the start (every byte behind it shifts by 1 MiB).
 
@@ -41,8 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conftest import (CHUNK_SIZE, MIB, format_size, parse_size, write_changed_copy,  # noqa: E402
-                      write_weights)
+from workload import CHUNK_SIZE, MIB, format_size, parse_size, write_changed_copy, write_weights  # noqa: E402
 
 FORMATS = ("keras", "h5", "savedmodel")
 STAGES = ("base", "head fine-tune", "last blocks fine-tune", "full fine-tune")

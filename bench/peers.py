@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conftest import files_equal  # noqa: E402
+from workload import files_equal  # noqa: E402
 from datasets import load_series  # noqa: E402
 
 INSTALL_HINT = "apt-get update && apt-get install -y restic borgbackup casync time   (or: bash bench/setup-peers.sh)"

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from conftest import MIB, format_size, parse_size  # noqa: E402
+from workload import MIB, format_size, parse_size  # noqa: E402
 
 TIMED = ["test_compress_baseline", "test_put_io_only", "test_put_new", "test_put_again", "test_decompress_baseline",
          "test_get_io_only[direct]", "test_get_io_only[buffered]", "test_get"]

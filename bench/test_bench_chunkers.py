@@ -19,7 +19,8 @@ import statistics
 
 import pytest
 
-from conftest import MIB, MODEL, bench_rounds, files_equal, open_store, remove, timed
+from floors import timed
+from workload import MIB, MODEL, bench_rounds, files_equal, open_store, remove
 
 from cas.chunking import CHUNKERS
 from cas.dedup import analyze_local, objects_per_100mb

@@ -22,9 +22,10 @@ import os
 
 import pytest
 
-from conftest import (CHUNK_SIZE, LEVEL, MIB, MODEL, bench_rounds, compress_all, compress_all_oneshot, decode_all,
-                      decode_all_oneshot, files_equal, format_size, get_io_only, measure_child, open_store, put_io_only,
-                      recording_cpu, remove, rss_sizes, timed, tree_bytes)
+from floors import (compress_all, compress_all_oneshot, decode_all, decode_all_oneshot, get_io_only, measure_child,
+                    put_io_only, recording_cpu, timed)
+from workload import (CHUNK_SIZE, LEVEL, MIB, MODEL, bench_rounds, files_equal, format_size, open_store, remove,
+                      rss_sizes, tree_bytes)
 
 from cas.transfer import cpu_threads
 
@@ -59,7 +60,7 @@ def test_compress_baseline(benchmark, chunks, n_workers, size):
 
 @pytest.mark.benchmark(group="put")
 def test_put_io_only(benchmark, weights, encoded, bench_tmp, n_workers, size):
-    """The I/O floor of put: everything put does to new data except compressing (conftest.put_io_only).
+    """The I/O floor of put: everything put does to new data except compressing (floors.put_io_only).
 
     With the compress baseline it bounds target 1 from above: put takes at least as long as
     either, and needs the CPU-seconds of both (report.py prints the bound).
@@ -133,7 +134,7 @@ def test_decompress_baseline(benchmark, encoded, n_workers, size):
 @pytest.mark.benchmark(group="get")
 @pytest.mark.parametrize("writes", ["direct", "buffered"])
 def test_get_io_only(benchmark, writes, stored, chunks, weights, bench_tmp, n_workers, size):
-    """The I/O floor of get: everything get does except decoding and verifying (conftest.get_io_only),
+    """The I/O floor of get: everything get does except decoding and verifying (floors.get_io_only),
     writing the destination with O_DIRECT (what get does) or through the page cache; the faster
     of the two is the floor report.py uses to bound target 3."""
     dest = os.path.join(bench_tmp, f"got-io-only-{writes}.f32")

@@ -25,7 +25,7 @@ import pytest
 
 from cas import Store
 from cas.backends import LocalBackend
-from conftest import MIB, bench_rounds, files_equal, remove, write_weights
+from workload import MIB, bench_rounds, files_equal, remove, write_weights
 from test_bench_webhdfs import ServerProcess
 
 CONFIGS = (

@@ -18,7 +18,7 @@ import pytest
 
 import datasets
 import peers
-from conftest import CHUNK_SIZE, MIB
+from workload import CHUNK_SIZE, MIB
 
 SYNTHETIC_SIZE = 8 * MIB  # two 4 MiB chunks: v2 changes one
 

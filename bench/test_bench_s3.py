@@ -36,7 +36,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from cas import Store
-from conftest import MODEL, bench_rounds, files_equal, remove, timed
+from floors import timed
+from workload import MODEL, bench_rounds, files_equal, remove
 
 GET_TARGET = 1.0
 V2_TARGET = 5.0

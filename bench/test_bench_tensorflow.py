@@ -31,7 +31,7 @@ np = pytest.importorskip("numpy")
 from cas import Store  # noqa: E402
 from cas.tensorflow import checkout_model, load_model, save_model  # noqa: E402
 
-from conftest import bench_rounds  # noqa: E402
+from workload import bench_rounds  # noqa: E402
 
 pytestmark = pytest.mark.tensorflow
 

@@ -30,7 +30,8 @@ from hdfs import InsecureClient
 
 from cas import Store
 from cas.testing.webhdfs_server import WebHdfsServer
-from conftest import CHUNK_SIZE, MIB, MODEL, bench_rounds, files_equal, remove, timed
+from floors import timed
+from workload import CHUNK_SIZE, MIB, MODEL, bench_rounds, files_equal, remove
 
 BANDWIDTH = 100e6  # bytes/s per connection
 LATENCY = 0.002  # s per request
