@@ -11,7 +11,7 @@ import time
 
 from . import __version__
 from .chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, describe
-from .codec import DEFAULT_LEVEL
+from .codec import DEFAULT_LEVEL, DEFAULT_POLICY, POLICIES
 from .digest import chunk_hash
 from .errors import CasError, NoSuchModel, NoSuchTag
 from .manifest import Manifest
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "cuts other files fixed; fixed cuts every file in chunk-size pieces; cdc cuts content-defined "
                         "pieces (FastCDC) for opaque formats whose bytes shift. -v says how each file was cut")
     c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
+    c.add_argument("--codec", choices=POLICIES, default=DEFAULT_POLICY,
+                   help="how new chunks are stored: auto (byte planes where they beat zstd, as on float weights; "
+                        f"zstd otherwise), zstd or raw (default {DEFAULT_POLICY})")
     c.add_argument("--meta", type=parse_meta, action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--strong", choices=["sha256", "blake3"], help="record a strong per-file digest, checked on every get")
     c.add_argument("--json", action="store_true")
@@ -179,7 +182,7 @@ def run_init(args) -> None:
 def cmd_put(store: Store, args) -> None:
     m = store.put(args.path, args.model, args.label, tags=args.tag, latest=not args.no_latest,
                   chunk_size=args.chunk_size, level=args.level, metadata=dict(args.meta), strong_hash=args.strong,
-                  chunker=args.chunker)
+                  chunker=args.chunker, codec=args.codec)
     t = store.last_transfer
     data = _manifest_summary(m) | {"sent_chunks": t.sent_chunks, "sent_raw_bytes": t.sent_raw_bytes,
                                    "sent_stored_bytes": t.sent_stored_bytes}
@@ -232,7 +235,8 @@ def cmd_show(store: Store, args) -> None:
                                                   "chunks": len(f.digests), "chunker": describe(f.chunker, m.chunk_size)}
                                                  for f in m.files]}
     lines = [f"{m.model}@{m.version}  {m.kind}  {human_bytes(m.size)}  created {_when(m.created)}",
-             f"chunk size {human_bytes(m.chunk_size)}, zstd level {m.level}, {_plural(data['chunks'], 'chunk')} keyed by {m.hash}"
+             f"chunk size {human_bytes(m.chunk_size)}, codec {m.codec}, zstd level {m.level}, "
+             f"{_plural(data['chunks'], 'chunk')} keyed by {m.hash}"
              + (f", {m.strong_hash} per file" if m.strong_hash else "")]
     lines += [f"  {k} = {v}" for k, v in sorted(m.metadata.items())]
     lines += [f"  {f['mode']}  {human_bytes(f['size']):>10}  {f['chunks']:>6} chunks  {f['chunker']:<20}  {f['path']}"
@@ -316,6 +320,10 @@ def cmd_stats(store: Store, args) -> None:
         lines.append(f"total: logical {human_bytes(report['logical_bytes'])}, unique {human_bytes(report['unique_bytes'])}, "
                      f"stored {human_bytes(report['stored_bytes'])}, dedup {report['dedup_ratio']}x, "
                      f"compression {report['compression_ratio']}x")
+    for name, c in report["codecs"].items():
+        share = c["stored_bytes"] / c["raw_bytes"] if c["raw_bytes"] else 0
+        lines.append(f"  codec {name}: {c['chunks']} chunks, {human_bytes(c['raw_bytes'])} raw, "
+                     f"{human_bytes(c['stored_bytes'])} stored ({share:.1%})")
     _emit(args, report, "\n".join(lines))
 
 

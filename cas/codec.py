@@ -2,7 +2,7 @@
 
     magic  b"CASc"   4 bytes
     format 1         1 byte   (format version of the object)
-    codec            1 byte   (0 raw, 1 zstd)
+    codec            1 byte   (0 raw, 1 zstd, 2 planes: byte planes each zstd or raw, see cas.byteplanes)
     reserved         2 bytes  (zero)
     raw_length       8 bytes  little-endian: length of the decoded chunk
 
@@ -10,6 +10,12 @@ An object can be checked and decoded without any manifest, and two writers that 
 codecs for the same content are both readable. Decoding never trusts a length it has not bounded:
 the caller passes the length it expects, and a header or zstd frame claiming more is rejected
 before anything is allocated.
+
+Which codec a chunk gets follows the put's codec policy: ``zstd`` (zstd, or raw when zstd does not
+save ``min_saving``: what every cas before the planes codec wrote), ``raw`` (always raw) or ``auto``
+(the default: ``cas.byteplanes.predict`` looks at a small sample and picks byte planes where they
+beat plain zstd, as on float weights; anything else goes the ``zstd`` way). Every policy writes
+objects any reader decodes; the reader never needs the policy.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import threading
 
 import zstandard
 
+from . import byteplanes
+from .zstdio import decompress_into, read_fully
 from .errors import CorruptChunk
 
 MAGIC = b"CASc"
@@ -28,7 +36,11 @@ HEADER_SIZE = HEADER.size  # 16
 
 RAW = 0
 ZSTD = 1
-CODEC_NAMES = {RAW: "raw", ZSTD: "zstd"}
+PLANES = 2
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd", PLANES: "planes"}
+
+POLICIES = ("auto", "zstd", "raw")
+DEFAULT_POLICY = "auto"
 
 DEFAULT_LEVEL = 3
 # Store a chunk raw unless zstd saves at least this share of it: decoding raw is a copy, and
@@ -49,13 +61,6 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     return comp
 
 
-def _decompressor() -> zstandard.ZstdDecompressor:
-    dec = getattr(_local, "decompressor", None)
-    if dec is None:
-        dec = _local.decompressor = zstandard.ZstdDecompressor()
-    return dec
-
-
 def check_min_saving(min_saving: float) -> float:
     if not isinstance(min_saving, (int, float)) or not 0.0 <= min_saving <= 1.0:  # also refuses NaN
         raise ValueError(f"min_saving must be a fraction from 0 to 1 (0: keep any saving, 1: always raw), "
@@ -69,56 +74,63 @@ def check_level(level: int) -> int:
     return level
 
 
-def encode(raw, *, level: int = DEFAULT_LEVEL, min_saving: float = DEFAULT_MIN_SAVING) -> bytes:
-    """Encode raw chunk bytes into a stored object, choosing zstd or raw by what pays."""
-    check_min_saving(min_saving)
-    raw_length = len(raw)
-    compressed = _compressor(level).compress(raw)
-    if len(compressed) <= raw_length * (1.0 - min_saving):
-        return HEADER.pack(MAGIC, OBJECT_FORMAT, ZSTD, 0, raw_length) + compressed
-    return HEADER.pack(MAGIC, OBJECT_FORMAT, RAW, 0, raw_length) + bytes(raw)
+def check_policy(policy: str) -> str:
+    if policy not in POLICIES:
+        raise ValueError(f"codec must be one of {', '.join(POLICIES)}, got {policy!r}")
+    return policy
+
+
+def encode(raw, *, policy: str = DEFAULT_POLICY, level: int = DEFAULT_LEVEL,
+           min_saving: float = DEFAULT_MIN_SAVING) -> bytes:
+    """Encode raw chunk bytes into a stored object (``encode_into`` a fresh buffer: the same objects)."""
+    out = bytearray(encoded_capacity(len(memoryview(raw).cast("B"))))
+    return bytes(memoryview(out)[:encode_into(raw, out, policy=policy, level=level, min_saving=min_saving)])
 
 
 def encoded_capacity(raw_length: int) -> int:
-    """Bytes an output buffer needs for ``encode_into`` of a chunk this long (header + raw payload)."""
-    return HEADER_SIZE + raw_length
+    """Bytes an output buffer needs for ``encode_into`` of a chunk this long, and the most any
+    object of a chunk this long can hold (header + raw payload + the widest plane table)."""
+    return HEADER_SIZE + raw_length + byteplanes.table_size(max(byteplanes.WIDTHS))
 
 
-def encode_into(raw, out, *, level: int = DEFAULT_LEVEL, min_saving: float = DEFAULT_MIN_SAVING) -> int:
-    """Encode ``raw`` into the writable buffer ``out``; returns the object's length in ``out``.
+def encode_into(raw, out, *, policy: str = DEFAULT_POLICY, level: int = DEFAULT_LEVEL,
+                min_saving: float = DEFAULT_MIN_SAVING) -> int:
+    """Encode ``raw`` into the writable buffer ``out`` by ``policy``; returns the object's length in ``out``.
 
-    Same objects as ``encode``, built in a buffer the caller reuses: zstd streams straight into
-    ``out`` instead of into a fresh bytes object. Fresh memory is the dear part: one-shot
-    compression into a new buffer for every 4 MiB chunk cost ~25% more CPU than this on our VMs
-    (bench/README.md). Compression stops as soon as its output passes the size at which the chunk
-    would be stored raw anyway. ``out`` must hold ``encoded_capacity(len(raw))`` bytes.
+    Built in a buffer the caller reuses: zstd streams straight into ``out`` instead of into a fresh
+    bytes object. Fresh memory is the dear part: one-shot compression into a new buffer for every
+    4 MiB chunk cost ~25% more CPU than this on our VMs (bench/README.md). Compression stops as
+    soon as its output passes the size at which the chunk would be stored raw anyway (it must save
+    ``min_saving`` of the chunk). With policy ``auto``, a chunk the predictor gives to byte planes
+    that then do not save enough tries zstd next. ``out`` must hold ``encoded_capacity(len(raw))``.
     """
+    check_policy(policy)
     raw = memoryview(raw).cast("B")
     raw_length = len(raw)
     out = memoryview(out)
     if len(out) < encoded_capacity(raw_length):
         raise ValueError(f"output buffer of {len(out)} bytes is too small for a {raw_length}-byte chunk")
     limit = int(raw_length * (1.0 - check_min_saving(min_saving)))  # the most compressed bytes worth keeping
-    if raw_length and limit > 0:
+    if raw_length and limit > 0 and policy == "auto":
+        src, offset = byteplanes.sliceable(raw)
+        choice = byteplanes.predict(src, offset, raw_length, plain_compress=_compressor(level).compress,
+                                    min_saving=min_saving)
+        if choice is not None:
+            width, raw_flags = choice
+            written = byteplanes.encode_into(src, offset, raw_length, out[HEADER_SIZE:], width=width,
+                                             raw_flags=raw_flags, limit=limit, min_saving=min_saving)
+            if written:
+                HEADER.pack_into(out, 0, MAGIC, OBJECT_FORMAT, PLANES, 0, raw_length)
+                return HEADER_SIZE + written
+    if raw_length and limit > 0 and policy != "raw":
         reader = _compressor(level).stream_reader(raw, size=raw_length)
-        written = _read_fully(reader, out[HEADER_SIZE:HEADER_SIZE + limit])
+        written = read_fully(reader, out[HEADER_SIZE:HEADER_SIZE + limit])
         if written < limit or not reader.readinto(bytearray(1)):
             HEADER.pack_into(out, 0, MAGIC, OBJECT_FORMAT, ZSTD, 0, raw_length)
             return HEADER_SIZE + written
     HEADER.pack_into(out, 0, MAGIC, OBJECT_FORMAT, RAW, 0, raw_length)
     out[HEADER_SIZE:HEADER_SIZE + raw_length] = raw
     return HEADER_SIZE + raw_length
-
-
-def _read_fully(reader, view: memoryview) -> int:
-    """readinto until ``view`` is full or the stream ends; the bytes written."""
-    filled = 0
-    while filled < len(view):
-        n = reader.readinto(view[filled:])
-        if not n:
-            break
-        filled += n
-    return filled
 
 
 def read_header(obj, *, name: str = "chunk object") -> tuple[int, int]:
@@ -145,6 +157,8 @@ def _checked_payload(obj, expected_length: int, name: str) -> tuple[int, memoryv
         if len(payload) != raw_length:
             raise CorruptChunk(f"{name} holds {len(payload)} raw bytes, its header says {raw_length}")
         return codec, payload
+    if codec == PLANES:
+        return codec, payload  # byteplanes.decode_into checks its table against the payload and length
     # zstd: bound the output by the length we expect before zstd allocates anything.
     try:
         frame_size = zstandard.frame_content_size(payload)
@@ -155,23 +169,10 @@ def _checked_payload(obj, expected_length: int, name: str) -> tuple[int, memoryv
     return codec, payload
 
 
-def _decompress_into(payload: memoryview, view: memoryview, name: str) -> None:
-    """Stream the zstd frame ``payload`` into ``view``; CorruptChunk unless it fills it exactly."""
-    try:
-        reader = _decompressor().stream_reader(payload)
-        got = _read_fully(reader, view)
-        extra = reader.readinto(bytearray(1))
-    except zstandard.ZstdError as exc:
-        raise CorruptChunk(f"{name} does not decompress: {exc}") from None
-    if got != len(view) or extra:
-        raise CorruptChunk(f"{name} decompressed to {'more than ' if extra else ''}{got} bytes, "
-                           f"expected {len(view)}")
-
-
 def decode(obj, *, expected_length: int, name: str = "chunk object"):
     """Decode a stored object whose raw length must be ``expected_length``; returns a bytes-like.
 
-    A raw payload comes back as a memoryview into ``obj`` (no copy), a zstd one in a new
+    A raw payload comes back as a memoryview into ``obj`` (no copy), a zstd or planes one in a new
     bytearray. Raises CorruptChunk for anything that is not a well-formed object of that length
     (the same verdicts as ``decode_into``). The caller still verifies the digest.
     """
@@ -179,7 +180,10 @@ def decode(obj, *, expected_length: int, name: str = "chunk object"):
     if codec == RAW:
         return payload
     out = bytearray(expected_length)
-    _decompress_into(payload, memoryview(out), name)
+    if codec == PLANES:
+        byteplanes.decode_into(payload, out, expected_length, name)
+    else:
+        decompress_into(payload, memoryview(out), name)
     return out
 
 
@@ -195,6 +199,8 @@ def decode_into(obj, out, *, expected_length: int, name: str = "chunk object") -
         raise ValueError(f"output buffer of {len(out)} bytes is too small for a {expected_length}-byte chunk")
     if codec == RAW:
         view[:] = payload
+    elif codec == PLANES:
+        byteplanes.decode_into(payload, out, expected_length, name)
     else:
-        _decompress_into(payload, view, name)
+        decompress_into(payload, view, name)
     return view

@@ -44,6 +44,7 @@ from .digest import digest as digest_of
 from .errors import NoSuchModel, NoSuchVersion, SourceChanged
 from .layout import CHUNKS, digest_of_chunk_key
 from .localfs import scan_source
+from .maintenance import chunk_codecs
 from .manifest import FileEntry, Manifest, pack
 from .names import Ref, check_name
 from .planning import plan
@@ -254,34 +255,38 @@ def in_sample(digest: bytes, fraction: float) -> bool:
     return fraction >= 1.0 or int.from_bytes(digest[:8], "big") < fraction * 2**64
 
 
-def measure_stored(first_piece: dict[bytes, Piece], *, sample: float = 1.0, level: int = codec.DEFAULT_LEVEL,
-                   min_saving: float = codec.DEFAULT_MIN_SAVING, n_workers: int = 2,
-                   progress: bool = False) -> tuple[StoredSize, dict]:
-    """Encode unique chunks as a put would and return (stored_size function, description).
+def measure_stored(first_piece: dict[bytes, Piece], *, sample: float = 1.0, policy: str = codec.DEFAULT_POLICY,
+                   level: int = codec.DEFAULT_LEVEL, min_saving: float = codec.DEFAULT_MIN_SAVING,
+                   n_workers: int = 2, progress: bool = False) -> tuple[StoredSize, dict]:
+    """Encode unique chunks as a put with codec ``policy`` would (the same ``cas.codec.encode``) and
+    return (stored_size function, description).
 
     With ``sample`` < 1 only that fraction of chunks (at least one) is encoded; the others are
-    estimated at the sample's stored/raw ratio. The description says which was done.
+    estimated at the sample's stored/raw ratio. The description says which was done and, in
+    ``codecs``, how many of the encoded chunks and bytes each codec took.
     """
     if not 0 < sample <= 1:
         raise ValueError(f"sample must be a fraction in (0, 1], got {sample!r}")
     codec.check_level(level)
+    codec.check_policy(policy)
     chosen = [(d, p) for d, p in first_piece.items() if in_sample(d, sample)]
     if not chosen and first_piece:
         chosen = [next(iter(first_piece.items()))]
     total = sum(p.length for _, p in chosen)
 
     with byte_bar("compress", total, progress) as bar:
-        def one(item: tuple[bytes, Piece]) -> int:
+        def one(item: tuple[bytes, Piece]) -> tuple[str, int, int]:
             expected, piece = item
             raw = read_piece(piece.source, piece.offset, piece.length)
             if digest_of(raw) != expected:
                 raise SourceChanged(f"{piece.source.local_path!r} changed while being analysed "
                                     f"(bytes at offset {piece.offset}); run again once the file is stable")
-            size = len(codec.encode(raw, level=level, min_saving=min_saving))
+            obj = codec.encode(raw, policy=policy, level=level, min_saving=min_saving)
             bar(piece.length)
-            return size
+            return codec.CODEC_NAMES[codec.read_header(obj)[0]], piece.length, len(obj)
 
-        sizes = dict(zip((d for d, _ in chosen), run_bounded(one, chosen, n_workers)))
+        encoded = run_bounded(one, chosen, n_workers)
+        sizes = {d: size for (d, _), (_, _, size) in zip(chosen, encoded)}
     sampled_raw = sum(p.length for _, p in chosen)
     sampled_stored = sum(sizes.values())
     ratio = sampled_stored / sampled_raw if sampled_raw else 1.0
@@ -294,7 +299,8 @@ def measure_stored(first_piece: dict[bytes, Piece], *, sample: float = 1.0, leve
     info = {
         "source": "estimated from a sample" if estimated else "measured on every unique chunk",
         "estimated": estimated,
-        "codec": "zstd",
+        "codec": policy,
+        "codecs": codec_stats(encoded),
         "level": level,
         "min_saving": min_saving,
         "sample_fraction": sample,
@@ -359,7 +365,8 @@ def chunk_local(sources_by_version: Sequence[tuple[str, str, list, list[str]]], 
 
 
 def analyze_local(paths: Sequence[str], chunk_sizes: Sequence[int], *, chunkers: Sequence[str] = (DEFAULT_CHUNKER,),
-                  sample: float = 1.0, level: int = codec.DEFAULT_LEVEL, min_saving: float = codec.DEFAULT_MIN_SAVING,
+                  sample: float = 1.0, policy: str = codec.DEFAULT_POLICY, level: int = codec.DEFAULT_LEVEL,
+                  min_saving: float = codec.DEFAULT_MIN_SAVING,
                   n_workers: int | None = None, progress: bool = False) -> dict:
     """What storing the local files or directories ``paths`` (versions, oldest first) would cost
     with each of ``chunkers`` at each of ``chunk_sizes``: one ``analyze`` report per (chunker,
@@ -380,8 +387,8 @@ def analyze_local(paths: Sequence[str], chunk_sizes: Sequence[int], *, chunkers:
     reports = []
     for cutter in cutters:
         manifests, first_piece = chunk_local(scanned, cutter, level=level, n_workers=n_workers, progress=progress)
-        stored_size, info = measure_stored(first_piece, sample=sample, level=level, min_saving=min_saving,
-                                           n_workers=n_workers, progress=progress)
+        stored_size, info = measure_stored(first_piece, sample=sample, policy=policy, level=level,
+                                           min_saving=min_saving, n_workers=n_workers, progress=progress)
         report = {"chunker": cutter.name, "chunk_size": cutter.chunk_size, "stored": info}
         report.update(analyze(manifests, stored_size))
         reports.append(report)
@@ -418,7 +425,8 @@ def analyze_store(store, model: str, versions: Sequence[str] | None = None) -> d
         return sizes.get(d.hex())
 
     report = {"mode": "store", "store": store.backend.url, "model": model,
-              "stored": {"source": "read from the store", "estimated": False}}
+              "stored": {"source": "read from the store", "estimated": False,
+                         "codecs": codec_stats(chunk_codecs(store, manifests, sizes))}}
     report.update(analyze(manifests, stored_size))
     return report
 
@@ -457,6 +465,19 @@ def store_stats(store, model: str | None = None) -> dict:
     everything = [replace(m, version=f"{m.model}@{m.version}") for m in everything]
     totals = analyze(everything, stored_size)
     report = {"store": store.backend.url, **{k: totals[k] for k in STATS_TOTAL_FIELDS}, "models": per_model}
+    report["codecs"] = codec_stats(chunk_codecs(store, manifests, sizes))
     if not model:
         report["all_chunk_objects_bytes"] = sum(sizes.values())
     return report
+
+
+def codec_stats(chunks) -> dict:
+    """{codec name: {"chunks", "raw_bytes", "stored_bytes"}} over (codec name, raw length, stored size)
+    of distinct chunks; names in sorted order."""
+    out: dict[str, dict] = {}
+    for name, raw, stored in chunks:
+        row = out.setdefault(name, {"chunks": 0, "raw_bytes": 0, "stored_bytes": 0})
+        row["chunks"] += 1
+        row["raw_bytes"] += raw
+        row["stored_bytes"] += stored
+    return dict(sorted(out.items()))

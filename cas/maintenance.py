@@ -240,7 +240,7 @@ def repair(store, ref, local_path: str) -> RepairReport:
                 continue
             store.backend.delete(chunk_key(d.hex()))
             try:
-                store.backend.create(chunk_key(d.hex()), codec.encode(raw, level=manifest.level))
+                store.backend.create(chunk_key(d.hex()), _reencode(raw, manifest))
             except FileExistsError:
                 pass  # another repair or put restored it first
             report.repaired.append(d.hex())
@@ -320,3 +320,31 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
     finally:
         if lease:
             lease.release()
+
+
+def _reencode(raw, manifest) -> bytes:
+    """A chunk object for ``raw`` as the put that wrote ``manifest`` would store it (its codec policy,
+    or auto for a policy this cas does not know)."""
+    policy = manifest.codec if manifest.codec in codec.POLICIES else codec.DEFAULT_POLICY
+    return codec.encode(raw, policy=policy, level=manifest.level)
+
+
+def chunk_codecs(store, manifests, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
+    """(codec name, raw length, stored size) of every distinct stored chunk of ``manifests`` (``sizes``:
+    stored size by hex digest), from its 16-byte header: one small read per chunk, in parallel.
+    A header that is not a chunk object's counts as "unreadable" (`cas verify` says more)."""
+    lengths: dict[bytes, int] = {}
+    for m in manifests:
+        lengths.update(m.chunk_lengths())
+    present = [(d, n) for d, n in lengths.items() if d.hex() in sizes]
+
+    def one(item: tuple[bytes, int]) -> tuple[str, int, int]:
+        d, n = item
+        try:
+            kind, _ = codec.read_header(store.backend.read(chunk_key(d.hex()), 0, codec.HEADER_SIZE))
+            name = codec.CODEC_NAMES[kind]
+        except (CorruptChunk, FileNotFoundError):
+            name = "unreadable"
+        return name, n, sizes[d.hex()]
+
+    return run_bounded(one, present, store.n_workers)

@@ -246,7 +246,7 @@ class Store:
     def put(self, local_path: str, model: str, version: str | None = None, *, tags=(), latest: bool = True,
             chunk_size: int = DEFAULT_CHUNK_SIZE, level: int = codec.DEFAULT_LEVEL,
             metadata: dict | None = None, strong_hash: str | None = None,
-            chunker: str = DEFAULT_CHUNKER) -> Manifest:
+            chunker: str = DEFAULT_CHUNKER, codec: str = codec.DEFAULT_POLICY) -> Manifest:
         """Store a file or directory as a new version of ``model`` and return its manifest.
 
         Only chunks the store lacks are compressed and sent. ``chunker`` decides where chunks
@@ -256,22 +256,26 @@ class Store:
         content-defined pieces of ``chunk_size`` on average. ``version`` defaults to the next
         number; an explicit label that exists (or existed and was removed) is refused. ``latest``
         and each of ``tags`` move to the new version once it is published. ``strong_hash``
-        ("sha256" or "blake3") records a whole-file digest that every get verifies.
+        ("sha256" or "blake3") records a whole-file digest that every get verifies. ``codec`` picks
+        how new chunks are stored: "auto" (byte planes where they beat zstd, as on float weights;
+        zstd otherwise), "zstd" or "raw"; any chunk stays readable whichever way it was stored.
         """
         what, outcome = f"put of {local_path!r} as {model!r}", "no partial version is visible"
         with _naming_failures(what, outcome + "; run it again to finish (only missing chunks are sent)"), \
                 _store_full(self.backend.url, what, outcome, model=model):
             return self._put(local_path, model, version, tags=tags, latest=latest, chunk_size=chunk_size,
-                             level=level, metadata=metadata, strong_hash=strong_hash, chunker=chunker)
+                             level=level, metadata=metadata, strong_hash=strong_hash, chunker=chunker,
+                             policy=codec)
 
     def _put(self, local_path, model, version, *, tags, latest, chunk_size, level, metadata, strong_hash,
-             chunker) -> Manifest:
+             chunker, policy) -> Manifest:
         check_name(model, "model")
         if version is not None:
             check_name(version, "version")
         tags = [check_name(t, "tag") for t in tags]
         cutter = Chunker(chunker, chunk_size)
         codec.check_level(level)
+        codec.check_policy(policy)
         metadata = _check_metadata(metadata)
         if strong_hash is not None:
             new_hasher(strong_hash)  # unknown name or missing package: fail before any work
@@ -306,7 +310,7 @@ class Store:
                                      tuple(n for _, n in fp.pieces), strong=file_strong, chunker=fp.chunker))
         draft = Manifest(model=model, version=version or "", kind=kind, chunk_size=cutter.max_piece, level=level,
                          files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=chunk_hash.name,
-                         strong_hash=strong_hash)
+                         strong_hash=strong_hash, codec=policy)
         packed_size = len(pack(draft))
         if packed_size > MAX_MANIFEST_BYTES:
             raise CasError(f"the manifest of {local_path!r} would be {packed_size} bytes, over the {MAX_MANIFEST_BYTES}-byte "
@@ -323,14 +327,16 @@ class Store:
             self._refuse_changed_chunk_hash(chunk_hash)
             keys = {"chunk_hash": chunk_hash, "source_checks": source_checks}
             sent: dict[bytes, tuple[Piece, int]] = {}  # digest -> (piece, stored size): what this put stored
-            lease = self._store_missing(lease, first_piece, sent, level=level, model=model, **keys)
+            lease = self._store_missing(lease, first_piece, sent, policy=policy, level=level, model=model, **keys)
             check_unchanged(sources)  # a file rewritten during the put must not publish a mix
             if not lease.intact(margin=lease.ttl / 2):  # paused since: gc may have deleted chunks
-                lease = self._store_missing(lease, first_piece, sent, level=level, model=model, lapsed=True, **keys)
+                lease = self._store_missing(lease, first_piece, sent, policy=policy, level=level, model=model,
+                                            lapsed=True, **keys)
             published = self._publish(draft, explicit=version is not None)
             self.backend.flush()  # and the manifest before a tag can point at it
             if not lease.intact():  # paused while publishing: make sure gc left every chunk
-                lease = self._store_missing(lease, first_piece, sent, level=level, model=model, lapsed=True, **keys)
+                lease = self._store_missing(lease, first_piece, sent, policy=policy, level=level, model=model,
+                                            lapsed=True, **keys)
             for tag in ([LATEST] if latest else []) + tags:
                 refs.set_tag(self.backend, model, tag, published.version)
         finally:
@@ -340,8 +346,8 @@ class Store:
                                            sent_stored_bytes=sum(n for _, n in sent.values()))
         return published
 
-    def _store_missing(self, lease: Lease, first_piece: dict[bytes, Piece], sent: dict, *, level: int, model: str,
-                       chunk_hash: ChunkHash, source_checks: dict, lapsed: bool = False) -> Lease:
+    def _store_missing(self, lease: Lease, first_piece: dict[bytes, Piece], sent: dict, *, policy: str, level: int,
+                       model: str, chunk_hash: ChunkHash, source_checks: dict, lapsed: bool = False) -> Lease:
         """Send the chunks the store lacks, durably, and return once the lease held throughout.
 
         If the lease lapsed meanwhile (or ``lapsed``), a gc may have deleted chunks that were
@@ -358,7 +364,7 @@ class Store:
                 missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
                 to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
                 with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
-                    sizes = upload_pieces(self.backend, to_send, level=level, min_saving=self.min_saving,
+                    sizes = upload_pieces(self.backend, to_send, policy=policy, level=level, min_saving=self.min_saving,
                                           n_workers=self.n_workers, progress=bar, memory_budget=self.memory_budget,
                                           chunk_hash=chunk_hash, source_checks=source_checks)
                 sent.update((d, (p, n)) for (d, p), n in zip(to_send, sizes))

@@ -229,7 +229,7 @@ def hash_pieces_with_strong(pieces: Sequence[Piece], strong_hash: str, n_workers
     return digests, dict(zip(by_file, strong))
 
 
-def upload_pieces(backend, pieces: Sequence[tuple[bytes, Piece]], *, level: int, min_saving: float,
+def upload_pieces(backend, pieces: Sequence[tuple[bytes, Piece]], *, policy: str, level: int, min_saving: float,
                   n_workers: int, progress: Progress = _no_progress, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                   chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH, source_checks: dict | None = None) -> list[int]:
     """Compress and publish each (digest, piece); returns the stored object sizes.
@@ -258,7 +258,7 @@ def upload_pieces(backend, pieces: Sequence[tuple[bytes, Piece]], *, level: int,
             )
         out = aligned_buffer(codec.encoded_capacity(piece.length), "object")
         with cpu:
-            size = codec.encode_into(raw, out, level=level, min_saving=min_saving)
+            size = codec.encode_into(raw, out, policy=policy, level=level, min_saving=min_saving)
         try:
             backend.create(chunk_key(expected.hex()), memoryview(out)[:size])
         except FileExistsError:

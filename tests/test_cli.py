@@ -44,6 +44,18 @@ def test_put_ls_show_get_stats(cas, tmp_path):
     assert "dedup 2.0x" in out
 
 
+def test_put_codec_choice_shows_in_show_and_stats(cas, tmp_path):
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"weights" * 200_000)
+    assert cas("put", str(src), "net", "--codec", "raw")[0] == 0
+    assert "codec raw" in cas("show", "net@1")[1]
+    code, out, _ = cas("stats", "net")
+    assert "codec raw: 1 chunks, 1.3 MiB raw, 1.3 MiB stored (100.0%)" in out
+    with pytest.raises(SystemExit) as exc:
+        cas("put", str(src), "net", "--codec", "lz4")
+    assert exc.value.code == 2
+
+
 def test_tag_rollback_history_rm(cas, tmp_path):
     src = tmp_path / "w"
     src.write_bytes(b"x")

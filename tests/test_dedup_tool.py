@@ -173,6 +173,26 @@ def test_the_local_prediction_is_what_a_store_then_holds(versions, local_report,
     assert only_2_3["versions"][0]["new_raw_bytes"] == only_2_3["versions"][0]["distinct_raw_bytes"]
 
 
+def test_the_local_prediction_names_the_codecs_put_then_uses(tmp_path):
+    """Float weights take the planes codec, text zstd and noise raw: the local prediction says so
+    chunk for chunk, byte for byte, and `cas stats` and the store analysis read the same back."""
+    np = pytest.importorskip("numpy")
+    weights = (np.random.default_rng(0).standard_normal(3 * K64, dtype=np.float32) * 0.02).tobytes()
+    src = tmp_path / "v1"
+    write(src / "weights.bin", weights)
+    write(src / "config.json", b'{"layers": [' + b'{"units": 64, "activation": "relu"}, ' * 4000 + b"]}")
+    write(src / "noise.bin", os.urandom(2 * K64))
+    for policy, expected in (("auto", {"planes", "raw", "zstd"}), ("zstd", {"raw", "zstd"}), ("raw", {"raw"})):
+        predicted = _by_size(analyze_local([str(src)], [K64], policy=policy, n_workers=2))[K64]
+        with Store.open(str(tmp_path / f"store-{policy}"), cache_dir=False, n_workers=2) as store:
+            store.put(str(src), "m", chunk_size=K64, codec=policy)
+            from_store = analyze_store(store, "m")["stored"]["codecs"]
+            stats = store.stats("m")["codecs"]
+        assert set(predicted["stored"]["codecs"]) == expected, policy
+        assert predicted["stored"]["codecs"] == from_store == stats, policy
+        assert sum(c["stored_bytes"] for c in stats.values()) == predicted["stored_bytes"]
+
+
 def test_a_sample_is_flagged_estimated_and_is_the_same_on_every_run(versions):
     a = analyze_local(versions, [K64], sample=0.25, n_workers=2)["reports"][0]
     b = analyze_local(versions, [K64], sample=0.25, n_workers=2)["reports"][0]
@@ -244,7 +264,7 @@ def test_local_command_prints_a_table_and_draws_a_chart(versions, tmp_path, caps
     assert tool.main(["local", "v1", "v2", "v3", "--chunk-size", "64KiB", "--chunk-size", "256KiB",
                       "--chart", str(chart)]) == 0
     out = capsys.readouterr().out
-    assert "measured by compressing every unique chunk" in out
+    assert "measured by encoding every unique chunk as put would (codec auto" in out
     lines = out.splitlines()
     region = next(line for line in lines if line.split()[:2] == ["v2", "a.bin"] and "327680" in line)
     assert region.split()[2:4] == ["327680", "393216"]  # from byte, to byte of v2's new region

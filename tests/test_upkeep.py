@@ -82,6 +82,35 @@ def test_repair_restores_chunks_from_a_local_copy(local_store, tmp_path):
     assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
 
 
+def _float_weights(n_values, seed=0):
+    import random
+    import struct
+    rng = random.Random(seed)
+    return struct.pack(f"<{n_values}f", *(rng.gauss(0.0, 0.02) for _ in range(n_values)))
+
+
+def test_verify_repair_and_get_handle_a_mix_of_codecs(local_store, tmp_path):
+    """Chunks stored by a zstd-only writer (every cas before the planes codec) and by auto sit side by
+    side: get, verify and repair read both, and repair re-stores a chunk the way its version chose."""
+    weights = _float_weights(4 * CHUNK // 4)
+    old = write(tmp_path / "old.bin", weights[:2 * CHUNK])
+    new = write(tmp_path / "new.bin", weights)  # shares its first two chunks with old.bin
+    m_old = local_store.put(str(old), "m", chunk_size=CHUNK, codec="zstd")
+    m_new = local_store.put(str(new), "m", chunk_size=CHUNK)
+    codecs = local_store.stats("m")["codecs"]
+    assert (codecs["zstd"]["chunks"], codecs["planes"]["chunks"]) == (2, 2)
+    assert local_store.verify(full=True).problems == []
+    local_store.get("m@2", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == weights
+    _corrupt(local_store, m_new.files[0].digests[3])  # a planes chunk
+    _corrupt(local_store, m_old.files[0].digests[0])  # a zstd chunk
+    bad = {m_new.files[0].digests[3].hex(), m_old.files[0].digests[0].hex()}
+    assert {p.chunk for p in local_store.verify(full=True).problems} == bad  # (the zstd one in both versions)
+    assert set(local_store.repair("m@2", str(new)).repaired) == bad
+    assert local_store.verify(full=True).problems == []
+    assert local_store.stats("m")["codecs"]["planes"]["chunks"] == 3  # repaired as m@2's put would store it
+
+
 def test_repair_from_a_copy_that_lacks_the_bytes_says_so(local_store, tmp_path):
     src = write(tmp_path / "w.bin", rand(256 * 1024))
     m = local_store.put(str(src), "m", chunk_size=CHUNK)

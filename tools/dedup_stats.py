@@ -25,7 +25,7 @@ import sys
 from cas import Store
 from cas.chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER
 from cas.cli import describe_error, size_arg
-from cas.codec import DEFAULT_LEVEL
+from cas.codec import DEFAULT_LEVEL, DEFAULT_POLICY, POLICIES
 from cas.dedup import NEW, analyze_local, analyze_store, default_workers, largest_regions
 from cas.errors import CasError
 from cas.sizes import human_bytes
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sample", type=parse_fraction, default=1.0, metavar="FRACTION",
                    help="compress only this fraction of unique chunks and estimate the rest (default 1: all)")
     c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
+    c.add_argument("--codec", choices=POLICIES, default=DEFAULT_POLICY,
+                   help=f"codec policy as for `cas put --codec` (default {DEFAULT_POLICY})")
     common(c)
 
     c = sub.add_parser("store", help="the stored versions of one model")
@@ -154,10 +156,18 @@ def stored_note(report: dict) -> str:
     s = report["stored"]
     if "sampled_chunks" not in s:
         return "stored bytes read from the store"
+    how = f"codec {s['codec']}, zstd level {s['level']}"
     if not s["estimated"]:
-        return f"stored bytes measured by compressing every unique chunk (zstd level {s['level']})"
-    return (f"stored bytes ESTIMATED: zstd level {s['level']} on a {s['sample_fraction']:.0%} sample of the unique chunks "
-            f"(column 'compressed'), the sample's ratio applied to the rest")
+        return f"stored bytes measured by encoding every unique chunk as put would ({how})"
+    return (f"stored bytes ESTIMATED: encoded as put would ({how}) on a {s['sample_fraction']:.0%} sample of the "
+            f"unique chunks (column 'compressed'), the sample's ratio applied to the rest")
+
+
+def codecs_line(codecs: dict, what: str) -> str:
+    """One line: chunks, raw and stored bytes per codec."""
+    parts = [f"{name} {row['chunks']} chunks, {human_bytes(row['raw_bytes'])} -> {human_bytes(row['stored_bytes'])}"
+             for name, row in codecs.items()]
+    return f"{what}: " + ("; ".join(parts) if parts else "none")
 
 
 def _cut_label(report: dict) -> str:
@@ -192,6 +202,7 @@ def render_local(result: dict, top: int) -> str:
     lines += ["  " + line for line in table(["chunker", "logical", "unique", "stored", "manifests",
                                               "stored + manifests", "dedup", "compression", "unique chunks",
                                               "objects / 100 MB", "compressed"], rows)]
+    lines += ["  " + codecs_line(r["stored"]["codecs"], f"codecs, {_cut_label(r)} (encoded chunks)") for r in reports]
     finest = min(reports, key=lambda r: r["stored_bytes"] + r["manifest_bytes"])
     size = _cut_label(finest)
     lines.append("")
@@ -211,6 +222,7 @@ def render_store(report: dict, top: int) -> str:
              f"stored {human_bytes(report['stored_bytes'])}, manifests {human_bytes(report['manifest_bytes'])}, "
              f"dedup {ratio(report['dedup_ratio'])}, compression {ratio(report['compression_ratio'])}, "
              f"{report['objects_per_100mb']} objects per 100 MB"]
+    lines.append(codecs_line(report["stored"]["codecs"], "codecs (distinct stored chunks)"))
     if report["missing_chunks"]:
         lines.append(f"WARNING: {report['missing_chunks']} chunks are missing from the store; run `cas verify`")
     lines.append("")
@@ -408,7 +420,7 @@ def run(args) -> tuple[dict, str]:
         _pyplot()  # fail before the work if the chart cannot be drawn
     if args.mode == "local":
         result = analyze_local(args.paths, args.chunk_size or list(DEFAULT_CHUNK_SIZES),
-                               chunkers=args.chunker or [DEFAULT_CHUNKER], sample=args.sample,
+                               chunkers=args.chunker or [DEFAULT_CHUNKER], sample=args.sample, policy=args.codec,
                                level=args.level, n_workers=args.workers or default_workers(), progress=True)
         if args.chart:
             chart_local(result, args.chart)
