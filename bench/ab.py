@@ -2,13 +2,17 @@
 
     git worktree add /tmp/cas-before <commit>
     .venv/bin/python bench/ab.py --a /tmp/cas-before --b . --size 1GiB --rounds 4
+    .venv/bin/python bench/ab.py --a /tmp/cas-before --b . --size 256MiB --rounds 1 \
+        --data f32,bf16,f16,random,text,/data/model.h5
 
-Each round runs, for A then B, a put of the same weights file into an empty local store, then a
-get of that version into a new file, each in its own interpreter whose ``cas`` comes from the
+Each round runs, for A then B, a put of the same file into an empty local store, then a get of
+that version into a new file, each in its own interpreter whose ``cas`` comes from the
 given checkout (PYTHONPATH), so neither side inherits the other's page cache of its own store or
 its warm imports. Each run reports its wall time and its process's CPU seconds (all threads); the
 summary gives the B/A ratio of both per round and their medians. The machine is shared and noisy:
-compare round by round, and trust the CPU ratio more than the wall one.
+compare round by round, and trust the CPU ratio more than the wall one. Each side's stored/raw (the
+bytes of its chunk objects over the file's) is printed too. ``--data`` lists data kinds
+(``workload.DATA_KINDS``, generated at ``--size``) or existing files (default: f32 weights).
 ``--direct-writes/--no-direct-writes`` is passed to both sides' Store.open for get.
 
 ``--a-chunk-hash/--b-chunk-hash`` create that side's store with those chunk keys first, so one
@@ -30,7 +34,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from workload import parse_size, write_weights  # noqa: E402
+from workload import DATA_KINDS, parse_size, tree_bytes, write_data  # noqa: E402
 
 CHILD = r"""
 import os, resource, sys, time
@@ -68,6 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--b", required=True, help="checkout whose cas/ is side B")
     ap.add_argument("--size", default="1GiB")
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--data", default="f32", help="comma-separated data kinds or files (default f32)")
     ap.add_argument("--direct-writes", dest="direct", action="store_true", default=None)
     ap.add_argument("--no-direct-writes", dest="direct", action="store_false")
     ap.add_argument("--a-chunk-hash", help="create side A's store with these chunk keys (default: the store default)")
@@ -77,26 +82,42 @@ def main(argv=None) -> int:
     direct = "default" if opts.direct is None else ("1" if opts.direct else "0")
     work = tempfile.mkdtemp(prefix="cas-ab-", dir=opts.tmp)
     try:
-        weights = write_weights(os.path.join(work, "weights.f32"), parse_size(opts.size))
-        times = {(side, op): [] for side in "AB" for op in ("put", "get")}
-        for _ in range(opts.rounds):
-            for side, checkout, chunk_hash in (("A", opts.a, opts.a_chunk_hash), ("B", opts.b, opts.b_chunk_hash)):
-                root, dest = os.path.join(work, f"store-{side}"), os.path.join(work, f"got-{side}")
-                shutil.rmtree(root, ignore_errors=True)
-                times[side, "put"].append(run(checkout, "put", root, weights, direct, chunk_hash))
-                times[side, "get"].append(run(checkout, "get", root, dest, direct))
-                os.unlink(dest)
-        for op in ("put", "get"):
-            for side in "AB":
-                print(f"{op} {side}: " + " ".join(f"{t:.2f}" for t, _ in times[side, op]) + " s, CPU "
-                      + " ".join(f"{c:.2f}" for _, c in times[side, op]) + " s")
-            for i, what in ((0, "time"), (1, "CPU")):
-                ratios = [b[i] / a[i] for a, b in zip(times["A", op], times["B", op])]
-                print(f"{op} B/A {what} per round: " + " ".join(f"{r:.3f}" for r in ratios)
-                      + f"  (median {statistics.median(ratios):.3f})")
+        for item in opts.data.split(","):
+            if item in DATA_KINDS:
+                path = write_data(item, os.path.join(work, f"data.{item}"), parse_size(opts.size))
+            elif os.path.isfile(item):
+                path = item
+            else:
+                raise SystemExit(f"--data: {item!r} is neither a data kind ({', '.join(DATA_KINDS)}) nor a file")
+            compare(opts, path, item, work, direct)
+            if path.startswith(work):
+                os.unlink(path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def compare(opts, path: str, label: str, work: str, direct: str) -> None:
+    times = {(side, op): [] for side in "AB" for op in ("put", "get")}
+    stored = {}
+    for _ in range(opts.rounds):
+        for side, checkout, chunk_hash in (("A", opts.a, opts.a_chunk_hash), ("B", opts.b, opts.b_chunk_hash)):
+            root, dest = os.path.join(work, f"store-{side}"), os.path.join(work, f"got-{side}")
+            shutil.rmtree(root, ignore_errors=True)
+            times[side, "put"].append(run(checkout, "put", root, path, direct, chunk_hash))
+            stored[side] = tree_bytes(os.path.join(root, "chunks")) / os.path.getsize(path)
+            times[side, "get"].append(run(checkout, "get", root, dest, direct))
+            os.unlink(dest)
+    print(f"{label} ({os.path.getsize(path)} bytes): stored/raw A {stored['A']:.4f}, B {stored['B']:.4f} "
+          f"(B/A {stored['B'] / stored['A']:.4f})", flush=True)
+    for op in ("put", "get"):
+        for side in "AB":
+            print(f"  {op} {side}: " + " ".join(f"{t:.2f}" for t, _ in times[side, op]) + " s, CPU "
+                  + " ".join(f"{c:.2f}" for _, c in times[side, op]) + " s")
+        for i, what in ((0, "time"), (1, "CPU")):
+            ratios = [b[i] / a[i] for a, b in zip(times["A", op], times["B", op])]
+            print(f"  {op} B/A {what} per round: " + " ".join(f"{r:.3f}" for r in ratios)
+                  + f"  (median {statistics.median(ratios):.3f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 Targets (from the issue; bench/report.py checks the timing ratios from a timed run):
 
   1. put of new weights >= 0.8 x the throughput of compressing the same chunks (cas.codec.encode_into
-     a reused buffer, same level, same thread count through cas.transfer.run_bounded, data already
+     a reused buffer, same codec policy and level, same thread count through cas.transfer.run_bounded, data already
      in memory; one-shot cas.codec.encode is timed too, for reference: it is slower).
   2. put of the same file again >= 5 x faster than the first put.
   3. get from the local store >= 0.8 x the throughput of decoding the same stored objects
-     (cas.codec.decode_into a reused buffer; one-shot zstd decompress for reference) in the same threads, no I/O.
+     (cas.codec.decode_into a reused buffer; one-shot cas.codec.decode for reference) in the same threads, no I/O.
   4. peak RSS of put and of get < 300 MiB, flat in the file size (fresh process per measurement).
   5. a second version with 10% of its chunks changed adds <= 12% of the first version's stored bytes.
 

@@ -89,6 +89,36 @@ def write_weights(path: str, size: int, *, seed: int = 0) -> str:
     return path
 
 
+DATA_KINDS = ("f32", "bf16", "f16", "random", "text")
+
+
+def write_data(kind: str, path: str, size: int, *, seed: int = 0) -> str:
+    """``size`` bytes of one kind of data at ``path`` (atomically), the same on every run:
+    f32 (``write_weights``), bf16 (their top halves, as bfloat16 truncation), f16 (N(0, 0.02)
+    rounded to float16), random (incompressible) or text (JSON lines of decimals, a config or log)."""
+    if kind == "f32":
+        return write_weights(path, size, seed=seed)
+    if kind not in DATA_KINDS:
+        raise ValueError(f"unknown data kind {kind!r}; one of {', '.join(DATA_KINDS)}")
+    tmp = f"{path}.partial"
+    with open(tmp, "wb") as f:
+        for block, offset in enumerate(range(0, size, GEN_BLOCK)):
+            n = min(GEN_BLOCK, size - offset)
+            rng = np.random.default_rng([seed, block])
+            if kind == "random":
+                data = rng.bytes(n)
+            elif kind == "text":
+                values = rng.standard_normal(n // 8 + 64) * WEIGHT_STD
+                data = "".join(f'{{"layer": {i % 97}, "value": {v:.6f}}}\n' for i, v in enumerate(values)).encode()
+            else:
+                values = rng.standard_normal((n + 1) // 2, dtype=np.float32) * WEIGHT_STD
+                halves = values.astype(np.float16) if kind == "f16" else (values.view(np.uint32) >> 16).astype(np.uint16)
+                data = memoryview(halves).cast("B")
+            f.write(data[:n])
+    os.replace(tmp, path)
+    return path
+
+
 def changed_chunk_indices(size: int, *, chunk_size: int = CHUNK_SIZE, fraction: float = CHANGED_FRACTION) -> list[int]:
     """Evenly spread indices of round(fraction x chunks) chunks (at least one)."""
     n_chunks = len(range(0, size, chunk_size))
