@@ -273,6 +273,15 @@ def test_local_command_prints_a_table_and_draws_a_chart(versions, tmp_path, caps
     assert width > 600 and height > 300
 
 
+def test_the_codec_option_is_the_put_policy(versions, capsys):
+    assert tool.main(["local", *versions, "--chunk-size", "64KiB", "--codec", "raw", "--json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)["reports"]
+    assert report["stored"]["codec"] == "raw" and list(report["stored"]["codecs"]) == ["raw"]
+    assert report["stored_bytes"] == report["unique_bytes"] + 16 * report["unique_chunks"]  # header per chunk
+    assert tool.main(["local", *versions, "--chunk-size", "64KiB"]) == 0
+    assert "codecs at 64.0 KiB (encoded chunks): raw " in capsys.readouterr().out
+
+
 def test_json_output_parses_and_has_every_region(versions, capsys):
     assert tool.main(["local", *versions, "--chunk-size", "64KiB", "--json", "--sample", "0.5"]) == 0
     doc = json.loads(capsys.readouterr().out)
