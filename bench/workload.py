@@ -108,7 +108,7 @@ def write_data(kind: str, path: str, size: int, *, seed: int = 0) -> str:
             if kind == "random":
                 data = rng.bytes(n)
             elif kind == "text":
-                values = rng.standard_normal(n // 8 + 64) * WEIGHT_STD
+                values = rng.standard_normal(n // 30 + 64) * WEIGHT_STD  # lines are 31-33 bytes
                 data = "".join(f'{{"layer": {i % 97}, "value": {v:.6f}}}\n' for i, v in enumerate(values)).encode()
             else:
                 values = rng.standard_normal((n + 1) // 2, dtype=np.float32) * WEIGHT_STD
