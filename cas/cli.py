@@ -157,7 +157,7 @@ def _when(ts: float) -> str:
 def _manifest_summary(m: Manifest) -> dict:
     return {"model": m.model, "version": m.version, "kind": m.kind, "created": m.created, "size": m.size,
             "files": len(m.files), "chunks": sum(len(f.digests) for f in m.files), "chunk_size": m.chunk_size,
-            "level": m.level, "metadata": m.metadata, "chunk_hash": m.hash, "strong_hash": m.strong_hash}
+            "codec": m.codec, "level": m.level, "metadata": m.metadata, "chunk_hash": m.hash, "strong_hash": m.strong_hash}
 
 
 def _emit(args, data, text: str) -> None:

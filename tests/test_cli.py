@@ -49,6 +49,7 @@ def test_put_codec_choice_shows_in_show_and_stats(cas, tmp_path):
     src.write_bytes(b"weights" * 200_000)
     assert cas("put", str(src), "net", "--codec", "raw")[0] == 0
     assert "codec raw" in cas("show", "net@1")[1]
+    assert json.loads(cas("show", "net@1", "--json")[1])["codec"] == "raw"
     code, out, _ = cas("stats", "net")
     assert "codec raw: 1 chunks, 1.3 MiB raw, 1.3 MiB stored (100.0%)" in out
     with pytest.raises(SystemExit) as exc:
