@@ -88,6 +88,7 @@ def test_put_new(benchmark, weights, bench_tmp, size, chunks, n_workers):
     root = os.path.join(bench_tmp, "put-new")
     last = {}
     paired = []
+    cpu = []
 
     def fresh_store():
         remove(root)
@@ -96,11 +97,12 @@ def test_put_new(benchmark, weights, bench_tmp, size, chunks, n_workers):
         last["store"] = open_store(root)
         return (last["store"],), {}
 
-    benchmark.pedantic(lambda store: store.put(weights, MODEL), setup=fresh_store, rounds=bench_rounds(), iterations=1)
+    benchmark.pedantic(recording_cpu(lambda store: store.put(weights, MODEL), cpu), setup=fresh_store,
+                       rounds=bench_rounds(), iterations=1)
     t = last["store"].last_transfer
     assert (t.chunks, t.sent_chunks, t.sent_raw_bytes) == (len(chunks), len(chunks), size)
     _info(benchmark, raw_bytes=size, stored_bytes=t.sent_stored_bytes, n_workers=last["store"].n_workers,
-          paired_baseline_s=paired)
+          paired_baseline_s=paired, cpu_s=cpu)
     remove(root)
 
 
@@ -159,6 +161,7 @@ def test_get(benchmark, weights, stored, bench_tmp, size, encoded, n_workers):
     dest = os.path.join(bench_tmp, "got.f32")
     last = {}
     paired = []
+    cpu = []
 
     def fresh_destination():
         remove(dest)
@@ -167,11 +170,11 @@ def test_get(benchmark, weights, stored, bench_tmp, size, encoded, n_workers):
         last["store"] = open_store(stored)
         return (last["store"],), {}
 
-    benchmark.pedantic(lambda store: store.get(f"{MODEL}@1", dest), setup=fresh_destination,
+    benchmark.pedantic(recording_cpu(lambda store: store.get(f"{MODEL}@1", dest), cpu), setup=fresh_destination,
                        rounds=bench_rounds(), iterations=1)
     assert last["store"].last_transfer.fetched_bytes == size
     assert files_equal(dest, weights), "get did not reproduce the file that was put"
-    _info(benchmark, raw_bytes=size, n_workers=last["store"].n_workers, paired_baseline_s=paired)
+    _info(benchmark, raw_bytes=size, n_workers=last["store"].n_workers, paired_baseline_s=paired, cpu_s=cpu)
     remove(dest)
 
 
