@@ -158,7 +158,8 @@ def _checked_payload(obj, expected_length: int, name: str) -> tuple[int, memoryv
             raise CorruptChunk(f"{name} holds {len(payload)} raw bytes, its header says {raw_length}")
         return codec, payload
     if codec == PLANES:
-        return codec, payload  # byteplanes.decode_into checks its table against the payload and length
+        byteplanes.read_table(payload, raw_length, name)  # refuse a bad table before anything is allocated
+        return codec, payload
     # zstd: bound the output by the length we expect before zstd allocates anything.
     try:
         frame_size = zstandard.frame_content_size(payload)

@@ -166,6 +166,20 @@ def test_mutated_planes_objects_decode_to_the_original_or_are_refused(data):
     _decode_within_bounds(bytes(obj), len(raw))
 
 
+def test_a_bad_table_is_refused_before_the_output_is_allocated():
+    """decode allocates the chunk only for an object whose plane table holds up."""
+    expected = 64 << 20
+    obj = planes_object(expected, 2, [(0, 4), (0, 4)], b"x" * 8)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptChunk, match="raw plane 0 holds 4 bytes"):
+            codec.decode(obj, expected_length=expected, name=NAME)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
 def _decode_within_bounds(obj: bytes, expected: int) -> None:
     """Decode every way: a CorruptChunk or ``expected`` bytes; Python allocations stay within the
     chunk size and the reused plane buffers are never asked for more than half of it."""
