@@ -29,6 +29,7 @@ import ctypes
 import mmap
 import struct
 import threading
+from contextlib import contextmanager
 
 import zstandard
 
@@ -62,6 +63,12 @@ PLANES_MARGIN = 0.02
 # A sample that plain zstd shrinks below this share (text, configs, zeros) stays zstd without
 # trying planes: float planes do not get below ~0.6 (bfloat16), and the try would cost ~5% of its CPU.
 PLAIN_GOOD_ENOUGH = 0.5
+
+# Buffers a zstd plane is decompressed into before it is merged: a pool shared by all threads, so
+# there are as many as planes decoded at once (one per core in a get: decoding holds the CPU
+# semaphore), not one per thread: a get's 64 threads would otherwise keep 64 half-chunks.
+_plane_buffers: list[mmap.mmap] = []
+_plane_buffers_lock = threading.Lock()
 
 _PLANE_PARAMS = dict(strategy=zstandard.STRATEGY_FAST, min_match=7, hash_log=6, search_log=1, window_log=17)
 _local = threading.local()
@@ -241,12 +248,31 @@ def read_table(payload: memoryview, raw_length: int, name: str) -> tuple[int, li
     return width, planes
 
 
+def _new_plane_buffer(size: int) -> mmap.mmap:
+    return mmap.mmap(-1, max(size, mmap.PAGESIZE))
+
+
+@contextmanager
+def _plane_buffer(size: int):
+    """A reused buffer of at least ``size`` bytes from the shared pool, returned to it afterwards."""
+    with _plane_buffers_lock:
+        buf = _plane_buffers.pop() if _plane_buffers else None
+    if buf is None or len(buf) < size:
+        buf = _new_plane_buffer(size)  # a smaller one popped is dropped: the pool keeps the larger
+    try:
+        yield buf
+    finally:
+        with _plane_buffers_lock:
+            _plane_buffers.append(buf)
+
+
 def decode_into(payload: memoryview, out, raw_length: int, name: str) -> None:
     """Merge the planes of ``payload`` into ``out[:raw_length]`` (writable, at least that long).
 
-    A zstd plane is decompressed into this thread's reused plane buffer (at most half the chunk),
-    then scattered; a raw plane is scattered straight from the object. Nothing chunk-sized is
-    allocated, except one copy when ``out`` is a view whose exporter cannot be sliced.
+    A zstd plane is decompressed into a reused plane buffer from a pool shared by the threads (at
+    most half the chunk; as many buffers as planes decoded at once), then scattered; a raw plane
+    is scattered straight from the object. Nothing chunk-sized is allocated, except a reused merge
+    buffer when ``out`` is a view whose exporter cannot be sliced.
     """
     width, planes = read_table(payload, raw_length, name)
     target = _exporter(out, _WRITABLE)
@@ -256,10 +282,14 @@ def decode_into(payload: memoryview, out, raw_length: int, name: str) -> None:
         if not n:
             continue
         if mode == PLANE_RAW:
-            plane = payload[start:start + stored]
-        else:
-            plane = memoryview(aligned_buffer(n, "plane"))[:n]
-            decompress_into(payload[start:start + stored], plane, f"{name} plane {k}")
-        dst[offset + k:offset + raw_length:width] = plane
+            dst[offset + k:offset + raw_length:width] = payload[start:start + stored]
+            continue
+        with _plane_buffer(n) as buf:
+            plane = memoryview(buf)[:n]
+            try:
+                decompress_into(payload[start:start + stored], plane, f"{name} plane {k}")
+                dst[offset + k:offset + raw_length:width] = plane
+            finally:
+                plane.release()
     if target is None:  # ``out`` could not be sliced: merged into a buffer of ours, copied once
         memoryview(out)[:raw_length] = memoryview(dst)[:raw_length]

@@ -166,6 +166,31 @@ def test_mutated_planes_objects_decode_to_the_original_or_are_refused(data):
     _decode_within_bounds(bytes(obj), len(raw))
 
 
+def test_threads_decoding_planes_share_as_many_plane_buffers_as_decode_at_once():
+    """Plane buffers come from a pool: 16 threads decoding one after another make one buffer, not 16."""
+    import threading
+    obj = codec.encode(WEIGHTS)
+    made = []
+    real = byteplanes._new_plane_buffer
+    byteplanes._new_plane_buffer = lambda size: made.append(size) or real(size)
+    byteplanes._plane_buffers.clear()
+    try:
+        lock = threading.Lock()
+
+        def one():
+            with lock:  # one at a time, as the CPU semaphore of a get on one core
+                assert bytes(codec.decode_into(obj, bytearray(len(WEIGHTS)), expected_length=len(WEIGHTS))) == WEIGHTS
+
+        threads = [threading.Thread(target=one) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        byteplanes._new_plane_buffer = real
+    assert len(made) == 1
+
+
 def test_a_bad_table_is_refused_before_the_output_is_allocated():
     """decode allocates the chunk only for an object whose plane table holds up."""
     expected = 64 << 20
@@ -182,15 +207,15 @@ def test_a_bad_table_is_refused_before_the_output_is_allocated():
 
 def _decode_within_bounds(obj: bytes, expected: int) -> None:
     """Decode every way: a CorruptChunk or ``expected`` bytes; Python allocations stay within the
-    chunk size and the reused plane buffers are never asked for more than half of it."""
+    chunk size and no plane buffer is made larger than half of it."""
     asked = []
-    real = byteplanes.aligned_buffer
+    real = byteplanes._new_plane_buffer
 
-    def recording(size, purpose="copy"):
+    def recording(size):
         asked.append(size)
-        return real(size, purpose)
+        return real(size)
 
-    byteplanes.aligned_buffer = recording
+    byteplanes._new_plane_buffer = recording
     try:
         out = bytearray(expected)
         for decode in (lambda: codec.decode(obj, expected_length=expected, name=NAME),
@@ -206,5 +231,5 @@ def _decode_within_bounds(obj: bytes, expected: int) -> None:
                 tracemalloc.stop()
             assert peak <= expected + 256 * 1024, f"decoding allocated {peak} bytes for a {expected}-byte chunk"
     finally:
-        byteplanes.aligned_buffer = real
+        byteplanes._new_plane_buffer = real
     assert all(size <= (expected + 1) // 2 for size in asked), asked
