@@ -279,7 +279,7 @@ def test_the_codec_option_is_the_put_policy(versions, capsys):
     assert report["stored"]["codec"] == "raw" and list(report["stored"]["codecs"]) == ["raw"]
     assert report["stored_bytes"] == report["unique_bytes"] + 16 * report["unique_chunks"]  # header per chunk
     assert tool.main(["local", *versions, "--chunk-size", "64KiB"]) == 0
-    assert "codecs at 64.0 KiB (encoded chunks): raw " in capsys.readouterr().out
+    assert "codecs, auto 64.0 KiB (encoded chunks): raw " in capsys.readouterr().out
 
 
 def test_json_output_parses_and_has_every_region(versions, capsys):
