@@ -140,7 +140,9 @@ def _check(store: Store, op: str, outcome: str, src: str, dest: str) -> str:
     return outcome if not os.path.exists(dest) else "corrupted"
 
 
-def run_matrix(server, *, trials: int = 3, faults=FAULTS) -> list[Row]:
+def run_matrix(server, *, trials: int = 3, faults=FAULTS, trial=None) -> list[Row]:
+    """Every fault x operation x mode, ``trials`` times each; ``trial`` runs one (default: WebHDFS's)."""
+    run_trial_ = trial or run_trial
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for fault in faults:
@@ -148,7 +150,7 @@ def run_matrix(server, *, trials: int = 3, faults=FAULTS) -> list[Row]:
                 for persistent in (False, True):
                     row = Row(fault.name, op, "persistent" if persistent else "transient")
                     for _ in range(trials):
-                        outcome, error = run_trial(server, fault, op, persistent, workdir)
+                        outcome, error = run_trial_(server, fault, op, persistent, workdir)
                         row.tried += 1
                         setattr(row, outcome, getattr(row, outcome) + 1)
                         if error and not row.example_error:

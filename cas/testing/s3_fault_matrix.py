@@ -13,12 +13,12 @@ get) and start after the first 2 of them.
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from dataclasses import dataclass
 
 from cas import Store
 
+from . import fault_matrix
 from .fault_matrix import Row, _check, _one_line
 from .s3_proxy import FaultProxy
 
@@ -79,17 +79,4 @@ def run_trial(server, fault: S3Fault, op: str, persistent: bool, workdir: str) -
 
 
 def run_matrix(server, *, trials: int = 3, faults=FAULTS) -> list[Row]:
-    rows = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for fault in faults:
-            for op in fault.ops:
-                for persistent in (False, True):
-                    row = Row(fault.name, op, "persistent" if persistent else "transient")
-                    for _ in range(trials):
-                        outcome, error = run_trial(server, fault, op, persistent, workdir)
-                        row.tried += 1
-                        setattr(row, outcome, getattr(row, outcome) + 1)
-                        if error and not row.example_error:
-                            row.example_error = error
-                    rows.append(row)
-    return rows
+    return fault_matrix.run_matrix(server, trials=trials, faults=faults, trial=run_trial)
