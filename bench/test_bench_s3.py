@@ -107,13 +107,9 @@ def _per_round_ratio(baselines: list[float], stats) -> float | None:
     return statistics.median(b / s for b, s in zip(baselines, rounds))
 
 
-@pytest.mark.benchmark(group="s3-get")
-def test_get_default_threads_vs_boto3_download_file(benchmark, server, client, bucket, weights, bench_tmp, size):
-    store = Store.open(_url(server, bucket), cache_dir=False)
-    store.put(weights, MODEL)
-    plain = _upload_whole(client, bucket, weights)
-    dest = os.path.join(bench_tmp, "s3-got.f32")
-    baseline_dest = os.path.join(bench_tmp, "boto3-got.f32")
+def _get_vs_boto3(benchmark, store, client, bucket: str, ref: str, plain: str, dest: str, baseline_dest: str) -> dict:
+    """Time ``store.get(ref)`` against boto3's ``download_file`` of ``plain`` (its defaults, and as one
+    GET), each baseline run right before its round; returns the figures for ``extra_info``."""
     baselines: list[float] = []
     single: list[float] = []
 
@@ -126,15 +122,26 @@ def test_get_default_threads_vs_boto3_download_file(benchmark, server, client, b
             single.append(timed(_download_single_get, client, bucket, plain, baseline_dest))
         return (), {}
 
-    benchmark.pedantic(lambda: store.get(f"{MODEL}@1", dest), setup=fresh, rounds=bench_rounds(), iterations=1)
+    benchmark.pedantic(lambda: store.get(ref, dest), setup=fresh, rounds=bench_rounds(), iterations=1)
+    remove(baseline_dest)
+    stats = benchmark.stats.stats if benchmark.stats else None
+    return {"download_file_s": baselines, "speedup_vs_download_file": _per_round_ratio(baselines, stats),
+            "single_get_s": single, "speedup_vs_single_get": _per_round_ratio(single, stats)}
+
+
+@pytest.mark.benchmark(group="s3-get")
+def test_get_default_threads_vs_boto3_download_file(benchmark, server, client, bucket, weights, bench_tmp, size):
+    store = Store.open(_url(server, bucket), cache_dir=False)
+    store.put(weights, MODEL)
+    plain = _upload_whole(client, bucket, weights)
+    dest = os.path.join(bench_tmp, "s3-got.f32")
+    figures = _get_vs_boto3(benchmark, store, client, bucket, f"{MODEL}@1", plain, dest,
+                            os.path.join(bench_tmp, "boto3-got.f32"))
     assert files_equal(dest, weights)
-    ratio = _per_round_ratio(baselines, benchmark.stats.stats if benchmark.stats else None)
-    benchmark.extra_info.update(download_file_s=baselines, speedup_vs_download_file=ratio, size=size,
-                                n_workers=store.n_workers, single_get_s=single,
-                                speedup_vs_single_get=_per_round_ratio(single, benchmark.stats.stats if benchmark.stats else None))
+    benchmark.extra_info.update(figures, size=size, n_workers=store.n_workers)
     store.close()
     remove(dest)
-    remove(baseline_dest)
+    ratio = figures["speedup_vs_download_file"]
     if ratio is not None:
         assert ratio >= GET_TARGET, f"get is {ratio:.2f}x boto3's download_file; target {GET_TARGET}x"
 
@@ -149,30 +156,15 @@ def test_get_v2_after_v1_vs_boto3_download_file_of_v2(benchmark, server, client,
     store.get(f"{MODEL}@1", os.path.join(bench_tmp, "s3-v1.f32"))  # v1 fetched: its chunks are local
     plain = _upload_whole(client, bucket, v2_path)
     dest = os.path.join(bench_tmp, "s3-v2.f32")
-    baseline_dest = os.path.join(bench_tmp, "boto3-v2.f32")
-    baselines: list[float] = []
-    single: list[float] = []
-
-    def fresh():
-        remove(dest)
-        if not benchmark.disabled:
-            remove(baseline_dest)
-            baselines.append(timed(_download_whole, client, bucket, plain, baseline_dest))
-            remove(baseline_dest)
-            single.append(timed(_download_single_get, client, bucket, plain, baseline_dest))
-        return (), {}
-
-    benchmark.pedantic(lambda: store.get(f"{MODEL}@2", dest), setup=fresh, rounds=bench_rounds(), iterations=1)
+    figures = _get_vs_boto3(benchmark, store, client, bucket, f"{MODEL}@2", plain, dest,
+                            os.path.join(bench_tmp, "boto3-v2.f32"))
     assert files_equal(dest, v2_path)
     t = store.last_transfer
     assert t.fetched_bytes <= len(changed) * store.manifest(f"{MODEL}@2").chunk_size
-    ratio = _per_round_ratio(baselines, benchmark.stats.stats if benchmark.stats else None)
-    benchmark.extra_info.update(download_file_s=baselines, speedup_vs_download_file=ratio, size=size,
-                                fetched_bytes=t.fetched_bytes, reused_bytes=t.reused_bytes, single_get_s=single,
-                                speedup_vs_single_get=_per_round_ratio(single, benchmark.stats.stats if benchmark.stats else None))
+    benchmark.extra_info.update(figures, size=size, fetched_bytes=t.fetched_bytes, reused_bytes=t.reused_bytes)
     store.close()
     remove(dest)
-    remove(baseline_dest)
     remove(os.path.join(bench_tmp, "s3-v1.f32"))
+    ratio = figures["speedup_vs_download_file"]
     if ratio is not None:
         assert ratio >= V2_TARGET, f"get of v2 is {ratio:.2f}x boto3's download_file of v2; target {V2_TARGET}x"
