@@ -22,7 +22,6 @@ from .names import check_name
 from .progress import byte_bar
 from .transfer import run_bounded
 
-MAX_LEASE_RENEWALS = 3  # a copy whose lease lapses this often in a row gives up
 
 
 @dataclass
@@ -87,13 +86,11 @@ def copy_version(source, ref, destination, *, tags=(), progress: bool = False) -
 
 def _send_missing(source, destination, lease, lengths: dict[bytes, int], sent: dict, label: str, progress: bool,
                   *, lapsed: bool = False):
-    """Send the chunks the destination lacks, durably, and return once the writer lease held
-    throughout (as a put does: a lease that lapsed proves nothing, so take a new one and ask again)."""
+    """Send the chunks the destination lacks, fenced by its writer lease as a put's are
+    (``Store.send_fenced``); returns the lease now held."""
     dst = destination.backend
-    for _ in range(MAX_LEASE_RENEWALS):
-        if lapsed:
-            lease.release()
-            lease = destination._writing()
+
+    def send_round() -> None:
         lacking = dst.missing(chunk_key(d.hex()) for d in lengths)
         to_send = [(d, n) for d, n in lengths.items() if chunk_key(d.hex()) in lacking]
         with byte_bar(f"copy {label}", sum(n for _, n in to_send), progress) as bar:
@@ -108,12 +105,8 @@ def _send_missing(source, destination, lease, lengths: dict[bytes, int], sent: d
                 return len(obj)
 
             sent.update(zip((d for d, _ in to_send), run_bounded(one, to_send, destination.n_workers)))
-        dst.flush()  # every chunk durable before the manifest names it
-        if lease.intact(margin=lease.ttl / 2):
-            return lease
-        lapsed = True
-    lease.check(f"copying {label}")  # raises: the lease keeps lapsing
-    return lease
+
+    return destination.send_fenced(lease, send_round, f"copying {label}", lapsed=lapsed)
 
 
 def _destination_has(destination, model: str, version: str, packed: bytes) -> bool:

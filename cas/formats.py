@@ -386,7 +386,7 @@ class _H5:
                     raise FormatError("HDF5 continuation block has no OCHK signature")
                 pos, buf = 4, buf[:-4]  # drop the checksum
             while pos + 4 <= len(buf):
-                kind, length, mflags = buf[pos], self._uint(buf, pos + 1, 2), buf[pos + 3]
+                kind, length = buf[pos], self._uint(buf, pos + 1, 2)
                 pos += 4 + (2 if flags & 0x04 else 0)
                 body = buf[pos:pos + length]
                 if len(body) != length:

@@ -11,6 +11,7 @@ import logging
 import errno
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -290,7 +291,7 @@ class Store:
             raise _too_many_chunks(local_path, fewest, total, cutter)
         planned = plan(sources, cutter)
         strong: dict[str, bytes] = {}
-        with byte_bar(f"hash {model}", sum(s.size for s in sources), self.progress) as bar:
+        with byte_bar(f"hash {model}", total, self.progress) as bar:
             if strong_hash:  # a strong digest hashes each file in order: plan it all first
                 digests, strong = hash_pieces_with_strong(planned.pieces(), strong_hash, self.n_workers, bar,
                                                           memory_budget=self.memory_budget, chunk_hash=chunk_hash,
@@ -348,31 +349,40 @@ class Store:
 
     def _store_missing(self, lease: Lease, first_piece: dict[bytes, Piece], sent: dict, *, policy: str, level: int,
                        model: str, chunk_hash: ChunkHash, source_checks: dict, lapsed: bool = False) -> Lease:
-        """Send the chunks the store lacks, durably, and return once the lease held throughout.
+        """Send the chunks the store lacks, fenced by the writer lease (``send_fenced``). Records
+        what it stored in ``sent`` (digest -> (piece, stored size)); returns the lease now held."""
+
+        def send_round() -> None:
+            missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
+            to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
+            with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
+                sizes = upload_pieces(self.backend, to_send, policy=policy, level=level, min_saving=self.min_saving,
+                                      n_workers=self.n_workers, progress=bar, memory_budget=self.memory_budget,
+                                      chunk_hash=chunk_hash, source_checks=source_checks)
+            sent.update((d, (p, n)) for (d, p), n in zip(to_send, sizes))
+
+        return self.send_fenced(lease, send_round, f"publishing {model}", lapsed=lapsed)
+
+    def send_fenced(self, lease: Lease, send_round: Callable[[], None], doing: str, *, lapsed: bool = False) -> Lease:
+        """Run ``send_round`` (ask this store which chunks it lacks, send them) and make what it sent
+        durable, until the writer lease held throughout; returns the lease now held.
 
         If the lease lapsed meanwhile (or ``lapsed``), a gc may have deleted chunks that were
-        skipped or sent: take a fresh lease (waiting for that gc) and ask again. Records what it
-        stored in ``sent`` (digest -> (piece, stored size)); returns the lease now held.
+        skipped or sent: take a fresh lease (waiting for that gc) and ask again. Put and copy share it.
         """
         try:
             for _ in range(MAX_LEASE_RENEWALS):
                 if lapsed:
-                    log.warning("the writer lease of this put of %r lapsed (the process was paused or cut off for over "
-                                "%.0f s); asking %s again which chunks it has", model, lease.ttl, self.backend.url)
+                    log.warning("the writer lease lapsed while %s (the process was paused or cut off for over %.0f s); "
+                                "asking %s again which chunks it has", doing, lease.ttl, self.backend.url)
                     lease.release()
                     lease = self._writing()
-                missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
-                to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
-                with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
-                    sizes = upload_pieces(self.backend, to_send, policy=policy, level=level, min_saving=self.min_saving,
-                                          n_workers=self.n_workers, progress=bar, memory_budget=self.memory_budget,
-                                          chunk_hash=chunk_hash, source_checks=source_checks)
-                sent.update((d, (p, n)) for (d, p), n in zip(to_send, sizes))
+                send_round()
                 self.backend.flush()  # every chunk durable before a manifest can name it
                 if lease.intact(margin=lease.ttl / 2):
                     return lease
                 lapsed = True
-            lease.check(f"publishing {model}")  # raises: the lease keeps lapsing
+            lease.check(doing)  # raises: the lease keeps lapsing
             return lease
         except BaseException:
             lease.release()  # the caller knows only the lease it passed: a fresh one would renew forever

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from cas import CasError, IntegrityError
+from cas import CasError
 from cas.errors import NotFound
 from cas.layout import chunk_key
 from cas.leases import GC, WRITER, Lease, gc_lease, live_leases, writer_lease

@@ -69,7 +69,6 @@ import http.client
 import logging
 import posixpath
 import socket
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor

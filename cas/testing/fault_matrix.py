@@ -103,19 +103,23 @@ def run_trial(server, fault: Fault, op: str, persistent: bool, workdir: str) -> 
     dest = os.path.join(workdir, f"dest-{uuid.uuid4().hex[:8]}")
     faulty = Store.open(url, cache_dir=False, n_workers=4, **BACKEND_OPTIONS)
     disarm = _arm(server, fault, persistent, root, op)
-    error = ""
+    try:
+        outcome, error = attempt(faulty, op, src, dest)
+    finally:
+        disarm()
+    return _check(clean, op, outcome, src, dest), error
+
+
+def attempt(faulty: Store, op: str, src: str, dest: str) -> tuple[str, str]:
+    """Run one put or get through a faulty store: ("succeeded" | "failed_cleanly" | "crashed", error)."""
     try:
         if op == "put":
             faulty.put(src, "m", chunk_size=CHUNK)
         else:
             faulty.get("m", dest)
-        outcome = "succeeded"
-    except Exception as exc:  # noqa: BLE001 - classified below
-        error = f"{type(exc).__name__}: {exc}"
-        outcome = "failed_cleanly" if _one_line(exc) else "crashed"
-    finally:
-        disarm()
-    return _check(clean, op, outcome, src, dest), error
+        return "succeeded", ""
+    except Exception as exc:  # noqa: BLE001 - classified here
+        return ("failed_cleanly" if _one_line(exc) else "crashed"), f"{type(exc).__name__}: {exc}"
 
 
 def _check(store: Store, op: str, outcome: str, src: str, dest: str) -> str:

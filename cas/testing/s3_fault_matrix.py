@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from cas import Store
 
 from . import fault_matrix
-from .fault_matrix import Row, _check, _one_line
+from .fault_matrix import CHUNK, SIZE, Row, _check
 from .s3_proxy import FaultProxy
 
 # Small timeouts and few retries so a persistent fault fails in seconds (botocore's backoff is
 # random up to 2^attempt seconds and cannot be shortened).
 BACKEND_OPTIONS = {"retries": 2, "timeout": 1.0, "connect_timeout": 1.0}
-CHUNK = 64 * 1024
-SIZE = 16 * CHUNK
 
 
 @dataclass(frozen=True)
@@ -55,21 +53,13 @@ def run_trial(server, fault: S3Fault, op: str, persistent: bool, workdir: str) -
     if op == "get":
         clean.put(src, "m", chunk_size=CHUNK)
     dest = os.path.join(workdir, f"dest-{uuid.uuid4().hex[:8]}")
-    error = ""
     with FaultProxy(server.endpoint, stall_seconds=2.0) as proxy:
         faulty = Store.open(url.replace(server.endpoint, proxy.endpoint), cache_dir=False, n_workers=4,
                             **BACKEND_OPTIONS)
         proxy.add(fault.action, method="PUT" if op == "put" else "GET", path_contains="/chunks/",
                   times=None if persistent else 2, skip=2)
         try:
-            if op == "put":
-                faulty.put(src, "m", chunk_size=CHUNK)
-            else:
-                faulty.get("m", dest)
-            outcome = "succeeded"
-        except Exception as exc:  # noqa: BLE001 - classified below
-            error = f"{type(exc).__name__}: {exc}"
-            outcome = "failed_cleanly" if _one_line(exc) else "crashed"
+            outcome, error = fault_matrix.attempt(faulty, op, src, dest)
         finally:
             faulty.close()
     try:
