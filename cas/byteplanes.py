@@ -25,7 +25,6 @@ zstd level 1, because it does not spend bits on short useless matches.
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import struct
 import threading
@@ -33,7 +32,6 @@ from contextlib import contextmanager
 
 import zstandard
 
-from .directio import aligned_buffer
 from .errors import CorruptChunk
 from .zstdio import decompress_into, read_fully
 
@@ -82,59 +80,36 @@ def _plane_compressor() -> zstandard.ZstdCompressor:
     return comp
 
 
-# -- strided access at C speed ---------------------------------------------------------------------
-# bytes, bytearray and mmap slice with a step in a C loop (~2-3 GB/s here); a memoryview does it an
-# element at a time (~50 MB/s). So plane splits and merges go through the object under a view.
+# -- strided access without the GIL ----------------------------------------------------------------
+# Splitting a chunk into planes and merging them back are strided copies. Python's own
+# ``bytes[k::4]`` runs them at ~3 GB/s but holds the GIL, so on 2 cores the threads of a put or
+# get queued behind each other's copies (put took 1.2x longer with planes than with plain zstd).
+# numpy copies strided uint8 arrays in C with the GIL released (3.4 GB/s a thread here, 2 threads
+# 1.9-2x) and views any buffer without copying it. It is imported on the first planes chunk
+# (~90 ms), so a put or get that meets no float chunk never pays for it.
 
-_SLICEABLE = (bytes, bytearray, mmap.mmap)
-_WRITABLE = (bytearray, mmap.mmap)
-
-
-def _address(buffer) -> int:
-    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
-
-
-def _exporter(data, kinds) -> tuple[object, int] | None:
-    """(the ``kinds`` object under ``data``, offset of ``data``'s first byte in it), or None."""
-    if isinstance(data, kinds):
-        return data, 0
-    view = memoryview(data)
-    obj = view.obj
-    if not (isinstance(obj, kinds) and view.c_contiguous and view.itemsize == 1):
-        return None
-    if view.nbytes == len(obj):
-        return obj, 0
-    if view.readonly or isinstance(obj, bytes) or not view.nbytes:
-        return None
-    offset = _address(view) - _address(obj)
-    return (obj, offset) if 0 <= offset <= len(obj) - view.nbytes else None
+def _numpy():
+    import numpy
+    return numpy
 
 
-def sliceable(data) -> tuple[object, int]:
-    """(an object whose [a:b:step] slicing is fast, the offset of ``data``'s first byte in it).
-
-    Falls back to one copy of ``data`` when its exporter cannot be sliced or located.
-    """
-    found = _exporter(data, _SLICEABLE)
-    return found if found is not None else (memoryview(data).cast("B").tobytes(), 0)
-
-
-def split(src, offset: int, raw_length: int, width: int, k: int):
-    """Plane ``k`` of the chunk at ``src[offset:offset + raw_length]`` (``src`` from ``sliceable``)."""
-    return src[offset + k:offset + raw_length:width]
+def _uint8(buffer, count: int):
+    """A uint8 numpy view of the first ``count`` bytes of ``buffer`` (no copy; writable if it is)."""
+    np = _numpy()
+    return np.frombuffer(buffer, dtype=np.uint8, count=count)
 
 
 # -- predictor ---------------------------------------------------------------------------------------
 
-def sample(src, offset: int, raw_length: int) -> bytes:
+def sample(raw: memoryview) -> bytes:
     """SAMPLE_SLICES slices spread over the chunk, each starting at a multiple of 4 (all of it if small)."""
-    if raw_length <= SAMPLE_SLICES * SAMPLE_SLICE:
-        return bytes(src[offset:offset + raw_length])
-    step = (raw_length - SAMPLE_SLICE) // (SAMPLE_SLICES - 1) // 4 * 4
-    return b"".join(bytes(src[offset + i * step:offset + i * step + SAMPLE_SLICE]) for i in range(SAMPLE_SLICES))
+    if len(raw) <= SAMPLE_SLICES * SAMPLE_SLICE:
+        return bytes(raw)
+    step = (len(raw) - SAMPLE_SLICE) // (SAMPLE_SLICES - 1) // 4 * 4
+    return b"".join(raw[i * step:i * step + SAMPLE_SLICE] for i in range(SAMPLE_SLICES))
 
 
-def predict(src, offset: int, raw_length: int, *, plain_compress, min_saving: float):
+def predict(raw: memoryview, *, plain_compress, min_saving: float):
     """(width, raw plane flags) if byte planes should beat plain zstd on this chunk, else None.
 
     Compresses a small sample (32 KiB of a 4 MiB chunk) three ways: whole with ``plain_compress``
@@ -144,9 +119,9 @@ def predict(src, offset: int, raw_length: int, *, plain_compress, min_saving: fl
     planes twice over at width 4). A plane whose sample saves less than ``min_saving`` is flagged
     to be stored raw without trying.
     """
-    if raw_length < MIN_PLANES_LENGTH:
+    if len(raw) < MIN_PLANES_LENGTH:
         return None
-    s = sample(src, offset, raw_length)
+    s = sample(raw)
     plain = min(len(plain_compress(s)), len(s))
     if plain < PLAIN_GOOD_ENOUGH * len(s):
         return None
@@ -170,35 +145,40 @@ def predict(src, offset: int, raw_length: int, *, plain_compress, min_saving: fl
 
 # -- encode --------------------------------------------------------------------------------------------
 
-def encode_into(src, offset: int, raw_length: int, out: memoryview, *, width: int, raw_flags, limit: int,
-                min_saving: float) -> int:
-    """Write the planes payload of the chunk into ``out``; its length, or 0 if it would pass ``limit``.
+def encode_into(raw: memoryview, out: memoryview, *, width: int, raw_flags, limit: int, min_saving: float) -> int:
+    """Write the planes payload of the chunk ``raw`` (bytes) into ``out``; its length, or 0 if it would pass ``limit``.
 
-    ``src``/``offset`` come from ``sliceable``; ``raw_flags`` (from ``predict``) names the planes to
-    store raw without trying. A plane whose zstd frame would not save ``min_saving`` of it is stored
-    raw, so the payload never needs more than ``raw_length + table_size(width)`` bytes.
+    ``raw_flags`` (from ``predict``) names the planes to store raw without trying. A plane whose
+    zstd frame would not save ``min_saving`` of it is stored raw, so the payload never needs more
+    than ``len(raw) + table_size(width)`` bytes. A plane to compress is gathered into a pooled
+    plane buffer first (zstd needs it contiguous); a raw plane is gathered straight into ``out``.
     """
+    raw_length = len(raw)
     head = table_size(width)
     if head >= limit:
         return 0
     PREFIX.pack_into(out, 0, width)
+    src, dst = _uint8(raw, raw_length), _uint8(out, len(out))
     pos = head
     comp = _plane_compressor()
     for k in range(width):
         n = plane_length(raw_length, width, k)
-        plane = split(src, offset, raw_length, width, k)
+        lane = src[k::width]
         mode, stored = PLANE_RAW, n
         if n and not raw_flags[k]:
             plane_limit = min(int(n * (1.0 - min_saving)), limit - pos)
             if plane_limit > 0:
-                reader = comp.stream_reader(plane, size=n)
-                written = read_fully(reader, out[pos:pos + plane_limit])
-                if written < plane_limit or not reader.readinto(bytearray(1)):
-                    mode, stored = PLANE_ZSTD, written
+                with _plane_buffer(n) as buf:
+                    plane = _uint8(buf, n)
+                    plane[:] = lane
+                    reader = comp.stream_reader(plane, size=n)
+                    written = read_fully(reader, out[pos:pos + plane_limit])
+                    if written < plane_limit or not reader.readinto(bytearray(1)):
+                        mode, stored = PLANE_ZSTD, written
         if pos + stored > limit:
             return 0
         if mode == PLANE_RAW:
-            out[pos:pos + n] = plane
+            dst[pos:pos + n] = lane
         ENTRY.pack_into(out, PREFIX.size + k * ENTRY.size, mode, stored)
         pos += stored
     return pos
@@ -271,25 +251,21 @@ def decode_into(payload: memoryview, out, raw_length: int, name: str) -> None:
 
     A zstd plane is decompressed into a reused plane buffer from a pool shared by the threads (at
     most half the chunk; as many buffers as planes decoded at once), then scattered; a raw plane
-    is scattered straight from the object. Nothing chunk-sized is allocated, except a reused merge
-    buffer when ``out`` is a view whose exporter cannot be sliced.
+    is scattered straight from the object. Nothing chunk-sized is allocated.
     """
     width, planes = read_table(payload, raw_length, name)
-    target = _exporter(out, _WRITABLE)
-    dst, offset = target if target is not None else (aligned_buffer(raw_length, "planes-merge"), 0)
+    dst = _uint8(out, raw_length)
     for k, (mode, start, stored) in enumerate(planes):
         n = plane_length(raw_length, width, k)
         if not n:
             continue
         if mode == PLANE_RAW:
-            dst[offset + k:offset + raw_length:width] = payload[start:start + stored]
+            dst[k::width] = _uint8(payload[start:start + stored], n)
             continue
         with _plane_buffer(n) as buf:
             plane = memoryview(buf)[:n]
             try:
                 decompress_into(payload[start:start + stored], plane, f"{name} plane {k}")
-                dst[offset + k:offset + raw_length:width] = plane
+                dst[k::width] = _uint8(plane, n)
             finally:
                 plane.release()
-    if target is None:  # ``out`` could not be sliced: merged into a buffer of ours, copied once
-        memoryview(out)[:raw_length] = memoryview(dst)[:raw_length]

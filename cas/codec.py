@@ -112,13 +112,11 @@ def encode_into(raw, out, *, policy: str = DEFAULT_POLICY, level: int = DEFAULT_
         raise ValueError(f"output buffer of {len(out)} bytes is too small for a {raw_length}-byte chunk")
     limit = int(raw_length * (1.0 - check_min_saving(min_saving)))  # the most compressed bytes worth keeping
     if raw_length and limit > 0 and policy == "auto":
-        src, offset = byteplanes.sliceable(raw)
-        choice = byteplanes.predict(src, offset, raw_length, plain_compress=_compressor(level).compress,
-                                    min_saving=min_saving)
+        choice = byteplanes.predict(raw, plain_compress=_compressor(level).compress, min_saving=min_saving)
         if choice is not None:
             width, raw_flags = choice
-            written = byteplanes.encode_into(src, offset, raw_length, out[HEADER_SIZE:], width=width,
-                                             raw_flags=raw_flags, limit=limit, min_saving=min_saving)
+            written = byteplanes.encode_into(raw, out[HEADER_SIZE:], width=width, raw_flags=raw_flags,
+                                             limit=limit, min_saving=min_saving)
             if written:
                 HEADER.pack_into(out, 0, MAGIC, OBJECT_FORMAT, PLANES, 0, raw_length)
                 return HEADER_SIZE + written
