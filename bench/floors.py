@@ -157,12 +157,12 @@ def vm_hwm():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
-op, root, src, dst, ref = sys.argv[1:6]
+op, root, src, dst, ref, chunker = sys.argv[1:7]
 store = Store(LocalBackend(root), cache_dir=False)
 ready = vm_hwm()
 t0 = time.perf_counter()
 if op == "put":
-    store.put(src, ref.split("@")[0])
+    store.put(src, ref.split("@")[0], chunker=chunker)
 else:
     store.get(ref, dst)
 seconds = time.perf_counter() - t0
@@ -170,9 +170,11 @@ print(json.dumps({"op": op, "peak_rss": vm_hwm(), "ready_rss": ready, "seconds":
 """
 
 
-def measure_child(op: str, root: str, src: str = "", dst: str = "", ref: str = f"{MODEL}@1") -> dict:
-    """Run one put or get in a fresh interpreter: its peak RSS (VmHWM), peak RSS after imports, wall time."""
-    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, op, root, src, dst, ref],
+def measure_child(op: str, root: str, src: str = "", dst: str = "", ref: str = f"{MODEL}@1", *,
+                  chunker: str = "auto") -> dict:
+    """Run one put (cut with ``chunker``) or get in a fresh interpreter: its peak RSS (VmHWM), peak
+    RSS after imports, wall time."""
+    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, op, root, src, dst, ref, chunker],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{op} child failed ({proc.returncode}):\n{proc.stderr}")
