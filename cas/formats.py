@@ -17,6 +17,8 @@ Formats:
   read by a small parser here (no h5py needed);
 - safetensors: the start and end of every tensor of at least MIN_TENSOR bytes (JSON header);
 - ``.npy``: the start of the array data;
+- GGUF (llama.cpp's ``.gguf``): the start and end of every tensor of at least MIN_TENSOR bytes,
+  from the tensor infos after the key-value metadata (versions 2 and 3);
 - a TensorFlow checkpoint shard (a SavedModel's ``variables/variables.data-*``): the start and end
   of every tensor of at least MIN_TENSOR bytes, from the BundleEntryProto records of the sibling
   ``.index`` (a LevelDB-format table, read by a small parser here).
@@ -40,6 +42,7 @@ MAX_METADATA_READ = 64 << 20  # bytes of metadata one file may make a parser rea
 MAX_ENTRIES = 200_000  # zip members, HDF5 objects, tensors or index records per file
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
+GGUF_MAGIC = b"GGUF"
 ZIP_LOCAL = b"PK\x03\x04"
 ZIP_CENTRAL = b"PK\x01\x02"
 ZIP_END = b"PK\x05\x06"
@@ -86,7 +89,7 @@ def _check_tensor(region: Region, offset: int, length: int, what: str) -> None:
 # -- detection -----------------------------------------------------------------------------------
 
 def sniff(region: Region) -> str | None:
-    """The format of a region from its first bytes: "hdf5", "zip", "npy", "safetensors" or None."""
+    """The format of a region from its first bytes: "hdf5", "zip", "npy", "safetensors", "gguf" or None."""
     head = region.read(0, min(16, region.size))
     if head.startswith(HDF5_MAGIC):
         return "hdf5"
@@ -94,6 +97,8 @@ def sniff(region: Region) -> str | None:
         return "zip"
     if head.startswith(NPY_MAGIC):
         return "npy"
+    if head.startswith(GGUF_MAGIC):
+        return "gguf"
     if len(head) >= 9 and head[8:9] == b"{":
         n = struct.unpack_from("<Q", head)[0]
         if 2 <= n <= region.size - 8:
@@ -275,6 +280,126 @@ def safetensors_boundaries(region: Region) -> list[int]:
         _check_tensor(region, data_start + begin, end - begin, f"safetensors tensor {name!r}")
         if end - begin >= MIN_TENSOR:
             out += [data_start + begin, data_start + end]
+    return out
+
+
+# -- GGUF -----------------------------------------------------------------------------------------
+#
+# llama.cpp's format (ggml docs/gguf.md): magic, version, tensor count, key-value count, the
+# key-values, the tensor infos (name, dims, type, offset from the data section), then the data
+# section, which starts at the next multiple of ``general.alignment`` (default 32). Tensors are
+# contiguous in the data section, so each one ends where the next begins. A new chat template or
+# a longer model name grows the key-values and shifts every tensor: the case ``auto`` is for.
+
+GGUF_BLOCK = 1 << 20  # metadata is read in blocks of this size
+GGUF_MAX_STRING = 1 << 24
+GGUF_MAX_DIMS = 8
+GGUF_DEFAULT_ALIGNMENT = 32
+# value types: fixed sizes by type id; 8 is a string, 9 an array
+_GGUF_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+GGUF_STRING, GGUF_ARRAY, GGUF_UINT32 = 8, 9, 4
+
+
+class _GgufReader:
+    """Sequential little-endian reads of GGUF metadata through a Region, a block at a time."""
+
+    def __init__(self, region: Region) -> None:
+        self.region, self.pos = region, 0
+        self.block, self.block_at = b"", 0
+        self.items = 0  # strings, values and tensors read: at most MAX_ENTRIES x 64
+
+    def take(self, n: int) -> tuple[bytes, int]:
+        """(a buffer, the offset in it) holding the next ``n`` bytes."""
+        start = self.pos - self.block_at
+        if start + n > len(self.block):
+            want = min(max(n, GGUF_BLOCK), self.region.size - self.pos)
+            if want < n:
+                raise FormatError("GGUF metadata runs past the end of the file")
+            self.block, self.block_at, start = self.region.read(self.pos, want), self.pos, 0
+        self.pos += n
+        return self.block, start
+
+    def unpack(self, fmt: struct.Struct) -> tuple:
+        buf, at = self.take(fmt.size)
+        return fmt.unpack_from(buf, at)
+
+    def skip(self, n: int) -> None:
+        if n > self.region.size - self.pos:
+            raise FormatError("GGUF metadata runs past the end of the file")
+        self.pos += n
+
+    def count(self, n: int = 1) -> None:
+        self.items += n
+        if self.items > MAX_ENTRIES * 64:
+            raise FormatError(f"GGUF metadata holds more than {MAX_ENTRIES * 64} items")
+
+    def string(self) -> bytes:
+        (n,) = self.unpack(_U64)
+        if n > GGUF_MAX_STRING:
+            raise FormatError(f"a GGUF string claims {n} bytes")
+        self.count()
+        buf, at = self.take(n)
+        return buf[at:at + n]
+
+    def skip_value(self, kind: int, depth: int = 0) -> None:
+        if kind in _GGUF_FIXED:
+            self.skip(_GGUF_FIXED[kind])
+        elif kind == GGUF_STRING:
+            (n,) = self.unpack(_U64)
+            self.count()
+            self.skip(n)
+        elif kind == GGUF_ARRAY and depth < 2:
+            item, n = self.unpack(_GGUF_ARRAY_HEAD)
+            if item in _GGUF_FIXED:  # a token-type table of 150k entries is skipped, not walked
+                self.skip(n * _GGUF_FIXED[item])
+                return
+            self.count(n)
+            for _ in range(n):
+                self.skip_value(item, depth + 1)
+        else:
+            raise FormatError(f"unknown GGUF value type {kind}")
+
+
+_U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
+_GGUF_HEAD = struct.Struct("<4sIQQ")
+_GGUF_ARRAY_HEAD = struct.Struct("<IQ")
+_GGUF_TENSOR_TAIL = struct.Struct("<IQ")
+
+
+def gguf_boundaries(region: Region) -> list[int]:
+    r = _GgufReader(region)
+    _magic, version, n_tensors, n_values = r.unpack(_GGUF_HEAD)
+    if version not in (2, 3):
+        raise FormatError(f"GGUF version {version} (cas reads versions 2 and 3)")
+    if n_tensors > MAX_ENTRIES or n_values > MAX_ENTRIES:
+        raise FormatError(f"GGUF claims {n_tensors} tensors and {n_values} values, over the {MAX_ENTRIES} limit")
+    alignment = GGUF_DEFAULT_ALIGNMENT
+    for _ in range(n_values):
+        key = r.string()
+        (kind,) = r.unpack(_U32)
+        if key == b"general.alignment" and kind == GGUF_UINT32:
+            (alignment,) = r.unpack(_U32)
+            if not 0 < alignment <= 1 << 20:
+                raise FormatError(f"GGUF alignment {alignment} is out of range")
+        else:
+            r.skip_value(kind)
+    offsets = []
+    for _ in range(n_tensors):
+        name = r.string()
+        (n_dims,) = r.unpack(_U32)
+        if n_dims > GGUF_MAX_DIMS:
+            raise FormatError(f"GGUF tensor {name[:64]!r} claims {n_dims} dimensions")
+        r.skip(8 * n_dims)
+        _type, offset = r.unpack(_GGUF_TENSOR_TAIL)
+        offsets.append(offset)
+    data_start = -(-r.pos // alignment) * alignment
+    starts = sorted({data_start + o for o in offsets})
+    if starts and starts[-1] > region.size:
+        raise FormatError(f"a GGUF tensor starts at {starts[-1]}, past the {region.size}-byte end")
+    out = [data_start] if data_start <= region.size else []
+    for begin, end in zip(starts, [*starts[1:], region.size]):
+        if end - begin >= MIN_TENSOR:
+            out += [begin, end]
     return out
 
 
@@ -606,4 +731,5 @@ PARSERS: dict[str, Callable[[Region], list[int]]] = {
     "hdf5": hdf5_boundaries,
     "npy": npy_boundaries,
     "safetensors": safetensors_boundaries,
+    "gguf": gguf_boundaries,
 }

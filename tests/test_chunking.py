@@ -148,6 +148,23 @@ def _keras(path, config: str, weights_h5: str) -> None:
         z.write(weights_h5, "model.weights.h5")
 
 
+def _gguf(path, tensors: dict[str, bytes], name: str, template: str = "") -> None:
+    """A GGUF file written by llama.cpp's own writer (the gguf package)."""
+    gguf = pytest.importorskip("gguf")
+    np = pytest.importorskip("numpy")
+    writer = gguf.GGUFWriter(str(path), arch="llama")
+    writer.add_name(name)
+    if template:
+        writer.add_chat_template(template)
+    writer.add_array("tokenizer.ggml.tokens", [f"tok{i}" for i in range(500)])
+    for tensor_name, data in tensors.items():
+        writer.add_tensor(tensor_name, np.frombuffer(data, dtype=np.uint8).view(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 TENSORS = {f"t{i}": _weights(300 * KIB + 4 * i, i) for i in range(6)}
 
 
@@ -210,6 +227,36 @@ def test_safetensors_and_npy_with_a_longer_header_still_dedup(local, tmp_path, k
     assert m.files[0].chunker["format"] == kind
     _put(local, tmp_path / "b")
     assert local.last_transfer.sent_raw_bytes < (640 if kind == "safetensors" else 2 * 64) * KIB
+
+
+def test_gguf_whose_metadata_grew_adds_only_its_metadata(local, tmp_path):
+    """A new chat template or model name grows a GGUF's key-values and shifts every tensor."""
+    _gguf(tmp_path / "a.gguf", TENSORS, "llama")
+    _gguf(tmp_path / "b.gguf", TENSORS, "llama-chat", template="{% for m in messages %}{{ m.content }}{% endfor %}")
+    m, _ = _put(local, tmp_path / "a.gguf")
+    assert m.files[0].chunker["format"] == "gguf"
+    _put(local, tmp_path / "b.gguf")
+    assert local.last_transfer.sent_raw_bytes < 64 * KIB  # the metadata piece, nothing else
+    _put(local, tmp_path / "b.gguf", chunker="fixed")
+    assert local.last_transfer.sent_raw_bytes > 1.5 * MIB  # fixed pieces all shifted
+    changed = dict(TENSORS, t3=_weights(len(TENSORS["t3"]), 99))
+    _gguf(tmp_path / "c.gguf", changed, "llama-chat", template="{% for m in messages %}{{ m.content }}{% endfor %}")
+    _put(local, tmp_path / "c.gguf")
+    assert len(TENSORS["t3"]) <= local.last_transfer.sent_raw_bytes <= len(TENSORS["t3"]) + 64 * KIB
+    local.get("m@4", str(tmp_path / "out.gguf"))
+    assert (tmp_path / "out.gguf").read_bytes() == (tmp_path / "c.gguf").read_bytes()
+
+
+def test_gguf_tensor_past_the_end_is_cut_fixed(local, tmp_path):
+    _gguf(tmp_path / "a.gguf", TENSORS, "llama")
+    data = (tmp_path / "a.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[:len(data) - len(TENSORS["t5"]) - 1000])  # t5 starts past the end
+    with pytest.raises(FormatError, match="past the"):
+        boundaries(str(tmp_path / "cut.gguf"))
+    m, _ = _put(local, tmp_path / "cut.gguf")
+    assert m.files[0].chunker["name"] == "fixed"
+    local.get("m", str(tmp_path / "out"))
+    assert (tmp_path / "out").read_bytes() == (tmp_path / "cut.gguf").read_bytes()
 
 
 def test_savedmodel_variables_are_cut_at_their_tensors(tmp_path):
@@ -287,6 +334,11 @@ def samples(tmp_path_factory):
     _npy(d / "a.npy", _weights(70 * KIB, 1))
     out = {"safetensors": (d / "s.safetensors").read_bytes(), "npy": (d / "a.npy").read_bytes()}
     try:
+        _gguf(d / "m.gguf", small, "fuzz")
+        out["gguf"] = (d / "m.gguf").read_bytes()
+    except pytest.skip.Exception:
+        pass
+    try:
         _h5(d / "w.h5", small)
         _keras(d / "m.keras", "{}", d / "w.h5")
         out["hdf5"] = (d / "w.h5").read_bytes()
@@ -360,6 +412,19 @@ def test_hostile_headers_cannot_make_planning_read_without_bound(tmp_path):
     with pytest.raises(FormatError, match="outside"):
         boundaries(str(tmp_path / "z"))
     assert boundaries(str(tmp_path / "s")) is None  # not taken for safetensors at all
+
+
+@pytest.mark.parametrize(("body", "refusal"), [
+    (struct.pack("<Q", 2**60) + b"k", "string claims"),  # a key of 2^60 bytes
+    (struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 8, 2**60), "more than"),  # 2^60 strings
+    (struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 6, 2**60), "past the end"),  # 2^60 floats
+    (struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 9, 1) + struct.pack("<IQ", 9, 1) * 3, "value type 9"),
+])
+def test_hostile_gguf_metadata_is_refused_without_reading_it(tmp_path, body, refusal):
+    """Lengths and counts that GGUF metadata claims are bounded before anything is read or looped over."""
+    (tmp_path / "g").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + body + b"\x00" * 64)
+    with pytest.raises(FormatError, match=refusal):
+        boundaries(str(tmp_path / "g"))
 
 
 # -- the manifest records each file's chunker ------------------------------------------------------------
