@@ -17,6 +17,9 @@ Formats:
   read by a small parser here (no h5py needed);
 - safetensors: the start and end of every tensor of at least MIN_TENSOR bytes (JSON header);
 - ``.npy``: the start of the array data;
+- ONNX (``.onnx``): the start and end of every initializer's data of at least MIN_TENSOR bytes;
+  the external data file of a large model (``model.onnx.data`` beside ``model.onnx``): the same,
+  from the offsets its model lists;
 - GGUF (llama.cpp's ``.gguf``): the start and end of every tensor of at least MIN_TENSOR bytes,
   from the tensor infos after the key-value metadata (versions 2 and 3);
 - a TensorFlow checkpoint shard (a SavedModel's ``variables/variables.data-*``): the start and end
@@ -128,6 +131,11 @@ def boundaries(path: str) -> tuple[str, list[int]] | None:
         index = os.path.join(os.path.dirname(path), shard["prefix"] + ".index") if shard else ""
         if shard and os.path.isfile(index):
             return "tf-checkpoint", checkpoint_boundaries(index, int(shard["shard"]), region)
+        if path.lower().endswith(".onnx"):  # protobuf has no magic: known by its name
+            return "onnx", onnx_boundaries(region)
+        external = onnx_external_boundaries(path, region)
+        if external is not None:
+            return "onnx-data", external
         kind = sniff(region)
         if kind is None:
             return None
@@ -283,38 +291,27 @@ def safetensors_boundaries(region: Region) -> list[int]:
     return out
 
 
-# -- GGUF -----------------------------------------------------------------------------------------
-#
-# llama.cpp's format (ggml docs/gguf.md): magic, version, tensor count, key-value count, the
-# key-values, the tensor infos (name, dims, type, offset from the data section), then the data
-# section, which starts at the next multiple of ``general.alignment`` (default 32). Tensors are
-# contiguous in the data section, so each one ends where the next begins. A new chat template or
-# a longer model name grows the key-values and shifts every tensor: the case ``auto`` is for.
+# -- sequential metadata ---------------------------------------------------------------------------
 
-GGUF_BLOCK = 1 << 20  # metadata is read in blocks of this size
-GGUF_MAX_STRING = 1 << 24
-GGUF_MAX_DIMS = 8
-GGUF_DEFAULT_ALIGNMENT = 32
-# value types: fixed sizes by type id; 8 is a string, 9 an array
-_GGUF_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-GGUF_STRING, GGUF_ARRAY, GGUF_UINT32 = 8, 9, 4
+METADATA_BLOCK = 1 << 20  # GGUF and ONNX metadata is read in blocks of this size
+MAX_ITEMS = MAX_ENTRIES * 64  # strings, values, fields and tensors one file's metadata may hold
 
 
-class _GgufReader:
-    """Sequential little-endian reads of GGUF metadata through a Region, a block at a time."""
+class _Sequential:
+    """Sequential reads of a region's metadata, a block at a time, with a count of items walked."""
 
     def __init__(self, region: Region) -> None:
         self.region, self.pos = region, 0
         self.block, self.block_at = b"", 0
-        self.items = 0  # strings, values and tensors read: at most MAX_ENTRIES x 64
+        self.items = 0
 
     def take(self, n: int) -> tuple[bytes, int]:
         """(a buffer, the offset in it) holding the next ``n`` bytes."""
         start = self.pos - self.block_at
         if start + n > len(self.block):
-            want = min(max(n, GGUF_BLOCK), self.region.size - self.pos)
+            want = min(max(n, METADATA_BLOCK), self.region.size - self.pos)
             if want < n:
-                raise FormatError("GGUF metadata runs past the end of the file")
+                raise FormatError("the metadata runs past the end of the file")
             self.block, self.block_at, start = self.region.read(self.pos, want), self.pos, 0
         self.pos += n
         return self.block, start
@@ -325,49 +322,76 @@ class _GgufReader:
 
     def skip(self, n: int) -> None:
         if n > self.region.size - self.pos:
-            raise FormatError("GGUF metadata runs past the end of the file")
+            raise FormatError("the metadata runs past the end of the file")
         self.pos += n
 
     def count(self, n: int = 1) -> None:
         self.items += n
-        if self.items > MAX_ENTRIES * 64:
-            raise FormatError(f"GGUF metadata holds more than {MAX_ENTRIES * 64} items")
+        if self.items > MAX_ITEMS:
+            raise FormatError(f"the metadata holds more than {MAX_ITEMS} items")
 
-    def string(self) -> bytes:
-        (n,) = self.unpack(_U64)
-        if n > GGUF_MAX_STRING:
-            raise FormatError(f"a GGUF string claims {n} bytes")
-        self.count()
-        buf, at = self.take(n)
-        return buf[at:at + n]
-
-    def skip_value(self, kind: int, depth: int = 0) -> None:
-        if kind in _GGUF_FIXED:
-            self.skip(_GGUF_FIXED[kind])
-        elif kind == GGUF_STRING:
-            (n,) = self.unpack(_U64)
-            self.count()
-            self.skip(n)
-        elif kind == GGUF_ARRAY and depth < 2:
-            item, n = self.unpack(_GGUF_ARRAY_HEAD)
-            if item in _GGUF_FIXED:  # a token-type table of 150k entries is skipped, not walked
-                self.skip(n * _GGUF_FIXED[item])
-                return
-            self.count(n)
-            for _ in range(n):
-                self.skip_value(item, depth + 1)
-        else:
-            raise FormatError(f"unknown GGUF value type {kind}")
+    def varint(self) -> int:
+        """A protobuf base-128 varint (at most 10 bytes)."""
+        value = 0
+        for shift in range(0, 70, 7):
+            buf, at = self.take(1)
+            byte = buf[at]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+        raise FormatError("a varint runs past 10 bytes")
 
 
+# -- GGUF -----------------------------------------------------------------------------------------
+#
+# llama.cpp's format (ggml docs/gguf.md): magic, version, tensor count, key-value count, the
+# key-values, the tensor infos (name, dims, type, offset from the data section), then the data
+# section, which starts at the next multiple of ``general.alignment`` (default 32). Tensors are
+# contiguous in the data section, so each one ends where the next begins. A new chat template or
+# a longer model name grows the key-values and shifts every tensor: the case ``auto`` is for.
+
+GGUF_MAX_STRING = 1 << 24
+GGUF_MAX_DIMS = 8
+GGUF_DEFAULT_ALIGNMENT = 32
+# value types: fixed sizes by type id; 8 is a string, 9 an array
+_GGUF_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+GGUF_STRING, GGUF_ARRAY, GGUF_UINT32 = 8, 9, 4
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 _GGUF_HEAD = struct.Struct("<4sIQQ")
 _GGUF_ARRAY_HEAD = struct.Struct("<IQ")
 _GGUF_TENSOR_TAIL = struct.Struct("<IQ")
 
 
+def _gguf_string(r: _Sequential) -> bytes:
+    (n,) = r.unpack(_U64)
+    if n > GGUF_MAX_STRING:
+        raise FormatError(f"a GGUF string claims {n} bytes")
+    r.count()
+    buf, at = r.take(n)
+    return buf[at:at + n]
+
+
+def _gguf_skip_value(r: _Sequential, kind: int, depth: int = 0) -> None:
+    if kind in _GGUF_FIXED:
+        r.skip(_GGUF_FIXED[kind])
+    elif kind == GGUF_STRING:
+        (n,) = r.unpack(_U64)
+        r.count()
+        r.skip(n)
+    elif kind == GGUF_ARRAY and depth < 2:
+        item, n = r.unpack(_GGUF_ARRAY_HEAD)
+        if item in _GGUF_FIXED:  # a token-type table of 150k entries is skipped, not walked
+            r.skip(n * _GGUF_FIXED[item])
+            return
+        r.count(n)
+        for _ in range(n):
+            _gguf_skip_value(r, item, depth + 1)
+    else:
+        raise FormatError(f"unknown GGUF value type {kind}")
+
+
 def gguf_boundaries(region: Region) -> list[int]:
-    r = _GgufReader(region)
+    r = _Sequential(region)
     _magic, version, n_tensors, n_values = r.unpack(_GGUF_HEAD)
     if version not in (2, 3):
         raise FormatError(f"GGUF version {version} (cas reads versions 2 and 3)")
@@ -375,17 +399,17 @@ def gguf_boundaries(region: Region) -> list[int]:
         raise FormatError(f"GGUF claims {n_tensors} tensors and {n_values} values, over the {MAX_ENTRIES} limit")
     alignment = GGUF_DEFAULT_ALIGNMENT
     for _ in range(n_values):
-        key = r.string()
+        key = _gguf_string(r)
         (kind,) = r.unpack(_U32)
         if key == b"general.alignment" and kind == GGUF_UINT32:
             (alignment,) = r.unpack(_U32)
             if not 0 < alignment <= 1 << 20:
                 raise FormatError(f"GGUF alignment {alignment} is out of range")
         else:
-            r.skip_value(kind)
+            _gguf_skip_value(r, kind)
     offsets = []
     for _ in range(n_tensors):
-        name = r.string()
+        name = _gguf_string(r)
         (n_dims,) = r.unpack(_U32)
         if n_dims > GGUF_MAX_DIMS:
             raise FormatError(f"GGUF tensor {name[:64]!r} claims {n_dims} dimensions")
@@ -401,6 +425,114 @@ def gguf_boundaries(region: Region) -> list[int]:
         if end - begin >= MIN_TENSOR:
             out += [begin, end]
     return out
+
+
+# -- ONNX -----------------------------------------------------------------------------------------
+#
+# An ONNX model (onnx/onnx.proto) is a protobuf ModelProto. Its graph (field 7, a GraphProto) holds
+# the weights as initializers (GraphProto field 5, TensorProto), whose bytes are raw_data (field 9)
+# or a packed repeated field (float_data 4, int32_data 5, int64_data 7, double_data 10, uint64_data
+# 11). Protobuf writers emit fields in number order, so the graph's nodes (field 1) come before the
+# initializers: a changed node or a new producer version shifts every weight. Only tags and
+# lengths are read; a field's bytes are skipped.
+
+ONNX_MODEL_GRAPH, ONNX_GRAPH_INITIALIZER = 7, 5
+ONNX_TENSOR_DATA = frozenset({4, 5, 7, 9, 10, 11})
+WIRE_VARINT, WIRE_I64, WIRE_LEN, WIRE_I32 = 0, 1, 2, 5
+
+
+def _pb_fields(r: _Sequential, end: int):
+    """Yield (field number, start, length) of each length-delimited field of the message ending at
+    ``end``, skipping the other fields; after each, the reader continues from that field's end."""
+    while r.pos < end:
+        r.count()
+        key = r.varint()
+        field, wire = key >> 3, key & 7
+        if wire == WIRE_VARINT:
+            r.varint()
+        elif wire == WIRE_I64:
+            r.skip(8)
+        elif wire == WIRE_I32:
+            r.skip(4)
+        elif wire == WIRE_LEN:
+            n = r.varint()
+            start = r.pos
+            if n > end - start:
+                raise FormatError(f"protobuf field {field} claims {n} bytes, past the end of its message")
+            yield field, start, n
+            r.pos = start + n
+        else:
+            raise FormatError(f"protobuf wire type {wire} (field {field}) is not used by ONNX")
+    if r.pos != end:
+        raise FormatError("a protobuf field runs past the end of its message")
+
+
+ONNX_TENSOR_EXTERNAL = 13  # repeated StringStringEntryProto: key 1, value 2 ("location", "offset", "length")
+ONNX_MAX_STRING = 4096
+
+
+def _onnx_initializers(region: Region):
+    """Yield, for every initializer of the model in ``region``: (its data's (start, length) spans in
+    the model itself, its external_data entries as a dict of bytes)."""
+    if region.read(0, min(1, region.size)) != b"\x08":
+        raise FormatError("not an ONNX model: it does not start with its ir_version")
+    r = _Sequential(region)
+    for field, start, n in _pb_fields(r, region.size):
+        if field != ONNX_MODEL_GRAPH:
+            continue
+        for g_field, g_start, g_n in _pb_fields(r, start + n):
+            if g_field != ONNX_GRAPH_INITIALIZER:
+                continue
+            spans, external = [], {}
+            for t_field, t_start, t_n in _pb_fields(r, g_start + g_n):
+                if t_field in ONNX_TENSOR_DATA:
+                    spans.append((t_start, t_n))
+                elif t_field == ONNX_TENSOR_EXTERNAL and t_n <= 2 * ONNX_MAX_STRING:
+                    entry = {}
+                    for e_field, e_start, e_n in _pb_fields(r, t_start + t_n):
+                        buf, at = r.take(e_n)
+                        entry[e_field] = buf[at:at + e_n]
+                    external[entry.get(1, b"")] = entry.get(2, b"")
+            yield spans, external
+
+
+def onnx_boundaries(region: Region) -> list[int]:
+    out = []
+    for spans, _external in _onnx_initializers(region):
+        out += [b for start, n in spans if n >= MIN_TENSOR for b in (start, start + n)]
+    return out
+
+
+# A model over 2 GB keeps its weights in a file beside it (``model.onnx.data`` and the like), named
+# in each initializer's external_data; its offsets cut that file. These are the names tried.
+ONNX_DATA_SUFFIXES = (".data", "_data", ".bin", ".weights")
+
+
+def onnx_external_boundaries(path: str, region: Region) -> list[int] | None:
+    """Boundaries of ``path`` as the external data of the ONNX model beside it, or None if no model
+    beside it (``model.onnx`` for ``model.onnx.data`` or ``model.data``) names it."""
+    name = os.path.basename(path)
+    stem = next((name[:-len(s)] for s in ONNX_DATA_SUFFIXES if name.endswith(s) and len(name) > len(s)), None)
+    if stem is None:
+        return None
+    model = os.path.join(os.path.dirname(path), stem if stem.endswith(".onnx") else stem + ".onnx")
+    if not os.path.isfile(model):
+        return None
+    fd = os.open(model, os.O_RDONLY)
+    try:
+        found, out = False, []
+        for _spans, external in _onnx_initializers(Region(fd, 0, os.fstat(fd).st_size, region.budget)):
+            if external.get(b"location", b"").decode("utf-8", "replace") != name:
+                continue
+            found = True
+            offset = int(external.get(b"offset", b"0"))
+            length = int(external[b"length"]) if b"length" in external else region.size - offset
+            _check_tensor(region, offset, length, f"ONNX external tensor at {offset}")
+            if length >= MIN_TENSOR:
+                out += [offset, offset + length]
+        return out if found else None
+    finally:
+        os.close(fd)
 
 
 # -- HDF5 -----------------------------------------------------------------------------------------

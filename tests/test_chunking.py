@@ -165,6 +165,24 @@ def _gguf(path, tensors: dict[str, bytes], name: str, template: str = "") -> Non
     writer.close()
 
 
+def _onnx(path, tensors: dict[str, bytes], producer: str, extra_nodes: int = 0, external: str = "") -> None:
+    """An ONNX model written by the onnx package (its weights in the file ``external`` beside it if given)."""
+    onnx = pytest.importorskip("onnx")
+    np = pytest.importorskip("numpy")
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(np.frombuffer(data, dtype=np.uint8).view(np.float32), name)
+             for name, data in tensors.items()]
+    nodes = [helper.make_node("Identity", [f"x{i}"], [f"x{i + 1}"], name=f"pre{i}") for i in range(extra_nodes)]
+    nodes.append(helper.make_node("Identity", [f"x{extra_nodes}"], ["y"], name="out"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x0", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], initializer=inits)
+    model = helper.make_model(graph, producer_name=producer)
+    if external:
+        onnx.save(model, str(path), save_as_external_data=True, location=external, size_threshold=1024)
+    else:
+        onnx.save(model, str(path))
+
+
 TENSORS = {f"t{i}": _weights(300 * KIB + 4 * i, i) for i in range(6)}
 
 
@@ -245,6 +263,47 @@ def test_gguf_whose_metadata_grew_adds_only_its_metadata(local, tmp_path):
     assert len(TENSORS["t3"]) <= local.last_transfer.sent_raw_bytes <= len(TENSORS["t3"]) + 64 * KIB
     local.get("m@4", str(tmp_path / "out.gguf"))
     assert (tmp_path / "out.gguf").read_bytes() == (tmp_path / "c.gguf").read_bytes()
+
+
+def test_onnx_whose_graph_grew_adds_only_its_graph(local, tmp_path):
+    """The graph's nodes come before its initializers: a new node shifts every weight."""
+    _onnx(tmp_path / "a.onnx", TENSORS, "exporter 1.0")
+    _onnx(tmp_path / "b.onnx", TENSORS, "exporter 1.1 with a longer name", extra_nodes=3)
+    m, _ = _put(local, tmp_path / "a.onnx")
+    assert m.files[0].chunker["format"] == "onnx"
+    _put(local, tmp_path / "b.onnx")
+    assert local.last_transfer.sent_raw_bytes < 64 * KIB
+    _put(local, tmp_path / "b.onnx", chunker="fixed")
+    assert local.last_transfer.sent_raw_bytes > 1.5 * MIB
+    local.get("m@2", str(tmp_path / "out.onnx"))
+    assert (tmp_path / "out.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_onnx_external_data_is_cut_at_the_offsets_its_model_lists(local, tmp_path):
+    """A large model's weights live in model.onnx.data; a tensor inserted early shifts the rest."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _onnx(tmp_path / "a" / "model.onnx", TENSORS, "x", external="model.onnx.data")
+    grown = {"new": _weights(100 * KIB, 5), **TENSORS}
+    _onnx(tmp_path / "b" / "model.onnx", grown, "x", external="model.onnx.data")
+    m, _ = _put(local, tmp_path / "a")
+    assert {f.path: f.chunker.get("format") for f in m.files}["model.onnx.data"] == "onnx-data"
+    _put(local, tmp_path / "b")
+    assert local.last_transfer.sent_raw_bytes < 100 * KIB + 64 * KIB  # the new tensor and the model
+    local.get("m@2", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "model.onnx.data").read_bytes() == (tmp_path / "b" / "model.onnx.data").read_bytes()
+
+
+@pytest.mark.parametrize(("body", "refusal"), [
+    (b"\x08\x07\x3a\xff\xff\xff\xff\x0f", "past the end"),  # a graph of 4 GiB in a tiny file
+    (b"\x08\x07\x3b\x00", "wire type 3"),  # a group: not protobuf 3
+    (b"\x08" + b"\xff" * 11, "10 bytes"),  # an endless varint
+    (b"PK\x03\x04", "ir_version"),
+])
+def test_hostile_onnx_is_refused_without_reading_it(tmp_path, body, refusal):
+    (tmp_path / "m.onnx").write_bytes(body + b"\x00" * 8)
+    with pytest.raises(FormatError, match=refusal):
+        boundaries(str(tmp_path / "m.onnx"))
 
 
 def test_gguf_tensor_past_the_end_is_cut_fixed(local, tmp_path):
@@ -334,6 +393,11 @@ def samples(tmp_path_factory):
     _npy(d / "a.npy", _weights(70 * KIB, 1))
     out = {"safetensors": (d / "s.safetensors").read_bytes(), "npy": (d / "a.npy").read_bytes()}
     try:
+        _onnx(d / "m.onnx", small, "fuzz")
+        out["onnx"] = (d / "m.onnx").read_bytes()
+    except pytest.skip.Exception:
+        pass
+    try:
         _gguf(d / "m.gguf", small, "fuzz")
         out["gguf"] = (d / "m.gguf").read_bytes()
     except pytest.skip.Exception:
@@ -362,7 +426,7 @@ def samples(tmp_path_factory):
 def test_mutated_model_files_never_crash_planning(samples, tmp_path_factory, data):
     kind = data.draw(st.sampled_from(sorted(k for k in samples if k != "ckpt-data")))
     content = _mutate(samples[kind], data.draw)
-    path = tmp_path_factory.mktemp("fuzz") / "model.bin"
+    path = tmp_path_factory.mktemp("fuzz") / ("model.onnx" if kind == "onnx" else "model.bin")
     if kind == "ckpt-index":  # a truncated or damaged .index next to an intact data shard
         (path.parent / "variables.index").write_bytes(content)
         path = path.parent / "variables.data-00000-of-00001"
@@ -384,7 +448,7 @@ def test_mutated_model_files_never_crash_planning(samples, tmp_path_factory, dat
 def test_model_files_cut_short_anywhere_never_crash_planning(samples, tmp_path_factory, data):
     kind = data.draw(st.sampled_from(sorted(k for k in samples if not k.startswith("ckpt"))))
     content = samples[kind][:data.draw(st.integers(0, len(samples[kind])))]
-    path = tmp_path_factory.mktemp("cut") / "model.bin"
+    path = tmp_path_factory.mktemp("cut") / ("model.onnx" if kind == "onnx" else "model.bin")
     path.write_bytes(content)
     try:
         boundaries(str(path))
@@ -397,11 +461,16 @@ def test_model_files_cut_short_anywhere_never_crash_planning(samples, tmp_path_f
 @FUZZ
 @given(st.binary(max_size=4000))
 def test_random_bytes_after_a_known_magic_never_crash_planning(tmp_path_factory, tail):
-    for magic in (b"PK\x03\x04", b"\x93NUMPY\x01\x00", struct.pack("<Q", len(tail)) + b"{", b"PK\x05\x06"):
+    for magic in (b"PK\x03\x04", b"\x93NUMPY\x01\x00", struct.pack("<Q", len(tail)) + b"{", b"PK\x05\x06",
+                  b"GGUF\x03\x00\x00\x00"):
         path = tmp_path_factory.mktemp("fuzz") / "x"
         path.write_bytes(magic + tail)
         _record, pieces = _plan_of(path)
         _covers(pieces, len(magic + tail))
+    path = tmp_path_factory.mktemp("fuzz") / "x.onnx"  # ONNX is known by its name, then by ir_version's tag
+    path.write_bytes(b"\x08" + tail)
+    _record, pieces = _plan_of(path)
+    _covers(pieces, 1 + len(tail))
 
 
 def test_hostile_headers_cannot_make_planning_read_without_bound(tmp_path):
