@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 
 from . import codec, layout
-from .backends.base import read_into
+from .backends.base import StoredObject, read_into
+from .chunking import MAX_CHUNK_SIZE
 from .directio import aligned_buffer
 from .digest import ChunkHash
 from .errors import CasError, CorruptChunk
@@ -18,6 +20,9 @@ from .manifest import FileEntry, Manifest
 from .planning import replan
 from .transfer import (DEFAULT_MEMORY_BUDGET, hash_pieces, map_ordered, read_piece, run_bounded,
                        workers_within)
+
+log = logging.getLogger("cas.gc")
+MAX_OBJECT = codec.encoded_capacity(MAX_CHUNK_SIZE)  # the longest chunk object any put writes
 
 
 @dataclass(frozen=True)
@@ -276,14 +281,21 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
     while gc runs, so young staging objects are never touched.
 
     Runs under the gc lease: writers wait while it runs, and it starts only once running writers
-    have finished, so no put can publish a manifest naming a chunk gc is deleting. Two guards
-    keep that true when gc itself is paused (a sleeping laptop, SIGSTOP) past its lease, so that
-    writers went ahead meanwhile: the lease is checked before every delete, and gc stops as soon
-    as it lapsed; and a chunk younger than ``grace`` seconds (default: the lease TTL) is never
-    deleted, whatever gc believes about it. What remains is a pause that falls between one
-    check and its delete call (at most ``n_workers`` deletes in flight) while a writer reuses
-    exactly that old chunk; ``cas verify`` would report it. A dry run takes no lease and deletes nothing;
-    its figures are what a real run would free now.
+    have finished, so no put can publish a manifest naming a chunk gc is deleting. Three guards
+    keep that true when gc itself is paused (a sleeping laptop, SIGSTOP) or cut off (a NameNode
+    failover that stalls its requests and its lease renewals alike) past its lease, so that
+    writers went ahead meanwhile and may have reused a chunk gc had judged garbage:
+
+    - the lease is checked before every delete, and gc stops as soon as it lapsed;
+    - a chunk younger than ``grace`` seconds (default: the lease TTL) is never deleted;
+    - gc reads each chunk before deleting it and checks its lease again once the delete has
+      returned: a delete that returned while the lease held ran while no writer could work, and
+      one that returned after may have landed after a writer reused the chunk, so gc puts the
+      chunk back (the bytes it read; a copy a writer sent meanwhile wins) and stops. The price is
+      one read per chunk deleted, at most ``n_workers`` chunks held at once, within the store's
+      memory budget.
+
+    A dry run takes no lease and deletes nothing; its figures are what a real run would free now.
     """
     grace = store.lease_ttl if grace is None else grace
     lease = None if dry_run else gc_lease(store.backend, ttl=store.lease_ttl, wait=wait)
@@ -304,16 +316,36 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
                           young_chunks=len(unreferenced) - len(garbage),
                           deleted_staging=len(staging), deleted_leases=len(stale))
         if not dry_run:
-            keys = [o.key for o in garbage] + staging + [k for k in stale if k != lease.key]
+            stopped = ("deleting unreferenced objects; gc stopped without deleting the rest, since writers "
+                       "may have reused them: run `cas gc` again")
+
+            def delete_chunk(obj: StoredObject) -> None:
+                kept = None  # what to put back if the delete lands late; no valid chunk is longer than MAX_OBJECT
+                if obj.size <= MAX_OBJECT:
+                    try:
+                        kept = store.backend.read(obj.key, 0, obj.size + 1)
+                    except FileNotFoundError:
+                        return  # removed by hand meanwhile
+                lease.check(stopped)
+                store.backend.delete(obj.key)
+                if kept is not None and not lease.intact(lease.ttl / 2):
+                    # The delete returned after the lease lapsed, so it may have landed after a writer
+                    # (which went ahead once the lease expired) found the chunk and reused it.
+                    log.warning("the gc lease lapsed while %s was being deleted; putting it back", obj.key)
+                    try:
+                        store.backend.create(obj.key, kept)
+                    except FileExistsError:
+                        pass  # a writer sent it again meanwhile
+                    lease.check(stopped)
 
             def delete(key: str) -> None:
-                # Checked before every delete: a gc paused past its lease must not delete what
-                # writers, which went ahead meanwhile, may have reused.
-                lease.check("deleting unreferenced objects; gc stopped without deleting the rest, since writers "
-                            "may have reused them: run `cas gc` again")
+                # Leftovers in staging and dead leases: nothing reuses them, but gc stops with its lease.
+                lease.check(stopped)
                 store.backend.delete(key)
 
-            run_bounded(delete, keys, store.n_workers)
+            largest = max((o.size for o in garbage if o.size <= MAX_OBJECT), default=0)
+            run_bounded(delete_chunk, garbage, workers_within(store.n_workers, largest, 1, store.memory_budget))
+            run_bounded(delete, staging + [k for k in stale if k != lease.key], store.n_workers)
             if store.cache:
                 report.deleted_partials = len(store.cache.sweep_dead_partials())
         return report

@@ -88,6 +88,30 @@ except CasError as exc:
     sys.exit(1)
 """
 
+# Paused between its lease check and its delete of a chunk: the delete lands after the lease lapsed
+# (as one does after a NameNode failover stalled the request and the lease renewals alike).
+GC_PAUSED_IN_DELETE = """
+import os, signal, sys, threading
+from cas import Store
+from cas.errors import CasError
+store = Store.open(sys.argv[1], cache_dir=False, n_workers=1)
+store.lease_ttl = float(sys.argv[3])
+real_delete, paused = store.backend.delete, []
+def delete(key):
+    if key.startswith("chunks/") and not paused:
+        paused.append(1)
+        # at this thread (a gc worker): a process-wide SIGSTOP may be taken by another thread while
+        # this one runs on into the delete
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
+    return real_delete(key)
+store.backend.delete = delete
+try:
+    print(store.gc(grace=0).deleted_chunks)
+except CasError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(1)
+"""
+
 GET_PAUSED = """
 import os, signal, sys
 from cas import Store
@@ -184,6 +208,22 @@ def test_a_gc_paused_past_its_lease_deletes_nothing_a_put_made_meanwhile(tmp_pat
     assert store.verify(full=True).problems == []
     store.get(f"m@{m.version}", str(tmp_path / "out.bin"))
     assert (tmp_path / "out.bin").read_bytes() == new.read_bytes()
+
+
+def test_a_gc_delete_that_lands_after_its_lease_lapsed_is_undone(tmp_path, garbage_base):
+    """The window the lease check cannot close: gc checked its lease, then stalled before its delete
+    reached the store; a put reused that chunk meanwhile. gc puts the chunk back and stops."""
+    url, base = garbage_base
+    gc = _start_paused(GC_PAUSED_IN_DELETE, url, "", str(TTL))
+    time.sleep(TTL * 1.5)  # its lease expires: a put goes ahead, reusing every garbage chunk
+    store = _store(url)
+    m = store.put(str(base), "m", chunk_size=CHUNK)
+    assert store.last_transfer.sent_chunks == 0
+    code, out, err = _resume(gc)  # its delete of one of those chunks lands now
+    assert code == 1 and "lapsed" in err and "run `cas gc` again" in err
+    assert store.verify(full=True).problems == []
+    store.get(f"m@{m.version}", str(tmp_path / "out.bin"))
+    assert (tmp_path / "out.bin").read_bytes() == base.read_bytes()
 
 
 def test_a_get_paused_while_gc_and_puts_run_still_gets_its_version(tmp_path, garbage_base):
