@@ -1,14 +1,14 @@
 """A store on HDFS, spoken to over WebHDFS (``webhdfs://``) or WebHDFS over TLS (``swebhdfs://``).
 
-URL grammar (parsed in ``webhdfs_url``; ``open_webhdfs`` is the one place that reads it)::
+URL grammar and options: ``cas.backends.webhdfs_config`` (``WebHdfsConfig``, parsed by
+``parse_webhdfs_url``; ``open_webhdfs`` is the one place that reads it)::
 
-    webhdfs://HOST[:PORT][,HOST[:PORT]...]/ROOT/PATH[?user=NAME | ?token=TOKEN | ?auth=kerberos][&replication=N]
+    webhdfs://HOST[:PORT][,HOST[:PORT]...]/ROOT/PATH[?user=NAME | ?token=TOKEN | ?auth=kerberos][&replication=N...]
     swebhdfs://...                                      same, over HTTPS
 
 - Several comma-separated namenodes form an HA pair (or set); they become HdfsCLI's
   semicolon-separated URL. Every request goes to the namenode that last answered; on a
   connection failure or a ``StandbyException`` the next one is tried within the same attempt.
-- PORT defaults to 9870 (webhdfs) / 9871 (swebhdfs). ROOT must be an absolute, non-root path.
 - Authentication is HdfsCLI's: ``user=`` -> ``InsecureClient`` (simple auth, ``user.name``;
   defaults to the local user name), ``token=`` -> ``TokenClient`` (delegation token),
   ``auth=kerberos`` -> ``hdfs.ext.kerberos.KerberosClient`` (needs ``requests-kerberos``).
@@ -16,16 +16,9 @@ URL grammar (parsed in ``webhdfs_url``; ``open_webhdfs`` is the one place that r
   here, so that every answer's HTTP status reaches the one error-mapping function.
 - ``replication=N``: chunk objects are created with HDFS replication N (CREATE's ``replication``);
   manifests, tags and leases keep the cluster default.
-- Anything else in the query, and any unknown keyword option, is rejected naming it.
-
-Keyword options: ``timeout`` (seconds a socket may sit idle, per request, default 60),
-``connect_timeout`` (default 10), ``max_workers`` (threads that may usefully call the backend;
-also the connection-pool size per host, default 8), ``retries`` (extra attempts after a transient
-failure, default 5), ``backoff`` (first wait in seconds, doubling with jitter up to
-``backoff_max``, default 0.5 and 10), ``verify`` (TLS: True, False or a CA bundle path),
-``min_rate`` (bytes/s, default 256 KiB/s: a read's body must arrive within ``timeout + size /
-min_rate`` seconds, however the server paces it; a slower one counts as a transient timeout).
-A read never takes more than the ``length`` it asked for, whatever the server sends.
+- ``min_rate``: a read's body must arrive within ``timeout + size / min_rate`` seconds, however
+  the server paces it. A read never takes more than the ``length`` it asked for, whatever the
+  server sends.
 
 Requests per operation (NN = namenode metadata op, DN = datanode data transfer)
 ------------------------------------------------------------------------------
@@ -64,7 +57,6 @@ Error mapping lives in one place, ``_answer_error`` (HTTP answers) and ``_unreac
 from __future__ import annotations
 
 import errno
-import getpass
 import http.client
 import logging
 import posixpath
@@ -78,14 +70,20 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from ..layout import CHUNKS, TMP, staging_key
 from .base import StoredObject, check_key
 from .deadlines import Watchdog
-from .webhdfs_url import parse_webhdfs_url, redact
+from .webhdfs_config import WebHdfsConfig, parse_webhdfs_url, redact
 
-__all__ = ["WebHdfsBackend", "open_webhdfs", "parse_webhdfs_url"]
+__all__ = ["WebHdfsBackend", "WebHdfsConfig", "open_webhdfs", "parse_webhdfs_url"]
 
 _log = logging.getLogger(__name__)
 
@@ -94,53 +92,11 @@ _PREFIX = "/webhdfs/v1"
 _HEADERS = {"Content-Type": "application/octet-stream"}
 # HDFS answers these with 403 but they mean "ask again" (HA standby, safe mode, lease recovery).
 _RETRIABLE_EXCEPTIONS = {"StandbyException", "RetriableException", "SafeModeException"}
-# The slowest transfer accepted: a body of N bytes must arrive within timeout + N / min_rate
-# seconds (76 s for a 4 MiB chunk with the defaults), however the server paces it.
-DEFAULT_MIN_RATE = 256 * 1024
 
 
-def open_webhdfs(
-    url: str,
-    *,
-    timeout: float = 60.0,
-    connect_timeout: float = 10.0,
-    max_workers: int = 8,
-    retries: int = 5,
-    backoff: float = 0.5,
-    backoff_max: float = 10.0,
-    verify: bool | str = True,
-    min_rate: float = DEFAULT_MIN_RATE,
-) -> WebHdfsBackend:
-    """Open the HDFS store a ``webhdfs://`` / ``swebhdfs://`` URL names (grammar: module docstring)."""
-    parsed = parse_webhdfs_url(url)
-    if not (isinstance(max_workers, int) and max_workers >= 1):
-        raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")
-    if not (isinstance(retries, int) and retries >= 0):
-        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
-    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-        if not (isinstance(value, (int, float)) and value > 0):
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    if not (isinstance(min_rate, (int, float)) and min_rate > 0):
-        raise ValueError(f"min_rate must be a positive number of bytes per second, got {min_rate!r}")
-    if not (isinstance(backoff, (int, float)) and backoff >= 0 and backoff_max >= 0):
-        raise ValueError(f"backoff and backoff_max must be >= 0 seconds, got {backoff!r}, {backoff_max!r}")
-    return WebHdfsBackend(
-        namenodes=parsed["namenodes"],
-        root=parsed["root"],
-        scheme=parsed["scheme"],
-        user=parsed["user"],
-        token=parsed["token"],
-        auth=parsed["auth"],
-        chunk_replication=parsed["replication"],
-        timeout=float(timeout),
-        connect_timeout=float(connect_timeout),
-        max_workers=max_workers,
-        retries=retries,
-        backoff=float(backoff),
-        backoff_max=float(backoff_max),
-        verify=verify,
-        min_rate=float(min_rate),
-    )
+def open_webhdfs(url: str, **options) -> WebHdfsBackend:
+    """Open the HDFS store a ``webhdfs://`` / ``swebhdfs://`` URL names (options: ``WebHdfsConfig``)."""
+    return WebHdfsBackend(parse_webhdfs_url(url, **options))
 
 
 # -- internal failure kinds -------------------------------------------------------------------
@@ -172,39 +128,23 @@ class _StagedFileLost(_Transient):
 class WebHdfsBackend:
     """See the module docstring. Thread-safe: one pooled ``requests.Session`` shared by threads."""
 
-    def __init__(
-        self,
-        *,
-        namenodes: list[str],
-        root: str,
-        scheme: str = "webhdfs",
-        user: str | None = None,
-        token: str | None = None,
-        auth: str = "simple",
-        timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-        max_workers: int = 8,
-        retries: int = 5,
-        backoff: float = 0.5,
-        backoff_max: float = 10.0,
-        verify: bool | str = True,
-        min_rate: float = DEFAULT_MIN_RATE,
-        chunk_replication: int | None = None,
-    ) -> None:
-        self.namenodes = list(namenodes)
-        self.min_rate = min_rate  # bytes/s: a body must arrive within timeout + size / min_rate
+    def __init__(self, config: WebHdfsConfig) -> None:
+        self.config = config
+        self.namenodes = list(config.namenodes)
+        self.min_rate = config.min_rate  # bytes/s: a body must arrive within timeout + size / min_rate
         self._watchdog = Watchdog("cas-webhdfs-deadlines")
-        self.chunk_replication = chunk_replication  # None: the cluster's dfs.replication
-        self.root = root
-        self.max_workers = max_workers
-        self.retries = retries
-        self.backoff = backoff
-        self.backoff_max = backoff_max
-        self._timeouts = (min(connect_timeout, timeout), timeout)
+        self.chunk_replication = config.replication  # None: the cluster's dfs.replication
+        self.root = root = config.root
+        self.max_workers = max_workers = config.max_workers
+        self.retries = config.retries
+        self.backoff = config.backoff
+        self.backoff_max = config.backoff_max
+        self._timeouts = config.timeouts
         self._tmp_dir = f"{root}/{TMP}"
         self._active = 0  # index of the namenode that last answered
         self._known_dirs: set[str] = set()  # directories seen to exist (saves MKDIRS)
         self._closed = False
+        auth, verify = config.auth, config.verify
 
         session = requests.Session()
         # One pool per host (namenodes and datanodes), each as large as the threads that use it,
@@ -226,22 +166,17 @@ class WebHdfsBackend:
                     "install it with: pip install requests-kerberos"
                 ) from exc
             self.client = KerberosClient(hdfs_url, **client_options)
-            shown = "?auth=kerberos"
         elif auth == "token":
             from hdfs import TokenClient
 
-            self.client = TokenClient(hdfs_url, token, **client_options)
-            shown = "?auth=token"  # never the token itself
+            self.client = TokenClient(hdfs_url, config.token, **client_options)
             _redact_library_logs()  # urllib3's debug log quotes every request URL, token included
         else:
             from hdfs import InsecureClient
 
-            user = user or getpass.getuser()
-            self.client = InsecureClient(hdfs_url, user=user, **client_options)
-            shown = f"?user={quote(user)}"
-        self.user = user
-        hosts = ",".join(nn.split("://", 1)[1] for nn in self.namenodes)
-        self.url = f"{scheme}://{hosts}{quote(root)}{shown}"
+            self.client = InsecureClient(hdfs_url, user=config.user, **client_options)
+        self.user = config.user
+        self.url = config.display_url
 
     def __repr__(self) -> str:
         return f"WebHdfsBackend({self.url!r})"
