@@ -138,10 +138,10 @@ def test_url_defaults_port_and_keeps_root():
 def test_url_with_several_namenodes_becomes_hdfscli_ha_url():
     backend = open_webhdfs("webhdfs://nn1:8020,nn2:8021,[::1]:9/a/b?user=me")
     assert backend.namenodes == ["http://nn1:8020", "http://nn2:8021", "http://[::1]:9"]
-    assert backend.client.url == "http://nn1:8020;http://nn2:8021;http://[::1]:9"
-    assert type(backend.client).__name__ == "InsecureClient"
-    assert backend.client._session is backend._session
-    assert backend._session.params["user.name"] == "me"
+    assert backend.client.hdfscli.url == "http://nn1:8020;http://nn2:8021;http://[::1]:9"
+    assert type(backend.client.hdfscli).__name__ == "InsecureClient"
+    assert backend.client.hdfscli._session is backend.client.session
+    assert backend.client.session.params["user.name"] == "me"
     assert backend.url == "webhdfs://nn1:8020,nn2:8021,[::1]:9/a/b?user=me"
     assert backend.root == "/a/b"
 
@@ -149,9 +149,9 @@ def test_url_with_several_namenodes_becomes_hdfscli_ha_url():
 def test_swebhdfs_uses_https_and_token_auth_keeps_the_token_out_of_the_url():
     backend = open_webhdfs("swebhdfs://nn:50470/cas?token=SECRET", verify=False)
     assert backend.namenodes == ["https://nn:50470"]
-    assert type(backend.client).__name__ == "TokenClient"
-    assert backend._session.params == {"delegation": "SECRET"}
-    assert backend._session.verify is False
+    assert type(backend.client.hdfscli).__name__ == "TokenClient"
+    assert backend.client.session.params == {"delegation": "SECRET"}
+    assert backend.client.session.verify is False
     assert "SECRET" not in backend.url and "SECRET" not in repr(backend)
 
 
@@ -163,7 +163,7 @@ def test_kerberos_auth_is_an_optional_extra():
             open_webhdfs("webhdfs://nn:9870/cas?auth=kerberos")
     else:
         backend = open_webhdfs("webhdfs://nn:9870/cas?auth=kerberos")
-        assert type(backend.client).__name__ == "KerberosClient"
+        assert type(backend.client.hdfscli).__name__ == "KerberosClient"
 
 
 @pytest.mark.parametrize(
@@ -201,10 +201,10 @@ def test_unknown_and_bad_options_are_rejected():
 def test_connection_pool_matches_max_workers_and_every_request_has_a_timeout():
     backend = open_webhdfs("webhdfs://nn:9870/cas?user=me", max_workers=3, timeout=7, connect_timeout=2)
     assert backend.max_workers == 3
-    adapter = backend._session.get_adapter("http://nn:9870/")
+    adapter = backend.client.session.get_adapter("http://nn:9870/")
     assert adapter._pool_maxsize == 3
     assert adapter.max_retries.total == 0  # retries are ours, not urllib3's
-    assert backend._timeouts == (2, 7)
+    assert backend.client.timeouts == (2, 7)
     assert open_webhdfs("webhdfs://nn:9870/cas?user=me").max_workers == 8
 
 
@@ -562,7 +562,7 @@ def test_ha_fails_over_to_the_live_namenode(server, root):
     live = urlsplit(server.namenode_url).netloc
     store = open_webhdfs(f"webhdfs://127.0.0.1:{_closed_port()},{live}{root}?user=cas", **FAST)
     store.create("ha", b"x")
-    assert store._active == 1  # later requests go straight to the namenode that answered
+    assert store.client.active == 1  # later requests go straight to the namenode that answered
     assert store.read("ha") == b"x"
 
 
@@ -586,7 +586,7 @@ def test_closed_backend_refuses_work(store):
 
 def test_backend_is_a_webhdfs_backend(store):
     assert isinstance(store, WebHdfsBackend)
-    assert isinstance(store._session, requests.Session)
+    assert isinstance(store.client.session, requests.Session)
 
 
 # -- credentials never reach messages, tracebacks or logs -------------------------------------------
