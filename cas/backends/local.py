@@ -26,8 +26,8 @@ import os
 from collections.abc import Iterable, Iterator
 
 from ..directio import write_direct
-from .base import StoredObject, check_key
 from ..layout import TMP, staging_key
+from .base import Backend, StoredObject, check_key
 
 DIRECT_MIN_BYTES = 256 * 1024  # small objects (manifests, tags, leases) are not worth the copy
 # Objects and directories follow the writer's umask (0644/0755 under the usual 022, 0600/0700
@@ -38,7 +38,7 @@ DIRECT_MIN_BYTES = 256 * 1024  # small objects (manifests, tags, leases) are not
 OBJECT_MODE = 0o666
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     def __init__(self, root: str, *, durable: bool = True, direct_io: bool = True,
                  max_workers: int | None = None) -> None:
         self.root = os.path.abspath(os.path.expanduser(root))

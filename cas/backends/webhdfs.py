@@ -59,7 +59,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from ..layout import CHUNKS, staging_key
-from .base import StoredObject, check_key
+from .base import Backend, StoredObject, check_key
 from .webhdfs_client import Transient, WebHdfsClient, past_end
 from .webhdfs_config import WebHdfsConfig, parse_webhdfs_url, redact
 
@@ -77,7 +77,7 @@ class _StagedFileLost(Transient):
     """Our tmp/ file vanished before it was renamed (e.g. a tmp cleaner): stage it again."""
 
 
-class WebHdfsBackend:
+class WebHdfsBackend(Backend):
     """See the module docstring. Thread-safe: the client's pooled session is shared by threads."""
 
     def __init__(self, config: WebHdfsConfig) -> None:

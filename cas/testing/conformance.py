@@ -68,6 +68,20 @@ class BackendConformance:
         with pytest.raises(FileNotFoundError):
             read_into(backend, "into/missing", buf)
 
+    def test_read_into_fills_a_reused_buffer_and_leaves_it_alone_when_the_object_does_not_fit(self, backend):
+        backend.create("into/a", b"a" * 5000)
+        backend.create("into/b", b"b" * 3000)
+        backend.create("into/empty", b"")
+        buf = mmap.mmap(-1, 8192)  # page-aligned, as the get pipeline's buffers are
+        assert backend.read_into("into/a", buf) == 5000
+        assert backend.read_into("into/b", buf) == 3000
+        assert buf[:5000] == b"b" * 3000 + b"a" * 2000
+        assert backend.read_into("into/empty", buf) == 0
+        small = bytearray(b"z" * 2999)
+        with pytest.raises(BufferError):
+            backend.read_into("into/b", small)
+        assert small == b"z" * 2999
+
     def test_ranged_reads(self, backend):
         data = bytes(range(256)) * 40
         backend.create("r", data)
