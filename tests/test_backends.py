@@ -1,6 +1,7 @@
 """Every backend that ships runs the same conformance suite (the WebHDFS one has its own file)."""
 
 import os
+import time
 
 import pytest
 
@@ -26,6 +27,16 @@ class TestLocalBackend(BackendConformance):
 
         return read
 
+    @pytest.fixture
+    def raw_write(self, backend):
+        def write(key, data):
+            path = os.path.join(backend.root, *key.split("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+
+        return write
+
 
 class TestMemoryBackend(BackendConformance):
     @pytest.fixture
@@ -35,6 +46,14 @@ class TestMemoryBackend(BackendConformance):
     @pytest.fixture
     def raw_read(self, backend):
         return backend.objects.get
+
+    @pytest.fixture
+    def raw_write(self, backend):
+        def write(key, data):
+            backend.objects[key] = bytes(data)
+            backend.mtimes[key] = time.time()
+
+        return write
 
 
 def test_open_backend_understands_paths_and_file_urls(tmp_path):
@@ -100,3 +119,13 @@ def test_every_shipped_backend_is_a_backend(tmp_path):
 
     assert isinstance(LocalBackend(str(tmp_path)), Backend) and isinstance(MemoryBackend(), Backend)
     assert issubclass(S3Backend, Backend) and issubclass(WebHdfsBackend, Backend)
+
+
+def test_closing_one_memory_handle_leaves_the_others_and_the_objects():
+    first, second = open_backend("memory://shared-close"), open_backend("memory://shared-close")
+    first.create("k", b"v")
+    first.close()
+    assert second.read("k") == b"v"
+    assert open_backend("memory://shared-close").read("k") == b"v"
+    with pytest.raises(ValueError, match="store memory://shared-close is closed"):
+        first.read("k")

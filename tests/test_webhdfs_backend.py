@@ -77,15 +77,27 @@ def tmp_files(server, root):
 
 
 class TestWebHdfsBackend(BackendConformance):
+    """With a delegation token in the URL, so the suite also checks that it never shows."""
+
     @pytest.fixture
     def backend(self, server, root):
-        backend = _open(server, root, timeout=10, retries=2, backoff=0.01)
+        server.tokens[TOKEN] = "cas"
+        backend = open_backend(server.store_url(root, "cas").split("?")[0] + f"?token={TOKEN}",
+                               timeout=10, retries=2, backoff=0.01)
         yield backend
         backend.close()
 
     @pytest.fixture
     def raw_read(self, server, backend):
         return lambda key: server.raw_read(f"{backend.root}/{key}")
+
+    @pytest.fixture
+    def raw_write(self, server, backend):
+        return lambda key, data: server.raw_write(f"{backend.root}/{key}", data)
+
+    @pytest.fixture
+    def credential(self):
+        return TOKEN
 
 
 REAL_URL = os.environ.get("CAS_TEST_WEBHDFS_URL")
@@ -122,6 +134,14 @@ class TestWebHdfsBackendOnRealCluster(BackendConformance):
                 raise
 
         return read
+
+    @pytest.fixture
+    def raw_write(self, backend):
+        from hdfs import InsecureClient
+
+        parsed = parse_webhdfs_url(REAL_URL)
+        client = InsecureClient(";".join(parsed.namenodes), user=parsed.user, timeout=60)
+        return lambda key, data: client.write(f"{backend.root}/{key}", data=data)
 
 
 # -- URL grammar and options ----------------------------------------------------------------------

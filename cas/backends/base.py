@@ -117,6 +117,11 @@ class Backend(ABC):
         docstring). Closing twice is harmless."""
 
 
+def closed_error(url: str) -> ValueError:
+    """What every operation of a closed backend raises (see ``Backend``)."""
+    return ValueError(f"store {url} is closed; open it again")
+
+
 def check_key(key: object) -> str:
     """Return ``key`` if it is a relative key that stays under the store root, else ValueError.
 

@@ -55,7 +55,7 @@ from botocore.config import Config
 
 from ..errors import StoreMisconfigured
 from ..layout import LOCKS, staging_key
-from .base import Backend, StoredObject, check_key
+from .base import Backend, StoredObject, check_key, closed_error
 from .s3_config import S3Config, parse_s3_url
 
 __all__ = ["S3Backend", "S3Config", "open_s3", "parse_s3_url"]
@@ -144,7 +144,7 @@ class S3Backend(Backend):
 
     def _ready(self) -> None:
         if self._closed:
-            raise ValueError(f"{self!r} is closed")
+            raise closed_error(self.url)
         if self._checked:
             return
         with self._lock:
@@ -447,6 +447,8 @@ class S3Backend(Backend):
 
     def flush(self) -> None:
         """Nothing to do: S3 answers a PUT once the object is durable."""
+        if self._closed:
+            raise closed_error(self.url)
 
     def close(self) -> None:
         self._closed = True

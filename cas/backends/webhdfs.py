@@ -59,7 +59,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from ..layout import CHUNKS, staging_key
-from .base import Backend, StoredObject, check_key
+from .base import Backend, StoredObject, check_key, closed_error
 from .webhdfs_client import Transient, WebHdfsClient, past_end
 from .webhdfs_config import WebHdfsConfig, parse_webhdfs_url, redact
 
@@ -97,6 +97,8 @@ class WebHdfsBackend(Backend):
     # -- paths --------------------------------------------------------------------------------
 
     def _path(self, key: str) -> str:
+        if self.client.closed:  # every operation comes through here, before any request
+            raise closed_error(self.url)
         check_key(key)
         return f"{self.root}/{key}" if key else self.root
 
@@ -409,6 +411,7 @@ class WebHdfsBackend(Backend):
     def flush(self) -> None:
         """Nothing to do: a file HDFS has closed (the datanode answers 201 only after the close)
         is replicated per dfs.replication, and RENAME is a namenode transaction in its edit log."""
+        self._path("")  # refused once closed
 
     def close(self) -> None:
         self.client.close()

@@ -38,6 +38,7 @@ from tenacity import (
     wait_random,
 )
 
+from .base import closed_error
 from .deadlines import Watchdog
 from .webhdfs_config import WebHdfsConfig, redact
 
@@ -131,7 +132,7 @@ class WebHdfsClient:
     def send(self, method: str, url: str, node: str, *, params=None, data=None, stream=False):
         """One request; transport failures become Transient. Redirects are followed by hand."""
         if self.closed:
-            raise ValueError(f"WebHDFS store {self.url} is closed; open it again")
+            raise closed_error(self.url)
         try:
             return self.session.request(
                 method,
