@@ -99,6 +99,14 @@ class TestWebHdfsBackend(BackendConformance):
     def credential(self):
         return TOKEN
 
+    @pytest.fixture
+    def refused_backend(self, server, root):
+        from cas.testing.conformance import WRONG_SECRET
+
+        backend = open_backend(server.store_url(root, "cas").split("?")[0] + f"?token={WRONG_SECRET}", **FAST)
+        yield backend
+        backend.close()
+
 
 REAL_URL = os.environ.get("CAS_TEST_WEBHDFS_URL")
 
@@ -678,6 +686,15 @@ def test_token_requests_and_their_failures_keep_the_token_out_of_logs(server, ro
     assert "delegation=" in caplog.text  # urllib3 did log the request URLs...
     assert TOKEN not in caplog.text  # ...with the token redacted
     assert TOKEN not in _all_text(info.value)
+
+
+def test_an_unknown_token_is_permission_denied_naming_what_to_do_not_the_token(server, root):
+    store = open_backend(server.store_url(root).split("?")[0] + "?token=NOT-A-KNOWN-TOKEN-42", **FAST)
+    server.reset_log()
+    with pytest.raises(PermissionError, match=r"refused the delegation token .* \(hdfs fetchdt\)") as info:
+        store.list("x")
+    assert "NOT-A-KNOWN-TOKEN-42" not in _all_text(info.value)
+    assert len(server.request_log) == 1  # a refusal, not retried
 
 
 def test_bad_urls_never_echo_the_token():

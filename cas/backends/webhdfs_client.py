@@ -40,7 +40,7 @@ from tenacity import (
 
 from .base import closed_error
 from .deadlines import Watchdog
-from .webhdfs_config import WebHdfsConfig, redact
+from .webhdfs_config import REDACTED, WebHdfsConfig, redact
 
 __all__ = ["TlsFailure", "Transient", "WebHdfsClient", "past_end"]
 
@@ -121,6 +121,12 @@ class WebHdfsClient:
 
     def __repr__(self) -> str:
         return f"WebHdfsClient({self.url!r})"
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the delegation token, wherever and however it is quoted."""
+        text = redact(text)
+        token = self.config.token
+        return text.replace(token, REDACTED) if token else text
 
     def close(self) -> None:
         self.closed = True
@@ -238,9 +244,17 @@ class WebHdfsClient:
         node = node_of(resp.url)
         said = f"{name}: {message}" if name else (message or resp.reason or "")
         said = said.split("\n\tat ", 1)[0]  # datanode messages carry a Java stack trace
+        said = self.scrub(said)  # HDFS quotes a token it does not know: "token (...) can't be found"
         where = f"{what} {key!r} in {self.url}"
         if status >= 500 or name in _RETRIABLE_EXCEPTIONS:
             return Transient(node, f"HTTP {status} {said}".strip(), answered=True)
+        if name == "InvalidToken":
+            return PermissionError(
+                errno.EACCES,
+                f"HDFS refused the delegation token to {where} ({said}); it may have expired or been "
+                "cancelled: fetch a new one (hdfs fetchdt) and give it as token=",
+                key,
+            )
         if status == 401:
             return PermissionError(
                 errno.EACCES,
