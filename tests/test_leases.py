@@ -113,8 +113,9 @@ except CasError as exc:
 """
 
 GET_PAUSED = """
-import os, signal, sys
+import functools, os, signal, sys
 from cas import Store
+from cas.backends.base import Backend
 store = Store.open(sys.argv[1], cache_dir=False, n_workers=1)
 real_read, paused = store.backend.read, []
 def read(key, *args, **kwargs):
@@ -124,7 +125,8 @@ def read(key, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGSTOP)
     return out
 store.backend.read = read
-store.backend.read_into = None  # every chunk through read(), so the pause lands mid-download
+# every chunk through read() (Backend's default read_into), so the pause lands mid-download
+store.backend.read_into = functools.partial(Backend.read_into, store.backend)
 store.get("m", sys.argv[2])
 """
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from cas import Store
-from cas.backends.webhdfs_url import parse_webhdfs_url
+from cas.backends.webhdfs_config import parse_webhdfs_url
 from tests.conftest import write
 
 
@@ -40,4 +40,4 @@ def test_a_bad_replication_is_refused(value):
 
 
 def test_replication_defaults_to_the_cluster():
-    assert parse_webhdfs_url("webhdfs://nn/models?user=me")["replication"] is None
+    assert parse_webhdfs_url("webhdfs://nn/models?user=me").replication is None

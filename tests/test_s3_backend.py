@@ -42,9 +42,17 @@ def _raw_reader(client, bucket: str, prefix: str):
     return read
 
 
+# moto takes any credentials: these stand for a real secret key and session token, which must
+# never show in a URL, a repr or a message (the token is a superstring of the secret).
+SECRET = "cas-conformance-SECRET-4b9e"
+
+
 class TestS3BackendOnMoto(BackendConformance):
     @pytest.fixture
-    def backend(self, s3_server):
+    def backend(self, s3_server, monkeypatch):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "cas-conformance")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+        monkeypatch.setenv("AWS_SESSION_TOKEN", f"{SECRET}-session")
         backend = open_backend(s3_server.store_url(prefix="conf"))
         yield backend
         backend.close()
@@ -53,15 +61,30 @@ class TestS3BackendOnMoto(BackendConformance):
     def raw_read(self, backend, s3_server):
         return _raw_reader(s3_server.client(), backend.config.bucket, "conf")
 
+    @pytest.fixture
+    def raw_write(self, backend, s3_server):
+        client = s3_server.client()
+        return lambda key, data: client.put_object(Bucket=backend.config.bucket, Key=f"conf/{key}", Body=data)
+
+    @pytest.fixture
+    def credential(self):
+        return SECRET
+
 
 class TestS3BackendOnRealBucket(BackendConformance):
     @pytest.fixture
-    def backend(self):
-        backend = open_backend(s3_bucket_url(f"conformance-{uuid.uuid4().hex[:12]}"))
+    def url(self):
+        return s3_bucket_url(f"conformance-{uuid.uuid4().hex[:12]}")
+
+    @pytest.fixture
+    def backend(self, url):
+        backend = open_backend(url)
         yield backend
-        for found in list(backend.walk("")):
-            backend.delete(found.key)
         backend.close()
+        cleaner = open_backend(url)  # the test may have closed the backend it was given
+        for found in list(cleaner.walk("")):
+            cleaner.delete(found.key)
+        cleaner.close()
 
     @pytest.fixture
     def raw_read(self, backend):
@@ -69,6 +92,25 @@ class TestS3BackendOnRealBucket(BackendConformance):
 
         client = boto3.client("s3", endpoint_url=backend.config.endpoint, region_name=backend.region)
         return _raw_reader(client, backend.config.bucket, backend.config.prefix)
+
+    @pytest.fixture
+    def raw_write(self, backend):
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=backend.config.endpoint, region_name=backend.region)
+        return lambda key, data: client.put_object(Bucket=backend.config.bucket, Key=backend.config.key(key), Body=data)
+
+    @pytest.fixture
+    def refused_backend(self, url, monkeypatch):
+        from cas.testing.conformance import WRONG_SECRET
+
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID") or "cas-conformance")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", WRONG_SECRET)
+        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        refused = open_backend(url, retries=0)
+        yield refused
+        refused.close()
 
 
 # -- URLs and options -------------------------------------------------------------------------

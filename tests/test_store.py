@@ -505,6 +505,9 @@ class _ConcurrencyMeter:
     def read(self, key, *args):
         return self._measured(self.inner.read, key, *args)
 
+    def read_into(self, key, buffer):
+        return self._measured(self.inner.read_into, key, buffer)
+
 
 @pytest.mark.parametrize(("budget", "put_most", "get_most"), [(2 << 20, 1, 1), (12 << 20, 4, 6)])
 def test_large_chunks_run_fewer_threads_so_buffered_bytes_stay_within_the_budget(tmp_path, budget, put_most,

@@ -24,6 +24,7 @@ from cas.testing.webhdfs_server import WebHdfsServer
 # Fast failure handling for tests: small waits, few retries, short socket timeouts.
 FAST = dict(timeout=0.5, connect_timeout=0.5, retries=3, backoff=0.01, backoff_max=0.05)
 _roots = itertools.count()
+TOKEN = "SEKRIT-delegation-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +77,35 @@ def tmp_files(server, root):
 
 
 class TestWebHdfsBackend(BackendConformance):
+    """With a delegation token in the URL, so the suite also checks that it never shows."""
+
     @pytest.fixture
     def backend(self, server, root):
-        backend = _open(server, root, timeout=10, retries=2, backoff=0.01)
+        server.tokens[TOKEN] = "cas"
+        backend = open_backend(server.store_url(root, "cas").split("?")[0] + f"?token={TOKEN}",
+                               timeout=10, retries=2, backoff=0.01)
         yield backend
         backend.close()
 
     @pytest.fixture
     def raw_read(self, server, backend):
         return lambda key: server.raw_read(f"{backend.root}/{key}")
+
+    @pytest.fixture
+    def raw_write(self, server, backend):
+        return lambda key, data: server.raw_write(f"{backend.root}/{key}", data)
+
+    @pytest.fixture
+    def credential(self):
+        return TOKEN
+
+    @pytest.fixture
+    def refused_backend(self, server, root):
+        from cas.testing.conformance import WRONG_SECRET
+
+        backend = open_backend(server.store_url(root, "cas").split("?")[0] + f"?token={WRONG_SECRET}", **FAST)
+        yield backend
+        backend.close()
 
 
 REAL_URL = os.environ.get("CAS_TEST_WEBHDFS_URL")
@@ -97,19 +118,19 @@ class TestWebHdfsBackendOnRealCluster(BackendConformance):
         from hdfs import InsecureClient
 
         parsed = parse_webhdfs_url(REAL_URL)
-        sub_root = f"{parsed['root']}/{uuid.uuid4().hex}"
+        sub_root = f"{parsed.root}/{uuid.uuid4().hex}"
         parts = urlsplit(REAL_URL)
         backend = open_backend(urlunsplit(parts._replace(path=sub_root)))
         yield backend
         backend.close()
-        InsecureClient(";".join(parsed["namenodes"]), user=parsed["user"], timeout=60).delete(sub_root, recursive=True)
+        InsecureClient(";".join(parsed.namenodes), user=parsed.user, timeout=60).delete(sub_root, recursive=True)
 
     @pytest.fixture
     def raw_read(self, backend):
         from hdfs import HdfsError, InsecureClient
 
         parsed = parse_webhdfs_url(REAL_URL)
-        client = InsecureClient(";".join(parsed["namenodes"]), user=parsed["user"], timeout=60)
+        client = InsecureClient(";".join(parsed.namenodes), user=parsed.user, timeout=60)
 
         def read(key):
             try:
@@ -122,25 +143,33 @@ class TestWebHdfsBackendOnRealCluster(BackendConformance):
 
         return read
 
+    @pytest.fixture
+    def raw_write(self, backend):
+        from hdfs import InsecureClient
+
+        parsed = parse_webhdfs_url(REAL_URL)
+        client = InsecureClient(";".join(parsed.namenodes), user=parsed.user, timeout=60)
+        return lambda key, data: client.write(f"{backend.root}/{key}", data=data)
+
 
 # -- URL grammar and options ----------------------------------------------------------------------
 
 
 def test_url_defaults_port_and_keeps_root():
     parsed = parse_webhdfs_url("webhdfs://nn.example/models/cas?user=me")
-    assert parsed["namenodes"] == ["http://nn.example:9870"]
-    assert parsed["root"] == "/models/cas"
-    assert parsed["user"] == "me" and parsed["auth"] == "simple"
-    assert parse_webhdfs_url("swebhdfs://nn/x")["namenodes"] == ["https://nn:9871"]
+    assert parsed.namenodes == ("http://nn.example:9870",)
+    assert parsed.root == "/models/cas"
+    assert parsed.user == "me" and parsed.auth == "simple"
+    assert parse_webhdfs_url("swebhdfs://nn/x").namenodes == ("https://nn:9871",)
 
 
 def test_url_with_several_namenodes_becomes_hdfscli_ha_url():
     backend = open_webhdfs("webhdfs://nn1:8020,nn2:8021,[::1]:9/a/b?user=me")
     assert backend.namenodes == ["http://nn1:8020", "http://nn2:8021", "http://[::1]:9"]
-    assert backend.client.url == "http://nn1:8020;http://nn2:8021;http://[::1]:9"
-    assert type(backend.client).__name__ == "InsecureClient"
-    assert backend.client._session is backend._session
-    assert backend._session.params["user.name"] == "me"
+    assert backend.client.hdfscli.url == "http://nn1:8020;http://nn2:8021;http://[::1]:9"
+    assert type(backend.client.hdfscli).__name__ == "InsecureClient"
+    assert backend.client.hdfscli._session is backend.client.session
+    assert backend.client.session.params["user.name"] == "me"
     assert backend.url == "webhdfs://nn1:8020,nn2:8021,[::1]:9/a/b?user=me"
     assert backend.root == "/a/b"
 
@@ -148,9 +177,9 @@ def test_url_with_several_namenodes_becomes_hdfscli_ha_url():
 def test_swebhdfs_uses_https_and_token_auth_keeps_the_token_out_of_the_url():
     backend = open_webhdfs("swebhdfs://nn:50470/cas?token=SECRET", verify=False)
     assert backend.namenodes == ["https://nn:50470"]
-    assert type(backend.client).__name__ == "TokenClient"
-    assert backend._session.params == {"delegation": "SECRET"}
-    assert backend._session.verify is False
+    assert type(backend.client.hdfscli).__name__ == "TokenClient"
+    assert backend.client.session.params == {"delegation": "SECRET"}
+    assert backend.client.session.verify is False
     assert "SECRET" not in backend.url and "SECRET" not in repr(backend)
 
 
@@ -162,14 +191,16 @@ def test_kerberos_auth_is_an_optional_extra():
             open_webhdfs("webhdfs://nn:9870/cas?auth=kerberos")
     else:
         backend = open_webhdfs("webhdfs://nn:9870/cas?auth=kerberos")
-        assert type(backend.client).__name__ == "KerberosClient"
+        assert type(backend.client.hdfscli).__name__ == "KerberosClient"
 
 
 @pytest.mark.parametrize(
     ("url", "message"),
     [
         ("webhdfs://nn:9870/cas?user=me&colour=blue", "colour"),
-        ("webhdfs://nn:9870/cas?user=me&timeout=3", "timeout"),
+        ("webhdfs://nn:9870/cas?user=me&timeout=0", "timeout must be a positive number"),
+        ("webhdfs://nn:9870/cas?user=me&retries=x", "retries must be a whole number"),
+        ("webhdfs://nn:9870/cas?auth=token", "auth=token needs the delegation token"),
         ("webhdfs://nn:9870/cas?user=me&token=t", "token= cannot be combined|user= is for simple"),
         ("webhdfs://nn:9870/cas?auth=ntlm", "ntlm"),
         ("webhdfs://nn:9870?user=me", "no store root"),
@@ -198,11 +229,50 @@ def test_unknown_and_bad_options_are_rejected():
 def test_connection_pool_matches_max_workers_and_every_request_has_a_timeout():
     backend = open_webhdfs("webhdfs://nn:9870/cas?user=me", max_workers=3, timeout=7, connect_timeout=2)
     assert backend.max_workers == 3
-    adapter = backend._session.get_adapter("http://nn:9870/")
+    adapter = backend.client.session.get_adapter("http://nn:9870/")
     assert adapter._pool_maxsize == 3
     assert adapter.max_retries.total == 0  # retries are ours, not urllib3's
-    assert backend._timeouts == (2, 7)
+    assert backend.client.timeouts == (2, 7)
     assert open_webhdfs("webhdfs://nn:9870/cas?user=me").max_workers == 8
+
+
+def test_every_option_is_a_url_parameter_or_a_keyword_with_one_default():
+    from_url = parse_webhdfs_url("webhdfs://nn/cas?user=me&replication=2&max_workers=3&timeout=7&connect_timeout=2"
+                                 "&retries=1&backoff=0.1&backoff_max=1&min_rate=1000&verify=false")
+    from_keywords = parse_webhdfs_url("webhdfs://nn/cas", user="me", replication=2, max_workers=3, timeout=7,
+                                      connect_timeout=2, retries=1, backoff=0.1, backoff_max=1, min_rate=1000,
+                                      verify=False)
+    assert from_url == from_keywords
+    assert from_url.timeouts == (2.0, 7.0) and from_url.verify is False
+    assert parse_webhdfs_url("swebhdfs://nn/cas?verify=/etc/ca.pem").verify == "/etc/ca.pem"
+    defaults = parse_webhdfs_url("webhdfs://nn/cas?user=me")
+    assert (defaults.max_workers, defaults.timeout, defaults.connect_timeout, defaults.retries, defaults.backoff,
+            defaults.backoff_max, defaults.min_rate, defaults.verify, defaults.replication) == (
+        8, 60.0, 10.0, 5, 0.5, 10.0, 262144.0, True, None)
+    backend = open_webhdfs("webhdfs://nn/cas?user=me&max_workers=3")
+    assert backend.config == parse_webhdfs_url("webhdfs://nn/cas?user=me", max_workers=3)
+    with pytest.raises(TypeError, match="max_workers given both in the URL and as a keyword"):
+        parse_webhdfs_url("webhdfs://nn/cas?max_workers=3", max_workers=4)
+
+
+def test_a_delegation_token_may_be_a_keyword_and_never_shows_in_the_config():
+    config = parse_webhdfs_url("webhdfs://nn/cas", token=TOKEN)
+    assert config.auth == "token" and config.user is None
+    assert TOKEN not in repr(config) and TOKEN not in config.display_url
+    assert config == parse_webhdfs_url(f"webhdfs://nn/cas?token={TOKEN}")
+
+
+@pytest.mark.parametrize("url", [
+    f"webhdfs://me:{TOKEN}@nn:9870/cas",
+    f"webhdfs://nn:9870/cas?user=me&password={TOKEN}",
+    f"webhdfs://nn:9870/cas?delegation={TOKEN}",
+    f"webhdfs://nn:9870/cas?user=me&secret_key={TOKEN}",
+])
+def test_credentials_in_the_url_are_refused_naming_them_without_echoing_them(url):
+    with pytest.raises(ValueError, match="user info|credential-like parameter") as info:
+        open_webhdfs(url)
+    assert TOKEN not in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_keys_cannot_escape_the_root(store):
@@ -520,7 +590,7 @@ def test_ha_fails_over_to_the_live_namenode(server, root):
     live = urlsplit(server.namenode_url).netloc
     store = open_webhdfs(f"webhdfs://127.0.0.1:{_closed_port()},{live}{root}?user=cas", **FAST)
     store.create("ha", b"x")
-    assert store._active == 1  # later requests go straight to the namenode that answered
+    assert store.client.active == 1  # later requests go straight to the namenode that answered
     assert store.read("ha") == b"x"
 
 
@@ -544,12 +614,11 @@ def test_closed_backend_refuses_work(store):
 
 def test_backend_is_a_webhdfs_backend(store):
     assert isinstance(store, WebHdfsBackend)
-    assert isinstance(store._session, requests.Session)
+    assert isinstance(store.client.session, requests.Session)
 
 
 # -- credentials never reach messages, tracebacks or logs -------------------------------------------
 
-TOKEN = "SEKRIT-delegation-0123456789"
 
 
 def _all_text(exc: BaseException) -> str:
@@ -619,12 +688,21 @@ def test_token_requests_and_their_failures_keep_the_token_out_of_logs(server, ro
     assert TOKEN not in _all_text(info.value)
 
 
+def test_an_unknown_token_is_permission_denied_naming_what_to_do_not_the_token(server, root):
+    store = open_backend(server.store_url(root).split("?")[0] + "?token=NOT-A-KNOWN-TOKEN-42", **FAST)
+    server.reset_log()
+    with pytest.raises(PermissionError, match=r"refused the delegation token .* \(hdfs fetchdt\)") as info:
+        store.list("x")
+    assert "NOT-A-KNOWN-TOKEN-42" not in _all_text(info.value)
+    assert len(server.request_log) == 1  # a refusal, not retried
+
+
 def test_bad_urls_never_echo_the_token():
     for url in (f"webhdfs://nn/cas?token={TOKEN}&token=x", f"webhdfs://nn/cas?token={TOKEN}&colour=blue",
                 f"webhdfs://nn/cas?token={TOKEN}&user=me"):
         with pytest.raises(ValueError) as info:
             open_webhdfs(url)
-        assert TOKEN not in str(info.value) and "<redacted>" in str(info.value)
+        assert TOKEN not in str(info.value)
 
 
 # -- bounded time and memory whatever a datanode does ---------------------------------------------

@@ -18,7 +18,7 @@ def open_backend(url: str, **options) -> Backend:
     """Open the backend a store URL names.
 
     - a path, or ``file:///abs/path``: a local directory (created on first write);
-    - ``memory://NAME``: an in-process store, shared by every open of the same NAME;
+    - ``memory://NAME``: an in-process store whose objects every open of the same NAME shares;
     - ``webhdfs://namenode:port/root?user=NAME`` (and ``swebhdfs://`` for HTTPS): HDFS;
     - ``s3://BUCKET/PREFIX?endpoint=URL&region=R``: S3-compatible object storage (boto3).
 
@@ -37,7 +37,8 @@ def open_backend(url: str, **options) -> Backend:
         if options:
             raise TypeError(f"memory:// stores take no options, got {sorted(options)}")
         name = parts.netloc + parts.path
-        return _MEMORY_STORES.setdefault(name, MemoryBackend(name))
+        # a handle of its own on the shared objects: closing it closes only this handle
+        return MemoryBackend(name, shares=_MEMORY_STORES.setdefault(name, MemoryBackend(name)))
     if scheme in ("webhdfs", "swebhdfs"):
         from .webhdfs import open_webhdfs
 

@@ -2,8 +2,9 @@
 
 Keys are relative, '/'-separated strings under the store root (``chunks/ab/cd/<hex>``); the
 store's layout module decides them, backends never interpret them. Everything else (chunking,
-versions, tags, dedup, parallelism) lives above this line, so a new backend costs these methods
-and a fixture in the conformance suite (``cas.testing.conformance``).
+versions, tags, dedup, parallelism) lives above this line, so a new backend is a subclass of
+``Backend`` implementing its abstract methods, and a fixture in the conformance suite
+(``cas.testing.conformance``).
 
 Errors are builtins: FileNotFoundError, FileExistsError, PermissionError, and ConnectionError /
 TimeoutError when the store cannot be reached. Messages name the key.
@@ -11,8 +12,12 @@ TimeoutError when the store cannot be reached. Messages name the key.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # bytes, bytearray, memoryview, mmap: anything memoryview takes
+    from typing_extensions import Buffer
 
 
 class StoredObject(NamedTuple):
@@ -23,14 +28,21 @@ class StoredObject(NamedTuple):
     mtime: float  # when it was written, seconds since the epoch (the store's clock)
 
 
-@runtime_checkable
-class Backend(Protocol):
+class Backend(ABC):
+    """The contract. Backends subclass it: the abstract methods are what each must implement,
+    ``read_into`` is built on ``read`` and overridden where a backend has a faster path.
+
+    After ``close`` every method except ``close`` raises ValueError naming the store, at once:
+    a closed backend never reconnects behind its owner's back, and never waits on a network.
+    """
+
     url: str
     """Where this backend points, without credentials; used in messages and cache keys."""
 
     max_workers: int
     """How many threads may usefully call this backend at once (its connection limit)."""
 
+    @abstractmethod
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         """Return the object's bytes from ``offset``, at most ``length`` of them (all if None).
 
@@ -42,7 +54,24 @@ class Backend(Protocol):
         Every method refuses keys that could leave the store root (``check_key``: ValueError).
         """
 
-    def create(self, key: str, data: bytes) -> None:
+    def read_into(self, key: str, buffer: Buffer) -> int:
+        """Read the whole object at ``key`` into the start of ``buffer`` (a writable bytes-like
+        object the caller reuses); return its length.
+
+        Missing key: FileNotFoundError. An object longer than ``buffer``: BufferError, and
+        ``buffer`` is left as it was. This default reads at most ``len(buffer) + 1`` bytes with
+        ``read`` and copies them in; backends that can land the bytes in ``buffer`` directly
+        (local files, S3 bodies) override it.
+        """
+        view = memoryview(buffer).cast("B")
+        data = self.read(key, 0, len(view) + 1)  # never more than one byte past what fits
+        if len(data) > len(view):
+            raise BufferError(f"object {key!r} in {self.url} is longer than the {len(view)}-byte buffer")
+        view[: len(data)] = data
+        return len(data)
+
+    @abstractmethod
+    def create(self, key: str, data: Buffer) -> None:
         """Publish ``data`` at ``key`` atomically and exclusively.
 
         ``data`` is any bytes-like object; it may be a view of a buffer the caller reuses once
@@ -59,30 +88,38 @@ class Backend(Protocol):
         - Missing parent "directories" are created.
         """
 
+    @abstractmethod
     def delete(self, key: str) -> bool:
         """Remove one object; True if it was there, False if it was already missing."""
 
+    @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """Names (not keys) of the direct children of ``prefix``, objects and sub-prefixes
         alike, sorted. An empty list when nothing exists under ``prefix``."""
 
+    @abstractmethod
     def walk(self, prefix: str) -> Iterator[StoredObject]:
         """Yield a StoredObject (key, size, mtime) for every object anywhere below ``prefix``, in any
         order. gc uses ``mtime`` to leave young objects alone."""
 
+    @abstractmethod
     def missing(self, keys: Iterable[str]) -> set[str]:
         """The subset of ``keys`` that have no object: the one bulk existence question a put asks."""
 
-    # Optional: ``read_into(key, buffer) -> int`` reads a whole object into a caller's reusable
-    # buffer and returns its length (BufferError, reading nothing, if it does not fit). The get
-    # pipeline uses it when present (see ``read_into`` below); the local backend has it.
-
+    @abstractmethod
     def flush(self) -> None:
         """Make every object created so far durable: the barrier the store puts between a put's
         chunks and its manifest. Backends whose create is durable already do nothing."""
 
+    @abstractmethod
     def close(self) -> None:
-        """Release connections and threads; the backend is unusable afterwards."""
+        """Release connections and threads; the backend is unusable afterwards (see the class
+        docstring). Closing twice is harmless."""
+
+
+def closed_error(url: str) -> ValueError:
+    """What every operation of a closed backend raises (see ``Backend``)."""
+    return ValueError(f"store {url} is closed; open it again")
 
 
 def check_key(key: object) -> str:
@@ -120,16 +157,9 @@ def read_limited(backend, key: str, max_bytes: int, what: str) -> bytes:
     return data
 
 
-def read_into(backend, key: str, buffer):
-    """The whole object at ``key``: read into ``buffer`` if the backend can, else a fresh bytes.
+def read_into(backend: Backend, key: str, buffer: Buffer) -> memoryview:
+    """The whole object at ``key``, read into ``buffer``: a view of the bytes it filled.
 
-    Returns a bytes-like object (a view of ``buffer`` or bytes). BufferError if the object is
-    longer than ``buffer``, whichever way it was read.
+    BufferError (``buffer`` unchanged) if the object is longer than ``buffer``.
     """
-    reader = getattr(backend, "read_into", None)
-    if reader is not None:
-        return memoryview(buffer)[:reader(key, buffer)]
-    data = backend.read(key, 0, len(buffer) + 1)  # never more than one byte past what fits
-    if len(data) > len(buffer):
-        raise BufferError(f"object {key!r} is {len(data)} bytes, more than the {len(buffer)}-byte buffer")
-    return data
+    return memoryview(buffer)[: backend.read_into(key, buffer)]

@@ -25,8 +25,8 @@ import os
 from collections.abc import Iterable, Iterator
 
 from ..directio import write_direct
-from .base import StoredObject, check_key
 from ..layout import TMP, staging_key
+from .base import Backend, StoredObject, check_key, closed_error
 
 DIRECT_MIN_BYTES = 256 * 1024  # small objects (manifests, tags, leases) are not worth the copy
 # Objects and directories follow the writer's umask (0644/0755 under the usual 022, 0600/0700
@@ -37,7 +37,7 @@ DIRECT_MIN_BYTES = 256 * 1024  # small objects (manifests, tags, leases) are not
 OBJECT_MODE = 0o666
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     def __init__(self, root: str, *, durable: bool = True, direct_io: bool = True,
                  max_workers: int | None = None) -> None:
         self.root = os.path.abspath(os.path.expanduser(root))
@@ -46,8 +46,13 @@ class LocalBackend:
         self.direct_io = direct_io and hasattr(os, "O_DIRECT")  # turned off if the file system refuses it
         self.max_workers = max_workers or min(16, (os.cpu_count() or 2) * 2)
         self._tmp = os.path.join(self.root, TMP)
+        self._closed = False
 
     def _path(self, key: str) -> str:
+        # Every operation comes through here. Nothing needs releasing, but a closed store is
+        # closed for every backend alike, so a caller's use-after-close shows up on local runs too.
+        if self._closed:
+            raise closed_error(self.url)
         # check_key refuses absolute keys and '..': a name read from a damaged store never
         # reaches outside the root.
         return os.path.join(self.root, *check_key(key).split("/")) if key else self.root
@@ -150,11 +155,12 @@ class LocalBackend:
         return {k for k in keys if not os.path.exists(self._path(k))}
 
     def flush(self) -> None:
+        self._path("")  # refused once closed
         if self.durable and os.path.isdir(self.root):
             _syncfs(self.root)
 
     def close(self) -> None:
-        pass
+        self._closed = True
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.root!r})"

@@ -55,10 +55,10 @@ from botocore.config import Config
 
 from ..errors import StoreMisconfigured
 from ..layout import LOCKS, staging_key
-from .base import StoredObject, check_key
+from .base import Backend, StoredObject, check_key, closed_error
 from .s3_config import S3Config, parse_s3_url
 
-__all__ = ["S3Backend", "open_s3", "S3Config", "parse_s3_url"]
+__all__ = ["S3Backend", "S3Config", "open_s3", "parse_s3_url"]
 
 _log = logging.getLogger(__name__)
 
@@ -75,12 +75,12 @@ _TRANSPORT_ERRORS = (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.Co
                      bx.HTTPClientError)
 
 
-def open_s3(url: str, **options) -> "S3Backend":
+def open_s3(url: str, **options) -> S3Backend:
     """Open the store an ``s3://`` URL names (options: ``cas.backends.s3_config.S3Config``)."""
     return S3Backend(parse_s3_url(url, **options))
 
 
-class S3Backend:
+class S3Backend(Backend):
     """See the module docstring. Thread-safe: boto3 clients are, once built."""
 
     def __init__(self, config: S3Config) -> None:
@@ -144,7 +144,7 @@ class S3Backend:
 
     def _ready(self) -> None:
         if self._closed:
-            raise ValueError(f"{self!r} is closed")
+            raise closed_error(self.url)
         if self._checked:
             return
         with self._lock:
@@ -447,6 +447,8 @@ class S3Backend:
 
     def flush(self) -> None:
         """Nothing to do: S3 answers a PUT once the object is durable."""
+        if self._closed:
+            raise closed_error(self.url)
 
     def close(self) -> None:
         self._closed = True

@@ -12,6 +12,19 @@ Use it from pytest by subclassing and providing two fixtures::
 
 ``raw_read`` is what makes the suite honest: results are checked through a path that does not
 go through the code being tested (the file system, the server's own storage, a second client).
+
+Optional fixtures (the defaults skip the tests that need them):
+
+- ``raw_write``: a function (key, bytes) -> None that writes *around* the backend, as another
+  client, an older cas, or a writer killed mid-create (leftovers under ``tmp/``) would.
+- ``credential``: the secret the ``backend`` fixture was opened with (a delegation token, a
+  secret key or session token put in the environment); it must never appear in the backend's
+  ``url``, its ``repr``, or any error's message or traceback.
+- ``refused_backend``: a backend of the same store opened with ``WRONG_SECRET``, a credential
+  the store refuses: every operation fails (never as "missing") without showing it.
+
+After ``close`` every operation fails at once with ValueError naming the store; it never waits
+on a network and never reconnects (``test_every_operation_after_close_...``).
 """
 
 from __future__ import annotations
@@ -20,13 +33,52 @@ import mmap
 import os
 import threading
 import time
+import traceback
 
 import pytest
 
 from cas.backends.base import read_into
 
+WRONG_SECRET = "cas-conformance-wrong-secret-7d41c2"
+
+
+def _raised(call, seconds: float = 30.0) -> BaseException | None:
+    """What ``call()`` raised (None if it returned), failing the test if it is still running after
+    ``seconds``: a closed or refused backend must answer, not hang."""
+    outcome: list[BaseException | None] = []
+
+    def run():
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    return outcome[0]
+
+
+def _all_text(exc: BaseException) -> str:
+    """What a user can see of an error: its message and the whole traceback (``cas -v``)."""
+    return str(exc) + "".join(traceback.format_exception(exc))
+
 
 class BackendConformance:
+    @pytest.fixture
+    def raw_write(self):
+        return None
+
+    @pytest.fixture
+    def credential(self):
+        return None
+
+    @pytest.fixture
+    def refused_backend(self):
+        return None
+
     # -- read / create ----------------------------------------------------------------------
 
     def test_create_then_read_returns_the_bytes(self, backend, raw_read):
@@ -67,6 +119,20 @@ class BackendConformance:
             read_into(backend, "into/x", bytearray(300_000))
         with pytest.raises(FileNotFoundError):
             read_into(backend, "into/missing", buf)
+
+    def test_read_into_fills_a_reused_buffer_and_leaves_it_alone_when_the_object_does_not_fit(self, backend):
+        backend.create("into/a", b"a" * 5000)
+        backend.create("into/b", b"b" * 3000)
+        backend.create("into/empty", b"")
+        buf = mmap.mmap(-1, 8192)  # page-aligned, as the get pipeline's buffers are
+        assert backend.read_into("into/a", buf) == 5000
+        assert backend.read_into("into/b", buf) == 3000
+        assert buf[:5000] == b"b" * 3000 + b"a" * 2000
+        assert backend.read_into("into/empty", buf) == 0
+        small = bytearray(b"z" * 2999)
+        with pytest.raises(BufferError):
+            backend.read_into("into/b", small)
+        assert small == b"z" * 2999
 
     def test_ranged_reads(self, backend):
         data = bytes(range(256)) * 40
@@ -200,3 +266,101 @@ class BackendConformance:
     def test_a_bounded_read_of_a_large_object_returns_at_most_what_was_asked(self, backend):
         backend.create("big/bounded", os.urandom(3 << 20))
         assert len(backend.read("big/bounded", 0, 4097)) == 4097
+
+    # -- objects written around the backend -------------------------------------------------
+
+    def test_an_object_written_around_the_backend_is_read_listed_walked_and_found(self, backend, raw_write):
+        if raw_write is None:
+            pytest.skip("no raw write path for this backend")
+        data = os.urandom(70_000)
+        raw_write("ext/a/obj", data)
+        assert backend.read("ext/a/obj") == data
+        assert backend.read("ext/a/obj", 10, 5) == data[10:15]
+        buf = bytearray(100_000)
+        assert bytes(read_into(backend, "ext/a/obj", buf)) == data
+        assert backend.list("ext") == ["a"] and backend.list("ext/a") == ["obj"]
+        assert [(o.key, o.size) for o in backend.walk("ext")] == [("ext/a/obj", len(data))]
+        assert backend.missing(["ext/a/obj", "ext/a/other"]) == {"ext/a/other"}
+
+    def test_create_refuses_a_key_written_around_it_and_keeps_those_bytes(self, backend, raw_read, raw_write):
+        if raw_write is None:
+            pytest.skip("no raw write path for this backend")
+        raw_write("theirs/k", b"written by someone else")
+        with pytest.raises(FileExistsError):
+            backend.create("theirs/k", b"ours")
+        assert raw_read("theirs/k") == b"written by someone else"
+        assert backend.delete("theirs/k") is True
+        assert raw_read("theirs/k") is None
+
+    def test_a_killed_writers_leftover_under_tmp_is_walked_and_deleted(self, backend, raw_write):
+        # What gc sweeps: a staging name (creation time first) left by a writer that died mid-create.
+        if raw_write is None:
+            pytest.skip("no raw write path for this backend")
+        leftover = f"tmp/{int((time.time() - 7200) * 1000):013d}-{'0' * 32}"
+        raw_write(leftover, b"partial")
+        backend.create("tmp-neighbour/x", b"x")
+        assert [(o.key, o.size) for o in backend.walk("tmp")] == [(leftover, 7)]
+        assert backend.delete(leftover) is True
+        assert list(backend.walk("tmp")) == []
+
+    # -- use after close -------------------------------------------------------------------------
+
+    def test_every_operation_after_close_fails_at_once_and_touches_nothing(self, backend, raw_read):
+        backend.create("kept", b"x")
+        backend.close()
+        backend.close()  # closing twice is harmless
+        buf = bytearray(10)
+        calls = {
+            "read": lambda: backend.read("kept"),
+            "read_into": lambda: backend.read_into("kept", buf),
+            "create": lambda: backend.create("after/close", b"y"),
+            "delete": lambda: backend.delete("kept"),
+            "list": lambda: backend.list(""),
+            "walk": lambda: list(backend.walk("")),
+            "missing": lambda: backend.missing(["kept", "other"]),
+            "flush": backend.flush,
+        }
+        for name, call in calls.items():
+            exc = _raised(call, seconds=10)
+            assert isinstance(exc, ValueError) and "closed" in str(exc), (name, exc)
+            assert backend.url in str(exc), (name, exc)
+        assert raw_read("kept") == b"x"  # not deleted
+        assert raw_read("after/close") is None  # not created: no silent reconnect
+
+    # -- credentials ----------------------------------------------------------------------------
+
+    def test_no_credential_in_the_url_repr_or_any_message(self, backend, credential):
+        if not credential:
+            pytest.skip("this backend is opened without a credential")
+        backend.create("cred/k", b"x")
+        calls = [
+            lambda: backend.read("cred/missing"),
+            lambda: backend.read_into("cred/missing", bytearray(1)),
+            lambda: backend.read_into("cred/k", bytearray(0)),
+            lambda: backend.create("cred/k", b"y"),
+            lambda: backend.read("../outside"),
+            lambda: backend.list("/abs"),
+        ]
+        errors = [_raised(call) for call in calls]
+        backend.close()
+        errors.append(_raised(lambda: backend.read("cred/k")))
+        assert all(e is not None for e in errors), errors
+        for text in [backend.url, repr(backend), *map(_all_text, errors)]:
+            assert credential not in text
+
+    def test_a_refused_credential_fails_every_operation_without_showing_it(self, refused_backend):
+        if refused_backend is None:
+            pytest.skip("no way to make this store refuse a credential")
+        calls = {
+            "read": lambda: refused_backend.read("refused/k"),
+            "create": lambda: refused_backend.create("refused/k", b"x"),
+            "list": lambda: refused_backend.list("refused"),
+            "missing": lambda: refused_backend.missing(["refused/k"]),
+        }
+        for name, call in calls.items():
+            exc = _raised(call)
+            assert exc is not None, name
+            # a refusal is never taken for "missing" or "exists": that would publish or lose data
+            assert not isinstance(exc, (FileNotFoundError, FileExistsError)), (name, exc)
+            assert WRONG_SECRET not in _all_text(exc), (name, exc)
+        assert WRONG_SECRET not in refused_backend.url and WRONG_SECRET not in repr(refused_backend)
