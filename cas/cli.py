@@ -297,10 +297,13 @@ def cmd_gc(store: Store, args) -> None:
     verb = "would delete" if r.dry_run else "deleted"
     young = f", {r.young_chunks} unreferenced but too young (a later gc takes them)" if r.young_chunks else ""
     partials = f", {_plural(r.deleted_partials, 'leftover')} of killed gets" if r.deleted_partials else ""
+    restored = (f"; put back {_plural(r.restored_chunks, 'chunk')} a stopped gc had set aside"
+                if r.restored_chunks else "")
     _emit(args, r.as_dict(), f"{verb} {_plural(r.deleted_chunks, 'unreferenced chunk')} ({human_bytes(r.deleted_bytes)}), "
                              f"{_plural(r.deleted_staging, 'staging leftover')}, "
                              f"{_plural(r.deleted_leases, 'expired lease')}{partials}; "
-                             f"kept {_plural(r.referenced_chunks, 'chunk')} of {_plural(r.versions, 'version')}{young}")
+                             f"kept {_plural(r.referenced_chunks, 'chunk')} of {_plural(r.versions, 'version')}{young}"
+                             f"{restored}")
 
 
 def cmd_stats(store: Store, args) -> None:

@@ -9,6 +9,8 @@
     refs/<model>/<tag>/<seq:08d>     tag history, one immutable entry per move
     locks/<kind>.<owner>.<seq>       leases of running writers and of gc (see cas.leases)
     tmp/<ms>-<random>                staging: backends write here, then rename/link into place
+    trash/<gc owner>/<key, / as +>   chunks a running gc set aside, deleted from here once its lease
+                                     held through the move (see cas.maintenance.gc)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ CHUNKS = "chunks"
 MANIFESTS = "manifests"
 REFS = "refs"
 TMP = "tmp"
+TRASH = "trash"
 SETTINGS = "settings.msgpack"
 
 MANIFEST_SUFFIX = ".msgpack"
@@ -33,6 +36,23 @@ def chunk_key(hex_digest: str) -> str:
 
 def digest_of_chunk_key(key: str) -> str:
     return key.rsplit("/", 1)[-1]
+
+
+def trash_key(owner: str, key: str) -> str:
+    """Where gc ``owner`` sets the object ``key`` aside: one flat directory per gc run."""
+    return f"{TRASH}/{owner}/{key.replace('/', '+')}"
+
+
+def untrashed_key(trashed: str) -> str | None:
+    """The chunk key an object under trash/ was set aside from, or None if it is no such thing."""
+    parts = trashed.split("/")
+    if len(parts) != 3 or parts[0] != TRASH:
+        return None
+    key = parts[2].replace("+", "/")
+    pieces = key.split("/")
+    if len(pieces) != 4 or pieces[0] != CHUNKS or key != chunk_key(pieces[3]):
+        return None
+    return key
 
 
 def model_dir(model: str) -> str:

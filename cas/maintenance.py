@@ -8,11 +8,10 @@ from dataclasses import asdict, dataclass, field
 
 from . import codec, layout
 from .backends.base import StoredObject, read_into
-from .chunking import MAX_CHUNK_SIZE
 from .directio import aligned_buffer
 from .digest import ChunkHash
 from .errors import CasError, CorruptChunk
-from .layout import CHUNKS, TMP, chunk_key, digest_of_chunk_key
+from .layout import CHUNKS, TMP, TRASH, chunk_key, digest_of_chunk_key
 from .leases import all_leases, gc_lease, holder_is_dead, writer_lease
 from .localfs import scan_source
 from .integrity import new_hasher
@@ -22,7 +21,6 @@ from .transfer import (DEFAULT_MEMORY_BUDGET, hash_pieces, map_ordered, read_pie
                        workers_within)
 
 log = logging.getLogger("cas.gc")
-MAX_OBJECT = codec.encoded_capacity(MAX_CHUNK_SIZE)  # the longest chunk object any put writes
 
 
 @dataclass(frozen=True)
@@ -264,6 +262,7 @@ class GcReport:
     deleted_staging: int = 0
     deleted_leases: int = 0
     deleted_partials: int = 0  # leftovers of killed gets on this host (see localfs.sweep_dead_partials)
+    restored_chunks: int = 0  # chunks a stopped gc had set aside (trash/) that a version names: put back
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -288,12 +287,13 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
 
     - the lease is checked before every delete, and gc stops as soon as it lapsed;
     - a chunk younger than ``grace`` seconds (default: the lease TTL) is never deleted;
-    - gc reads each chunk before deleting it and checks its lease again once the delete has
-      returned: a delete that returned while the lease held ran while no writer could work, and
-      one that returned after may have landed after a writer reused the chunk, so gc puts the
-      chunk back (the bytes it read; a copy a writer sent meanwhile wins) and stops. The price is
-      one read per chunk deleted, at most ``n_workers`` chunks held at once, within the store's
-      memory budget.
+    - gc does not delete a chunk outright: it moves it aside (``trash/<its lease>/``, a rename on
+      local and HDFS stores, a server-side copy on S3) and checks its lease again once the move
+      has returned. A move that returned while the lease held ran while no writer could work,
+      so the chunk is deleted from the trash; one that returned after may have landed after a
+      writer reused the chunk, so gc moves it back and stops. A gc killed in between leaves the
+      chunk in the trash, where the next gc finds it: back into place if a version names it,
+      else deleted.
 
     A dry run takes no lease and deletes nothing; its figures are what a real run would free now.
     """
@@ -311,6 +311,8 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
         staging = [o.key for o in store.backend.walk(TMP) if (layout.staging_age(o.key) or 0) > staging_age]
         stale = [lease_.key for lease_ in all_leases(store.backend)
                  if lease_.expires < time.time() or holder_is_dead(lease_)]
+        # Chunks a gc that stopped (killed, or paused past its lease) set aside and never finished with.
+        trashed = [o.key for o in store.backend.walk(TRASH)]
         report = GcReport(dry_run=dry_run, versions=len(manifests), referenced_chunks=len(referenced),
                           deleted_chunks=len(garbage), deleted_bytes=sum(o.size for o in garbage),
                           young_chunks=len(unreferenced) - len(garbage),
@@ -320,31 +322,41 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
                        "may have reused them: run `cas gc` again")
 
             def delete_chunk(obj: StoredObject) -> None:
-                kept = None  # what to put back if the delete lands late; no valid chunk is longer than MAX_OBJECT
-                if obj.size <= MAX_OBJECT:
-                    try:
-                        kept = store.backend.read(obj.key, 0, obj.size + 1)
-                    except FileNotFoundError:
-                        return  # removed by hand meanwhile
                 lease.check(stopped)
-                store.backend.delete(obj.key)
-                if kept is not None and not lease.intact(lease.ttl / 2):
-                    # The delete returned after the lease lapsed, so it may have landed after a writer
+                aside = layout.trash_key(lease.owner, obj.key)
+                try:
+                    store.backend.move(obj.key, aside)
+                except FileNotFoundError:
+                    return  # removed by hand meanwhile
+                if not lease.intact(lease.ttl / 2):
+                    # The move returned after the lease lapsed, so it may have landed after a writer
                     # (which went ahead once the lease expired) found the chunk and reused it.
                     log.warning("the gc lease lapsed while %s was being deleted; putting it back", obj.key)
                     try:
-                        store.backend.create(obj.key, kept)
-                    except FileExistsError:
-                        pass  # a writer sent it again meanwhile
+                        store.backend.move(aside, obj.key)
+                    except FileNotFoundError:
+                        pass  # a later gc emptied this trash: it knew every version then, none named it
                     lease.check(stopped)
+                store.backend.delete(aside)
+
+            def empty_trash(key: str) -> int:
+                original = layout.untrashed_key(key)
+                if original is None or digest_of_chunk_key(original) not in referenced:
+                    store.backend.delete(key)
+                    return 0
+                try:
+                    store.backend.move(key, original)
+                    return 1
+                except FileNotFoundError:
+                    return 0
 
             def delete(key: str) -> None:
                 # Leftovers in staging and dead leases: nothing reuses them, but gc stops with its lease.
                 lease.check(stopped)
                 store.backend.delete(key)
 
-            largest = max((o.size for o in garbage if o.size <= MAX_OBJECT), default=0)
-            run_bounded(delete_chunk, garbage, workers_within(store.n_workers, largest, 1, store.memory_budget))
+            report.restored_chunks = sum(run_bounded(empty_trash, trashed, store.n_workers))
+            run_bounded(delete_chunk, garbage, store.n_workers)
             run_bounded(delete, staging + [k for k in stale if k != lease.key], store.n_workers)
             if store.cache:
                 report.deleted_partials = len(store.cache.sweep_dead_partials())

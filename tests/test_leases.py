@@ -88,23 +88,24 @@ except CasError as exc:
     sys.exit(1)
 """
 
-# Paused between its lease check and its delete of a chunk: the delete lands after the lease lapsed
-# (as one does after a NameNode failover stalled the request and the lease renewals alike).
+# Paused between its lease check and its delete of a chunk (the move that sets it aside): the
+# delete lands after the lease lapsed (as one does after a NameNode failover stalled the request and
+# the lease renewals alike).
 GC_PAUSED_IN_DELETE = """
 import os, signal, sys, threading
 from cas import Store
 from cas.errors import CasError
 store = Store.open(sys.argv[1], cache_dir=False, n_workers=1)
 store.lease_ttl = float(sys.argv[3])
-real_delete, paused = store.backend.delete, []
-def delete(key):
-    if key.startswith("chunks/") and not paused:
+real_move, paused = store.backend.move, []
+def move(src, dst):
+    if src.startswith("chunks/") and not paused:
         paused.append(1)
         # at this thread (a gc worker): a process-wide SIGSTOP may be taken by another thread while
-        # this one runs on into the delete
+        # this one runs on into the move
         signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
-    return real_delete(key)
-store.backend.delete = delete
+    return real_move(src, dst)
+store.backend.move = move
 try:
     print(store.gc(grace=0).deleted_chunks)
 except CasError as exc:
@@ -226,6 +227,24 @@ def test_a_gc_delete_that_lands_after_its_lease_lapsed_is_undone(tmp_path, garba
     assert store.verify(full=True).problems == []
     store.get(f"m@{m.version}", str(tmp_path / "out.bin"))
     assert (tmp_path / "out.bin").read_bytes() == base.read_bytes()
+
+
+def test_chunks_a_killed_gc_set_aside_are_put_back_if_named_and_deleted_if_not(tmp_path, local_store):
+    """A gc killed between setting a chunk aside and finishing with it leaves it in trash/; the next
+    gc moves it back if a version names it (a writer reused it meanwhile), else deletes it."""
+    from cas.layout import trash_key
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(4 * CHUNK))
+    m = local_store.put(str(src), "m", chunk_size=CHUNK)
+    named = next(iter(m.files[0].digests)).hex()
+    backend = local_store.backend
+    backend.move(f"chunks/{named[:2]}/{named[2:4]}/{named}", trash_key("deadgc", f"chunks/{named[:2]}/{named[2:4]}/{named}"))
+    backend.create(trash_key("deadgc", "chunks/00/00/" + "00" * 16), b"an unreferenced chunk")
+    assert local_store.verify().problems != []
+    report = local_store.gc(grace=0)
+    assert report.restored_chunks == 1
+    assert [o.key for o in backend.walk("trash")] == []
+    assert local_store.verify(full=True).problems == []
 
 
 def test_a_get_paused_while_gc_and_puts_run_still_gets_its_version(tmp_path, garbage_base):

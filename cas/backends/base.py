@@ -92,6 +92,22 @@ class Backend(ABC):
     def delete(self, key: str) -> bool:
         """Remove one object; True if it was there, False if it was already missing."""
 
+    def move(self, src: str, dst: str) -> None:
+        """Move the object at ``src`` to ``dst`` (missing parents created); ``src`` is gone after.
+
+        For content-addressed objects only (gc sets chunks aside and puts them back), whose copies
+        are interchangeable: if ``dst`` exists already it stays as it is and ``src`` is removed.
+        Missing ``src``: FileNotFoundError. An interruption may leave the object at both keys,
+        never at neither. This default copies through ``read``, ``create`` and ``delete``;
+        backends that can rename (local files, HDFS) or copy server-side (S3) override it.
+        """
+        data = self.read(src)
+        try:
+            self.create(dst, data)
+        except FileExistsError:
+            pass
+        self.delete(src)
+
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """Names (not keys) of the direct children of ``prefix``, objects and sub-prefixes

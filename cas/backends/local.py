@@ -134,6 +134,25 @@ class LocalBackend(Backend):
         except FileNotFoundError:
             return False
 
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        try:
+            try:
+                os.link(source, target)  # a hard link: at both names for a moment, never at neither
+            except FileNotFoundError:
+                if not os.path.exists(source):
+                    raise
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.link(source, target)
+        except FileExistsError:
+            pass  # the same content is there already
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, f"no object to move at {src!r} in {self.url}", src) from None
+        try:
+            os.unlink(source)
+        except FileNotFoundError:
+            pass
+
     def list(self, prefix: str) -> list[str]:
         try:
             return sorted(os.listdir(self._path(prefix)))

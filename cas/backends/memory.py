@@ -63,6 +63,16 @@ class MemoryBackend(Backend):
             self.mtimes.pop(key, None)
             return self.objects.pop(key, None) is not None
 
+    def move(self, src: str, dst: str) -> None:
+        self._check(src)
+        self._check(dst)
+        with self._lock:
+            if src not in self.objects:
+                raise FileNotFoundError(2, "no such object", src)
+            data, mtime = self.objects.pop(src), self.mtimes.pop(src, time.time())
+            if dst not in self.objects:
+                self.objects[dst], self.mtimes[dst] = data, mtime
+
     def list(self, prefix: str) -> list[str]:
         self._check(prefix)
         start = prefix.rstrip("/") + "/"

@@ -376,6 +376,22 @@ class S3Backend(Backend):
         except (bx.ClientError, bx.BotoCoreError) as exc:
             raise self._error(exc, key, "delete") from None
 
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._name(src), self._name(dst)
+        self._ready()
+        client = self._client_for(src)
+        try:
+            # a server-side copy (no bytes through this host); the copy's metadata token is the
+            # source's, which only matters to a create of that key, and dst's content is the same
+            client.copy_object(Bucket=self.config.bucket, Key=target,
+                               CopySource={"Bucket": self.config.bucket, "Key": source})
+        except (bx.ClientError, bx.BotoCoreError) as exc:
+            raise self._error(exc, src, "move") from None
+        try:
+            client.delete_object(Bucket=self.config.bucket, Key=source)
+        except (bx.ClientError, bx.BotoCoreError) as exc:
+            raise self._error(exc, src, "move") from None
+
     def list(self, prefix: str) -> list[str]:
         start = self._dir(prefix)
         self._ready()

@@ -336,6 +336,31 @@ class WebHdfsBackend(Backend):
         with self.client.edge(key, "delete"):
             return bool(self.client.retry(once))
 
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        parent = posixpath.dirname(target)
+
+        def once():
+            resp = self.client.nn("PUT", source, "RENAME", destination=target)
+            return self.client.check(resp, src, "move").json()["boolean"]
+
+        with self.client.edge(src, "move"):
+            if parent not in self._known_dirs:
+                self._mkdirs(parent, dst)
+            if self.client.retry(once):
+                return
+            # false: the destination is taken (the same content, or our own lost-answer attempt),
+            # the source is missing, or the parent went away
+            if self._status(target, dst, "move") is not None:
+                self.delete(src)
+                return
+            if self._status(source, src, "move") is None:
+                raise FileNotFoundError(errno.ENOENT, f"no object to move at {src!r} in {self.url}", src)
+            self._known_dirs.discard(parent)
+            self._mkdirs(parent, dst)
+            if not self.client.retry(once):
+                raise OSError(errno.EIO, f"HDFS refused to rename {src!r} to {dst!r} in {self.url}", src)
+
     def list(self, prefix: str) -> list[str]:
         path = self._path(prefix)
         with self.client.edge(prefix, "list"):

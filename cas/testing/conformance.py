@@ -200,6 +200,31 @@ class BackendConformance:
         backend.create("again", b"2")
         assert backend.read("again") == b"2"
 
+    # -- move (gc sets chunks aside and puts them back) ------------------------------------------
+
+    def test_move_renames_an_object_into_a_new_directory(self, backend, raw_read):
+        data = os.urandom(70_000)
+        backend.create("chunks/ab/cd/abcd", data)
+        backend.move("chunks/ab/cd/abcd", "trash/g1/chunks+ab+cd+abcd")
+        assert backend.read("trash/g1/chunks+ab+cd+abcd") == data
+        assert raw_read("trash/g1/chunks+ab+cd+abcd") == data
+        assert backend.missing(["chunks/ab/cd/abcd"]) == {"chunks/ab/cd/abcd"}
+        backend.move("trash/g1/chunks+ab+cd+abcd", "chunks/ab/cd/abcd")  # and back
+        assert backend.read("chunks/ab/cd/abcd") == data
+        assert [o.key for o in backend.walk("trash")] == []
+
+    def test_move_onto_an_existing_object_keeps_it_and_removes_the_source(self, backend):
+        backend.create("moved/src", b"same content")
+        backend.create("moved/dst", b"same content")
+        backend.move("moved/src", "moved/dst")
+        assert backend.read("moved/dst") == b"same content"
+        assert backend.missing(["moved/src"]) == {"moved/src"}
+
+    def test_move_of_a_missing_object_is_file_not_found(self, backend):
+        with pytest.raises(FileNotFoundError):
+            backend.move("moved/nothing", "moved/anywhere")
+        assert backend.missing(["moved/anywhere"]) == {"moved/anywhere"}
+
     # -- list / walk / missing --------------------------------------------------------------
 
     def test_list_names_children_sorted(self, backend):
