@@ -40,6 +40,7 @@ class Fault:
     name: str
     ops: tuple[str, ...]  # which of "put", "get" it applies to
     params: dict | None  # server.inject(**params); None = take datanode 0 down
+    slow: bool = False  # tens of seconds a trial: in docs/faults.md, left out of the test suite
 
 
 FAULTS = (
@@ -51,6 +52,11 @@ FAULTS = (
     Fault("response cut midway (RENAME answer)", ("put",), dict(kind="cut_response", op="RENAME")),
     Fault("upload cut midway", ("put",), dict(kind="cut_upload", op="CREATE")),
     Fault("stalled datanode", ("put", "get"), dict(kind="stall", node="datanode", seconds=1.5)),
+    # a body dripping 1 KiB every 0.1 s, and one that never ends: each read must be cut by its
+    # deadline (timeout + length / min_rate), not wait for the server
+    Fault("trickling datanode answer (read)", ("get",),
+          dict(kind="trickle", node="datanode", op="OPEN", size=1024, interval=0.1), slow=True),
+    Fault("endless datanode answer (read)", ("get",), dict(kind="endless", node="datanode", op="OPEN")),
     Fault("datanode taken down", ("put", "get"), None),
 )
 
