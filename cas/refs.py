@@ -76,11 +76,15 @@ def tag_names(backend, model: str) -> list[str]:
     return [t for t in backend.list(tags_dir(model)) if is_valid_name(t)]
 
 
-def _append(backend, model: str, tag: str, make_entry) -> TagEntry:
-    """Create the next entry; ``make_entry(current_or_None)`` returns (target, parent, op)."""
+def _append(backend, model: str, tag: str, make_entry) -> TagEntry | None:
+    """Create the next entry; ``make_entry(current_or_None)`` returns (target, parent, op), or None
+    to leave the tag as it is (a conditional move whose condition no longer holds)."""
     for _ in range(MAX_RACE_RETRIES):
         now = current(backend, model, tag)
-        target_, parent, op = make_entry(now)
+        made = make_entry(now)
+        if made is None:
+            return None
+        target_, parent, op = made
         seq = (now.seq if now else 0) + 1
         entry = TagEntry(seq, target_, parent, op, time.time())
         data = msgpack.packb({"target": target_, "parent": parent, "op": op, "time": entry.time})
@@ -103,6 +107,33 @@ def remove_tag(backend, model: str, tag: str) -> TagEntry:
         return None, now.seq, "untag"
 
     return _append(backend, model, tag, make)
+
+
+def move_off(backend, model: str, tag: str, version: str, to: str | None) -> TagEntry | None:
+    """Point ``tag`` at ``to`` (None: untag it), only if it still points at ``version``.
+
+    Compare-and-set on the tag's next entry: rm moving ``latest`` off the version it removes
+    must not undo a put that moved ``latest`` to its new version meanwhile, nor untag ``prod``
+    that someone just moved elsewhere. Returns the new entry, or None if the tag had moved.
+    """
+    def make(now):
+        if now is None or now.target != version:
+            return None
+        return to, now.seq, "set" if to is not None else "untag"
+
+    return _append(backend, model, tag, make)
+
+
+def previous_target(backend, model: str, tag: str, version: str, *, exists) -> str | None:
+    """The newest earlier target of ``tag`` other than ``version`` that still exists, or None."""
+    entries = {e.seq: e for e in history(backend, model, tag)}
+    now = max(entries.values(), key=lambda e: e.seq, default=None)
+    before, seen = (entries.get(now.parent) if now else None), set()
+    while before is not None and before.seq not in seen and (
+            before.target is None or before.target == version or not exists(model, before.target)):
+        seen.add(before.seq)  # a damaged history whose parents loop ends here
+        before = entries.get(before.parent)
+    return before.target if before is not None and before.seq not in seen else None
 
 
 def rollback_tag(backend, model: str, tag: str, *, exists=lambda model, version: True) -> TagEntry:

@@ -538,6 +538,12 @@ class Store:
         self._load(model, version)  # the version must exist
         with self._writing():
             refs.set_tag(self.backend, model, tag, version)
+            if not self._exists(model, version):
+                # removed between the check and the move (an rm of it ran meanwhile): a tag on a
+                # removed version is an outage for whoever loads by tag, so put it back
+                before = refs.previous_target(self.backend, model, tag, version, exists=self._exists)
+                refs.move_off(self.backend, model, tag, version, before)
+                raise NoSuchVersion(model, version)
         return version
 
     def untag(self, model: str, tag: str) -> None:
@@ -586,20 +592,27 @@ class Store:
     def _remove_version(self, model: str, version: str, pinned: list[str]) -> None:
         """Tags first, then the tombstone, then the manifest: an rm killed at any point leaves no tag
         pointing at a removed version, and running it again finishes it."""
+        # Every tag move here is conditional (refs.move_off): a tag someone moved elsewhere
+        # meanwhile (a put moving latest to its new version, prod moved on) is left alone.
         for tag in pinned:
-            refs.remove_tag(self.backend, model, tag)
+            refs.move_off(self.backend, model, tag, version, None)
         if refs.target(self.backend, model, LATEST) == version:
             remaining = [v for v in self.versions(model) if v != version]
-            if remaining:
-                newest = max(remaining, key=lambda v: self._load(model, v)[0].created)
-                refs.set_tag(self.backend, model, LATEST, newest)
-            else:
-                refs.remove_tag(self.backend, model, LATEST)
+            newest = max(remaining, key=lambda v: self._load(model, v)[0].created) if remaining else None
+            refs.move_off(self.backend, model, LATEST, version, newest)
         try:
             self.backend.create(tombstone_key(model, version), b"")
         except FileExistsError:
             pass
         self.backend.delete(manifest_key(model, version))
+        # A tag moved onto the version while it was being removed (its check saw it still there)
+        # would now point at nothing: move it back to where it pointed before.
+        for tag, target in self.tags(model).items():
+            if target == version:
+                before = refs.previous_target(self.backend, model, tag, version, exists=self._exists)
+                if refs.move_off(self.backend, model, tag, version, before) is not None:
+                    log.warning("tag %s:%s was moved to version %s while it was being removed; it points "
+                                "to %s again", model, tag, version, before or "nothing (untagged)")
 
     # -- upkeep ------------------------------------------------------------------------------------
 

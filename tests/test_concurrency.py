@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from cas import Store
 
 WRITER = textwrap.dedent("""
@@ -71,3 +73,71 @@ def test_concurrent_writer_processes_and_a_reader(tmp_path, process_shared_url):
     # 12 versions of 1 MiB share all but 12 chunks
     stats = store.stats("shared")["models"][0]
     assert stats["unique_bytes"] == (16 + 12) * 65536
+
+
+# -- tags racing rm: every tag move of rm is conditional, and both sides check after their write ----
+
+def _three_versions(store, tmp_path):
+    for i in range(3):
+        src = tmp_path / f"v{i}.bin"
+        src.write_bytes(os.urandom(70_000))
+        store.put(str(src), "m", chunk_size=64 * 1024)
+
+
+def test_a_tag_moved_onto_a_version_being_removed_is_put_back(local_store, tmp_path, monkeypatch):
+    """rm checked that no tag pins m@2; a `cas tag m@2 prod` lands before rm deletes it."""
+    from cas import refs
+    _three_versions(local_store, tmp_path)
+    local_store.tag("m@1", "prod")
+    other = Store.open(local_store.backend.root, cache_dir=False)
+    real_delete = local_store.backend.delete
+
+    def delete(key):
+        if key == "manifests/m/2.msgpack":
+            refs.set_tag(other.backend, "m", "prod", "2")  # the other user's tag move, after its check
+        return real_delete(key)
+
+    monkeypatch.setattr(local_store.backend, "delete", delete)
+    local_store.rm("m@2")
+    assert local_store.tags("m")["prod"] == "1"  # back where it was, not on a removed version
+    assert local_store.verify().problems == []
+
+
+def test_tagging_a_version_that_is_removed_meanwhile_fails_and_leaves_the_tag(local_store, tmp_path, monkeypatch):
+    from cas import NotFound, refs
+    _three_versions(local_store, tmp_path)
+    local_store.tag("m@1", "prod")
+    other = Store.open(local_store.backend.root, cache_dir=False)
+    real_set_tag = refs.set_tag
+
+    def set_tag(backend, model, tag, version):
+        if tag == "prod":
+            other.rm("m@2")  # removed between tag's existence check and its move
+        return real_set_tag(backend, model, tag, version)
+
+    monkeypatch.setattr(refs, "set_tag", set_tag)
+    with pytest.raises(NotFound, match="no version '2'"):
+        local_store.tag("m@2", "prod")
+    assert local_store.tags("m")["prod"] == "1"
+    assert local_store.verify().problems == []
+
+
+def test_rm_of_the_latest_version_does_not_undo_a_put_that_moved_latest_meanwhile(local_store, tmp_path,
+                                                                                  monkeypatch):
+    from cas import refs
+    _three_versions(local_store, tmp_path)
+    other = Store.open(local_store.backend.root, cache_dir=False)
+    new = tmp_path / "v4.bin"
+    new.write_bytes(os.urandom(70_000))
+    real_current = refs.current
+    done = []
+
+    def current(backend, model, tag):
+        if tag == "latest" and not done and sys._getframe(1).f_code.co_name == "_append":
+            done.append(1)
+            other.put(str(new), "m", chunk_size=64 * 1024)  # publishes m@4 and moves latest to it
+        return real_current(backend, model, tag)
+
+    monkeypatch.setattr(refs, "current", current)
+    local_store.rm("m@3")
+    assert done and local_store.tags("m")["latest"] == "4"  # not moved back to m@2
