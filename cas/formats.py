@@ -294,6 +294,10 @@ def safetensors_boundaries(region: Region) -> list[int]:
 # -- sequential metadata ---------------------------------------------------------------------------
 
 METADATA_BLOCK = 1 << 20  # GGUF and ONNX metadata is read in blocks of this size
+# ... but after a skip past the block (an ONNX initializer's data), only this much: the next field's
+# tag and length are a few bytes, and a block per skipped tensor would spend the MAX_METADATA_READ
+# budget after 64 tensors of over a block each (a BERT-base model) and cut the model fixed.
+SKIP_BLOCK = 4096
 MAX_ITEMS = MAX_ENTRIES * 64  # strings, values, fields and tensors one file's metadata may hold
 
 
@@ -309,7 +313,8 @@ class _Sequential:
         """(a buffer, the offset in it) holding the next ``n`` bytes."""
         start = self.pos - self.block_at
         if start + n > len(self.block):
-            want = min(max(n, METADATA_BLOCK), self.region.size - self.pos)
+            block = SKIP_BLOCK if start > len(self.block) else METADATA_BLOCK
+            want = min(max(n, block), self.region.size - self.pos)
             if want < n:
                 raise FormatError("the metadata runs past the end of the file")
             self.block, self.block_at, start = self.region.read(self.pos, want), self.pos, 0
