@@ -521,14 +521,21 @@ def onnx_external_boundaries(path: str, region: Region) -> list[int] | None:
     if stem is None:
         return None
     model = os.path.join(os.path.dirname(path), stem if stem.endswith(".onnx") else stem + ".onnx")
-    if not os.path.isfile(model):
-        return None
-    fd = os.open(model, os.O_RDONLY)
     try:
+        fd = os.open(model, os.O_RDONLY) if os.path.isfile(model) else None
+    except OSError:  # unreadable (not ours): it names nothing we can see
+        fd = None
+    if fd is None:
+        return None
+    try:
+        try:  # a model that does not parse names nothing: ``path`` is then cut by its own format
+            externals = [external for _spans, external in
+                         _onnx_initializers(Region(fd, 0, os.fstat(fd).st_size, region.budget))
+                         if external.get(b"location", b"").decode("utf-8", "replace") == name]
+        except (FormatError, IndexError, KeyError, TypeError, ValueError, OverflowError, struct.error):
+            return None
         found, out = False, []
-        for _spans, external in _onnx_initializers(Region(fd, 0, os.fstat(fd).st_size, region.budget)):
-            if external.get(b"location", b"").decode("utf-8", "replace") != name:
-                continue
+        for external in externals:
             found = True
             offset = int(external.get(b"offset", b"0"))
             length = int(external[b"length"]) if b"length" in external else region.size - offset

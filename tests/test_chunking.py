@@ -305,6 +305,15 @@ def test_onnx_with_many_large_initializers_is_cut_at_each(tmp_path, monkeypatch)
     assert kind == "onnx" and len(cuts) == 2 * len(tensors)
 
 
+def test_a_damaged_onnx_beside_a_file_does_not_decide_how_that_file_is_cut(tmp_path):
+    """weights.bin is checked as the external data of weights.onnx first; a weights.onnx that does
+    not parse names nothing, so weights.bin is still cut by its own format."""
+    _safetensors(tmp_path / "weights.bin", TENSORS)
+    (tmp_path / "weights.onnx").write_bytes(b"\x08\x07\x3b\x00" + b"\x00" * 8)  # a group: refused
+    kind, cuts = boundaries(str(tmp_path / "weights.bin"))
+    assert kind == "safetensors" and cuts
+
+
 @pytest.mark.parametrize(("body", "refusal"), [
     (b"\x08\x07\x3a\xff\xff\xff\xff\x0f", "past the end"),  # a graph of 4 GiB in a tiny file
     (b"\x08\x07\x3b\x00", "wire type 3"),  # a group: not protobuf 3
