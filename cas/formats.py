@@ -294,6 +294,10 @@ def safetensors_boundaries(region: Region) -> list[int]:
 # -- sequential metadata ---------------------------------------------------------------------------
 
 METADATA_BLOCK = 1 << 20  # GGUF and ONNX metadata is read in blocks of this size
+# ... but after a skip past the block (an ONNX initializer's data), only this much: the next field's
+# tag and length are a few bytes, and a block per skipped tensor would spend the MAX_METADATA_READ
+# budget after 64 tensors of over a block each (a BERT-base model) and cut the model fixed.
+SKIP_BLOCK = 4096
 MAX_ITEMS = MAX_ENTRIES * 64  # strings, values, fields and tensors one file's metadata may hold
 
 
@@ -309,7 +313,8 @@ class _Sequential:
         """(a buffer, the offset in it) holding the next ``n`` bytes."""
         start = self.pos - self.block_at
         if start + n > len(self.block):
-            want = min(max(n, METADATA_BLOCK), self.region.size - self.pos)
+            block = SKIP_BLOCK if start > len(self.block) else METADATA_BLOCK
+            want = min(max(n, block), self.region.size - self.pos)
             if want < n:
                 raise FormatError("the metadata runs past the end of the file")
             self.block, self.block_at, start = self.region.read(self.pos, want), self.pos, 0
@@ -516,14 +521,21 @@ def onnx_external_boundaries(path: str, region: Region) -> list[int] | None:
     if stem is None:
         return None
     model = os.path.join(os.path.dirname(path), stem if stem.endswith(".onnx") else stem + ".onnx")
-    if not os.path.isfile(model):
-        return None
-    fd = os.open(model, os.O_RDONLY)
     try:
+        fd = os.open(model, os.O_RDONLY) if os.path.isfile(model) else None
+    except OSError:  # unreadable (not ours): it names nothing we can see
+        fd = None
+    if fd is None:
+        return None
+    try:
+        try:  # a model that does not parse names nothing: ``path`` is then cut by its own format
+            externals = [external for _spans, external in
+                         _onnx_initializers(Region(fd, 0, os.fstat(fd).st_size, region.budget))
+                         if external.get(b"location", b"").decode("utf-8", "replace") == name]
+        except (FormatError, IndexError, KeyError, TypeError, ValueError, OverflowError, struct.error):
+            return None
         found, out = False, []
-        for _spans, external in _onnx_initializers(Region(fd, 0, os.fstat(fd).st_size, region.budget)):
-            if external.get(b"location", b"").decode("utf-8", "replace") != name:
-                continue
+        for external in externals:
             found = True
             offset = int(external.get(b"offset", b"0"))
             length = int(external[b"length"]) if b"length" in external else region.size - offset

@@ -292,14 +292,24 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
       has returned. A move that returned while the lease held ran while no writer could work,
       so the chunk is deleted from the trash; one that returned after may have landed after a
       writer reused the chunk, so gc moves it back and stops. A gc killed in between leaves the
-      chunk in the trash, where the next gc finds it: back into place if a version names it,
-      else deleted.
+      chunk in the trash, where the next gc finds it: that gc puts every such chunk back into
+      place first, before it lists the versions, and then treats it like any other chunk
+      (garbage goes through the trash again). It never deletes another gc's trash on the word of
+      its own listing: a stalled gc's move may land after that listing, with the trash holding
+      the only copy of a chunk a version published meanwhile names.
 
     A dry run takes no lease and deletes nothing; its figures are what a real run would free now.
     """
     grace = store.lease_ttl if grace is None else grace
     lease = None if dry_run else gc_lease(store.backend, ttl=store.lease_ttl, wait=wait)
     try:
+        # Chunks a gc that stopped (killed, or paused past its lease) set aside and never finished
+        # with go back into place first, whatever they are: that loses nothing, so it needs no fence,
+        # and the walk of chunks/ below then judges them like any other chunk.
+        put_back: list[str] = []
+        if not dry_run:
+            trashed = [o.key for o in store.backend.walk(TRASH)]
+            put_back = [k for k in run_bounded(lambda k: _put_back(store.backend, k), trashed, store.n_workers) if k]
         manifests, problems = _manifests(store, None)
         if problems:
             raise CasError(f"gc stopped before deleting anything: {problems[0]}; "
@@ -311,8 +321,6 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
         staging = [o.key for o in store.backend.walk(TMP) if (layout.staging_age(o.key) or 0) > staging_age]
         stale = [lease_.key for lease_ in all_leases(store.backend)
                  if lease_.expires < time.time() or holder_is_dead(lease_)]
-        # Chunks a gc that stopped (killed, or paused past its lease) set aside and never finished with.
-        trashed = [o.key for o in store.backend.walk(TRASH)]
         report = GcReport(dry_run=dry_run, versions=len(manifests), referenced_chunks=len(referenced),
                           deleted_chunks=len(garbage), deleted_bytes=sum(o.size for o in garbage),
                           young_chunks=len(unreferenced) - len(garbage),
@@ -335,27 +343,16 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
                     try:
                         store.backend.move(aside, obj.key)
                     except FileNotFoundError:
-                        pass  # a later gc emptied this trash: it knew every version then, none named it
+                        pass  # a later gc put it back already
                     lease.check(stopped)
                 store.backend.delete(aside)
-
-            def empty_trash(key: str) -> int:
-                original = layout.untrashed_key(key)
-                if original is None or digest_of_chunk_key(original) not in referenced:
-                    store.backend.delete(key)
-                    return 0
-                try:
-                    store.backend.move(key, original)
-                    return 1
-                except FileNotFoundError:
-                    return 0
 
             def delete(key: str) -> None:
                 # Leftovers in staging and dead leases: nothing reuses them, but gc stops with its lease.
                 lease.check(stopped)
                 store.backend.delete(key)
 
-            report.restored_chunks = sum(run_bounded(empty_trash, trashed, store.n_workers))
+            report.restored_chunks = sum(digest_of_chunk_key(k) in referenced for k in put_back)
             run_bounded(delete_chunk, garbage, store.n_workers)
             run_bounded(delete, staging + [k for k in stale if k != lease.key], store.n_workers)
             if store.cache:
@@ -364,6 +361,20 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
     finally:
         if lease:
             lease.release()
+
+
+def _put_back(backend, trashed: str) -> str | None:
+    """Move a trash/ entry back to the chunk key it was set aside from; that key, or None if it
+    was gone already (or was no such entry: not a chunk, so it is deleted)."""
+    original = layout.untrashed_key(trashed)
+    if original is None:
+        backend.delete(trashed)
+        return None
+    try:
+        backend.move(trashed, original)
+    except FileNotFoundError:
+        return None
+    return original
 
 
 def _reencode(raw, manifest) -> bytes:

@@ -294,6 +294,26 @@ def test_onnx_external_data_is_cut_at_the_offsets_its_model_lists(local, tmp_pat
     assert (tmp_path / "out" / "model.onnx.data").read_bytes() == (tmp_path / "b" / "model.onnx.data").read_bytes()
 
 
+def test_onnx_with_many_large_initializers_is_cut_at_each(tmp_path, monkeypatch):
+    """Skipping an initializer's data must not cost a metadata block: with the 64 MiB budget, 64
+    initializers over 1 MiB each (BERT-base has ~100) cut the model fixed. Here, a 4 MiB budget."""
+    import cas.formats
+    monkeypatch.setattr(cas.formats, "MAX_METADATA_READ", 4 * MIB)
+    tensors = {f"t{i}": _weights(MIB + 64 * KIB, i) for i in range(8)}
+    _onnx(tmp_path / "m.onnx", tensors, "x")
+    kind, cuts = boundaries(str(tmp_path / "m.onnx"))
+    assert kind == "onnx" and len(cuts) == 2 * len(tensors)
+
+
+def test_a_damaged_onnx_beside_a_file_does_not_decide_how_that_file_is_cut(tmp_path):
+    """weights.bin is checked as the external data of weights.onnx first; a weights.onnx that does
+    not parse names nothing, so weights.bin is still cut by its own format."""
+    _safetensors(tmp_path / "weights.bin", TENSORS)
+    (tmp_path / "weights.onnx").write_bytes(b"\x08\x07\x3b\x00" + b"\x00" * 8)  # a group: refused
+    kind, cuts = boundaries(str(tmp_path / "weights.bin"))
+    assert kind == "safetensors" and cuts
+
+
 @pytest.mark.parametrize(("body", "refusal"), [
     (b"\x08\x07\x3a\xff\xff\xff\xff\x0f", "past the end"),  # a graph of 4 GiB in a tiny file
     (b"\x08\x07\x3b\x00", "wire type 3"),  # a group: not protobuf 3

@@ -229,6 +229,28 @@ def test_a_gc_delete_that_lands_after_its_lease_lapsed_is_undone(tmp_path, garba
     assert (tmp_path / "out.bin").read_bytes() == base.read_bytes()
 
 
+def test_a_gc_paused_after_listing_never_deletes_a_chunk_another_stopped_gc_set_aside(tmp_path, garbage_base):
+    """Two stalled gcs: this one listed the versions, then stalled; a put reused the garbage; an
+    older stalled gc's move of one reused chunk landed then (it died before moving it back). The
+    trash entry is the chunk's only copy, and this gc's listing predates the version naming it: it
+    must not delete it (the next gc puts it back)."""
+    from cas.layout import chunk_key, trash_key
+    url, base = garbage_base
+    gc = _start_paused(GC_PAUSED, url, "", str(TTL))  # versions listed, paused in its walk of chunks/
+    time.sleep(TTL * 1.5)  # its lease expires: a put goes ahead, reusing every garbage chunk
+    store = _store(url)
+    m = store.put(str(base), "m", chunk_size=CHUNK)
+    assert store.last_transfer.sent_chunks == 0
+    reused = chunk_key(m.files[0].digests[0].hex())
+    store.backend.move(reused, trash_key("deadgc", reused))  # the older gc's late move, never undone
+    code, out, err = _resume(gc)
+    assert code == 1 and "lapsed" in err
+    store.gc(grace=0)  # a gc that knows the new version puts the chunk back
+    assert store.verify(full=True).problems == []
+    store.get(f"m@{m.version}", str(tmp_path / "out.bin"))
+    assert (tmp_path / "out.bin").read_bytes() == base.read_bytes()
+
+
 def test_chunks_a_killed_gc_set_aside_are_put_back_if_named_and_deleted_if_not(tmp_path, local_store):
     """A gc killed between setting a chunk aside and finishing with it leaves it in trash/; the next
     gc moves it back if a version names it (a writer reused it meanwhile), else deletes it."""
