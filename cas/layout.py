@@ -9,7 +9,7 @@
     refs/<model>/<tag>/<seq:08d>     tag history, one immutable entry per move
     locks/<kind>.<owner>.<seq>       leases of running writers and of gc (see cas.leases)
     tmp/<ms>-<random>                staging: backends write here, then rename/link into place
-    trash/<gc owner>/<key, / as +>   chunks a running gc set aside, deleted from here once its lease
+    trash/<gc owner>+<key, / as +>   chunks a running gc set aside, deleted from here once its lease
                                      held through the move (see cas.maintenance.gc)
 """
 
@@ -39,17 +39,18 @@ def digest_of_chunk_key(key: str) -> str:
 
 
 def trash_key(owner: str, key: str) -> str:
-    """Where gc ``owner`` sets the object ``key`` aside: one flat directory per gc run."""
-    return f"{TRASH}/{owner}/{key.replace('/', '+')}"
+    """Where gc ``owner`` sets the object ``key`` aside: one flat directory for every gc, so no run
+    leaves an empty directory behind (a NameNode entry each, and a listing for every later gc)."""
+    return f"{TRASH}/{owner}+{key.replace('/', '+')}"
 
 
 def untrashed_key(trashed: str) -> str | None:
     """The chunk key an object under trash/ was set aside from, or None if it is no such thing."""
     parts = trashed.split("/")
-    if len(parts) != 3 or parts[0] != TRASH:
+    if len(parts) != 2 or parts[0] != TRASH:
         return None
-    key = parts[2].replace("+", "/")
-    pieces = key.split("/")
+    pieces = parts[1].split("+")[1:]  # the gc's owner first
+    key = "/".join(pieces)
     if len(pieces) != 4 or pieces[0] != CHUNKS or key != chunk_key(pieces[3]):
         return None
     return key

@@ -144,6 +144,12 @@ def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
     else:
         missing = store.backend.missing(chunk_key(d.hex()) for d in lengths)
         bad = {d: "missing" for d in lengths if chunk_key(d.hex()) in missing}
+    if any(v == "missing" for v in bad.values()):
+        # a gc that stopped between setting chunks aside and deleting them left them in trash/
+        aside = {layout.untrashed_key(o.key) for o in store.backend.walk(TRASH)}
+        for d, verdict in bad.items():
+            if verdict == "missing" and chunk_key(d.hex()) in aside:
+                bad[d] = "missing, set aside in trash/ by a gc that stopped: `cas gc` puts it back"
     if bad:
         for m in manifests:
             for f in m.files:
@@ -287,7 +293,7 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
 
     - the lease is checked before every delete, and gc stops as soon as it lapsed;
     - a chunk younger than ``grace`` seconds (default: the lease TTL) is never deleted;
-    - gc does not delete a chunk outright: it moves it aside (``trash/<its lease>/``, a rename on
+    - gc does not delete a chunk outright: it moves it aside (into ``trash/``, a rename on
       local and HDFS stores, a server-side copy on S3) and checks its lease again once the move
       has returned. A move that returned while the lease held ran while no writer could work,
       so the chunk is deleted from the trash; one that returned after may have landed after a

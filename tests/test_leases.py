@@ -262,7 +262,8 @@ def test_chunks_a_killed_gc_set_aside_are_put_back_if_named_and_deleted_if_not(t
     backend = local_store.backend
     backend.move(f"chunks/{named[:2]}/{named[2:4]}/{named}", trash_key("deadgc", f"chunks/{named[:2]}/{named[2:4]}/{named}"))
     backend.create(trash_key("deadgc", "chunks/00/00/" + "00" * 16), b"an unreferenced chunk")
-    assert local_store.verify().problems != []
+    problems = local_store.verify().problems
+    assert len(problems) == 1 and "`cas gc` puts it back" in problems[0].problem
     report = local_store.gc(grace=0)
     assert report.restored_chunks == 1
     assert [o.key for o in backend.walk("trash")] == []

@@ -139,6 +139,8 @@ def test_gc_deletes_only_what_no_version_references(local_store, tmp_path):
     real = local_store.gc(grace=0)
     assert real.deleted_chunks == 4
     assert len(list(local_store.backend.walk("chunks"))) == 4
+    # every chunk went through trash/ and out again; no run leaves a directory of its own there
+    assert local_store.backend.list("trash") == []
     assert local_store.verify(full=True).problems == []
     local_store.get("m@1", str(tmp_path / "m1"))
     assert (tmp_path / "m1").read_bytes() == a.read_bytes()
