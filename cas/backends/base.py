@@ -96,9 +96,11 @@ class Backend(ABC):
         """Move the object at ``src`` to ``dst`` (missing parents created); ``src`` is gone after.
 
         For content-addressed objects only (gc sets chunks aside and puts them back), whose copies
-        are interchangeable: if ``dst`` exists already it stays as it is and ``src`` is removed.
-        Missing ``src``: FileNotFoundError. An interruption may leave the object at both keys,
-        never at neither. This default copies through ``read``, ``create`` and ``delete``;
+        are interchangeable: if ``dst`` exists already, ``src`` is removed and ``dst`` holds one of
+        the two (local and HDFS keep it; S3's copy replaces it). Missing ``src``:
+        FileNotFoundError, except that a missing ``src`` with ``dst`` present may count as moved
+        (HDFS cannot tell it from a retried rename whose first answer was lost). An interruption
+        may leave the object at both keys, never at neither. This default copies through ``read``, ``create`` and ``delete``;
         backends that can rename (local files, HDFS) or copy server-side (S3) override it.
         """
         data = self.read(src)
