@@ -68,6 +68,15 @@ m = store.put(src := sys.argv[2], "m", chunk_size=65536)
 print(store.last_transfer.sent_chunks, len(m.chunk_lengths()))
 """
 
+# The end of every gc child: the chunks it deleted on stdout, or its one-line error and exit 1.
+RUN_GC = """
+try:
+    print(store.gc(grace=0).deleted_chunks)
+except CasError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(1)
+"""
+
 GC_PAUSED = """
 import os, signal, sys
 from cas import Store
@@ -81,12 +90,7 @@ def walk(prefix):
         if prefix == "chunks" and i == 0:  # paused in the middle of its walk of the chunks
             os.kill(os.getpid(), signal.SIGSTOP)
 store.backend.walk = walk
-try:
-    print(store.gc(grace=0).deleted_chunks)
-except CasError as exc:
-    print(exc, file=sys.stderr)
-    sys.exit(1)
-"""
+""" + RUN_GC
 
 # Paused between its lease check and its delete of a chunk (the move that sets it aside): the
 # delete lands after the lease lapsed (as one does after a NameNode failover stalled the request and
@@ -106,12 +110,7 @@ def move(src, dst):
         signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
     return real_move(src, dst)
 store.backend.move = move
-try:
-    print(store.gc(grace=0).deleted_chunks)
-except CasError as exc:
-    print(exc, file=sys.stderr)
-    sys.exit(1)
-"""
+""" + RUN_GC
 
 GET_PAUSED = """
 import functools, os, signal, sys

@@ -13,6 +13,7 @@ TimeoutError when the store cannot be reached. Messages name the key.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from urllib.parse import parse_qsl
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -133,6 +134,25 @@ class Backend(ABC):
     def close(self) -> None:
         """Release connections and threads; the backend is unusable afterwards (see the class
         docstring). Closing twice is harmless."""
+
+
+def query_options(query: str, known, *, what: str, credential_words, credential_hint: str) -> list[tuple[str, str]]:
+    """The (name, text) pairs of a store URL's query string, each name given once and known.
+
+    A name not in ``known`` is refused naming what is understood, and one that looks like a
+    credential (contains one of ``credential_words``) with ``credential_hint``, so a secret pasted
+    into a URL is never taken, stored or echoed. ``what`` names the URL in messages (no values).
+    """
+    seen: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if any(name == n for n, _ in seen):
+            raise ValueError(f"{what} gives {name!r} twice")
+        if name not in known:
+            if any(word in name.lower() for word in credential_words):
+                raise ValueError(f"{what} has a credential-like parameter {name!r}; {credential_hint}")
+            raise ValueError(f"{what} has unknown parameter {name!r}; understood: {', '.join(known)}")
+        seen.append((name, value))
+    return seen
 
 
 def closed_error(url: str) -> ValueError:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
+
+from .base import query_options
 
 ADDRESSING = ("auto", "path", "virtual")
 CREATE_MODES = ("auto", "if-none-match", "oss")
@@ -123,14 +125,10 @@ def parse_s3_url(url: str, **options) -> S3Config:
     if parts.fragment:
         raise ValueError(f"S3 URL {shown} has a fragment; remove it")
     values: dict[str, object] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in values:
-            raise ValueError(f"S3 URL {shown} gives {name!r} twice")
-        if name not in _URL_OPTIONS:
-            if any(word in name.lower() for word in _CREDENTIAL_WORDS):
-                raise ValueError(f"S3 URL {shown} has a credential-like parameter {name!r}; remove it from the URL: "
-                                 "cas reads credentials from the AWS chain (environment, ~/.aws, instance roles)")
-            raise ValueError(f"S3 URL {shown} has unknown parameter {name!r}; understood: {', '.join(_URL_OPTIONS)}")
+    for name, value in query_options(parts.query, _URL_OPTIONS, what=f"S3 URL {shown}",
+                                     credential_words=_CREDENTIAL_WORDS,
+                                     credential_hint="remove it from the URL: cas reads credentials from the AWS "
+                                                     "chain (environment, ~/.aws, instance roles)"):
         if _URL_OPTIONS[name] is int:
             if not value.isdigit():
                 raise ValueError(f"S3 URL {shown}: {name} must be a whole number, got {value!r}")

@@ -19,7 +19,9 @@ import getpass
 import posixpath
 import re
 from dataclasses import dataclass, field, fields
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote, urlsplit
+
+from .base import query_options
 
 DEFAULT_PORTS = {"webhdfs": 9870, "swebhdfs": 9871}
 AUTH_MODES = ("simple", "token", "kerberos")
@@ -192,14 +194,10 @@ def parse_webhdfs_url(url: str, **options) -> WebHdfsConfig:
     root = posixpath.normpath("/" + parts.path.lstrip("/"))  # "//x" is not a POSIX-special root here
 
     values: dict[str, object] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in values:
-            raise ValueError(f"WebHDFS URL {shown} gives {name!r} twice")
-        if name not in _URL_OPTIONS:
-            if any(word in name.lower() for word in _CREDENTIAL_WORDS):
-                raise ValueError(f"WebHDFS URL {shown} has a credential-like parameter {name!r}; remove it: WebHDFS "
-                                 "takes a delegation token as token=, simple auth only user=, and Kerberos its ticket")
-            raise ValueError(f"WebHDFS URL {shown} has unknown parameter {name!r}; understood: {', '.join(_URL_OPTIONS)}")
+    for name, value in query_options(parts.query, _URL_OPTIONS, what=f"WebHDFS URL {shown}",
+                                     credential_words=_CREDENTIAL_WORDS,
+                                     credential_hint="remove it: WebHDFS takes a delegation token as token=, "
+                                                     "simple auth only user=, and Kerberos its ticket"):
         values[name] = _from_text(_URL_OPTIONS[name], value)
     unknown = sorted(set(options) - _KEYWORD_OPTIONS)
     if unknown:
