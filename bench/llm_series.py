@@ -52,7 +52,9 @@ def write_onnx(directory: str, tensors: dict[str, np.ndarray], inserted: np.ndar
     from onnx import TensorProto, helper, numpy_helper
 
     os.makedirs(directory, exist_ok=True)
-    items = ([("inserted", inserted)] if inserted is not None else []) + [(k, v.astype(np.float32)) for k, v in tensors.items()]
+    items = [(k, v.astype(np.float32)) for k, v in tensors.items()]
+    if inserted is not None:
+        items.insert(0, ("inserted", inserted))
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
@@ -68,9 +70,11 @@ def main() -> None:
     tensors = llama_tensors()
     os.makedirs(os.path.join(out, "gguf"), exist_ok=True)
     write_gguf(os.path.join(out, "gguf", "v1.gguf"), tensors)
-    write_gguf(os.path.join(out, "gguf", "v2.gguf"), tensors, "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}")
+    template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+    write_gguf(os.path.join(out, "gguf", "v2.gguf"), tensors, template)
     write_onnx(os.path.join(out, "onnx-v1"), tensors)
-    write_onnx(os.path.join(out, "onnx-v2"), tensors, np.random.default_rng(1).standard_normal(300_000).astype(np.float32))
+    inserted = np.random.default_rng(1).standard_normal(300_000).astype(np.float32)
+    write_onnx(os.path.join(out, "onnx-v2"), tensors, inserted)
 
 
 if __name__ == "__main__":
