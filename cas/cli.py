@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chunk size, e.g. 4MiB (default 4MiB); with --chunker cdc the average size (64KiB to 4MiB)")
     c.add_argument("--chunker", choices=CHUNKERS, default=DEFAULT_CHUNKER,
                    help="where chunks start: auto (default) restarts chunk-size runs at the tensors and members of "
-                        "files cas parses (.h5, .keras and other zips, safetensors, GGUF, ONNX, .npy, SavedModel variables) and "
+                        "files cas parses (.h5, .keras and other zips, safetensors, GGUF, ONNX, TFLite, .npy, SavedModel "
+                        "variables) and "
                         "cuts other files fixed; fixed cuts every file in chunk-size pieces; cdc cuts content-defined "
                         "pieces (FastCDC) for opaque formats whose bytes shift. -v says how each file was cut")
     c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")

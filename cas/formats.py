@@ -17,6 +17,7 @@ Formats:
   read by a small parser here (no h5py needed);
 - safetensors: the start and end of every tensor of at least MIN_TENSOR bytes (JSON header);
 - ``.npy``: the start of the array data;
+- TFLite (``.tflite``): the start and end of every buffer of at least MIN_TENSOR bytes;
 - ONNX (``.onnx``): the start and end of every initializer's data of at least MIN_TENSOR bytes;
   the external data file of a large model (``model.onnx.data`` beside ``model.onnx``): the same,
   from the offsets its model lists;
@@ -92,7 +93,8 @@ def _check_tensor(region: Region, offset: int, length: int, what: str) -> None:
 # -- detection -----------------------------------------------------------------------------------
 
 def sniff(region: Region) -> str | None:
-    """The format of a region from its first bytes: "hdf5", "zip", "npy", "safetensors", "gguf" or None."""
+    """The format of a region from its first bytes: "hdf5", "zip", "npy", "safetensors", "gguf",
+    "tflite" or None."""
     head = region.read(0, min(16, region.size))
     if head.startswith(HDF5_MAGIC):
         return "hdf5"
@@ -102,6 +104,8 @@ def sniff(region: Region) -> str | None:
         return "npy"
     if head.startswith(GGUF_MAGIC):
         return "gguf"
+    if head[4:8] == TFLITE_ID:
+        return "tflite"
     if len(head) >= 9 and head[8:9] == b"{":
         n = struct.unpack_from("<Q", head)[0]
         if 2 <= n <= region.size - 8:
@@ -547,6 +551,81 @@ def onnx_external_boundaries(path: str, region: Region) -> list[int] | None:
         os.close(fd)
 
 
+# -- TFLite ---------------------------------------------------------------------------------------
+#
+# A TensorFlow Lite model (tensorflow/lite/schema/schema.fbs) is a flatbuffer: a u32 offset to the
+# root table, then the identifier "TFL3". A table starts with an i32 back to its vtable (u16 vtable
+# size, u16 table size, a u16 offset per field, 0 when absent); a vector or sub-table field holds a
+# u32 offset from where it is stored; a vector is a u32 count and its elements. Model field 4 is
+# ``buffers``, each a Buffer table whose field 0 ``data`` is a [ubyte] vector (16-byte aligned), or,
+# in a model over 2 GB, fields 1 ``offset`` and 2 ``size`` (u64, from the start of the file). The
+# converter writes the graph before the buffers, so a changed graph shifts every weight.
+
+TFLITE_ID = b"TFL3"
+TFLITE_MODEL_BUFFERS = 4
+TFLITE_BUFFER_DATA, TFLITE_BUFFER_OFFSET, TFLITE_BUFFER_SIZE = 0, 1, 2
+_U16, _I32 = struct.Struct("<H"), struct.Struct("<i")
+
+
+class _Flatbuffer:
+    """Bounded reads of flatbuffer tables and vectors through a Region."""
+
+    def __init__(self, region: Region) -> None:
+        self.region = region
+
+    def u32(self, at: int) -> int:
+        return _U32.unpack(self.region.read(at, 4))[0]
+
+    def field(self, table: int, index: int) -> int | None:
+        """Where field ``index`` of the table at ``table`` is stored, or None if it is absent."""
+        vtable = table - _I32.unpack(self.region.read(table, 4))[0]
+        size = _U16.unpack(self.region.read(vtable, 2))[0]
+        if 4 + 2 * index + 2 > size:
+            return None
+        offset = _U16.unpack(self.region.read(vtable + 4 + 2 * index, 2))[0]
+        return table + offset if offset else None
+
+    def follow(self, at: int) -> int:
+        """The position a u32 offset stored at ``at`` points to."""
+        target = at + self.u32(at)
+        if target >= self.region.size:
+            raise FormatError(f"a flatbuffer offset at {at} points past the end")
+        return target
+
+    def vector(self, at: int) -> tuple[int, int]:
+        """(first element, count) of the vector whose offset is stored at ``at``."""
+        start = self.follow(at)
+        return start + 4, self.u32(start)
+
+
+def tflite_boundaries(region: Region) -> list[int]:
+    fb = _Flatbuffer(region)
+    if region.read(4, 4) != TFLITE_ID:
+        raise FormatError("not a TFLite model: no TFL3 identifier")
+    model = fb.follow(0)
+    at = fb.field(model, TFLITE_MODEL_BUFFERS)
+    if at is None:
+        return []
+    first, count = fb.vector(at)
+    if count > MAX_ENTRIES:
+        raise FormatError(f"TFLite model lists {count} buffers, over the {MAX_ENTRIES} limit")
+    out = []
+    for i in range(count):
+        buffer = fb.follow(first + 4 * i)
+        data = fb.field(buffer, TFLITE_BUFFER_DATA)
+        if data is not None:
+            start, length = fb.vector(data)
+        else:
+            where, size = fb.field(buffer, TFLITE_BUFFER_OFFSET), fb.field(buffer, TFLITE_BUFFER_SIZE)
+            if where is None or size is None:
+                continue
+            start, length = _U64.unpack(region.read(where, 8))[0], _U64.unpack(region.read(size, 8))[0]
+        _check_tensor(region, start, length, f"TFLite buffer {i}")
+        if length >= MIN_TENSOR:
+            out += [start, start + length]
+    return out
+
+
 # -- HDF5 -----------------------------------------------------------------------------------------
 #
 # A small reader of the HDF5 structures that lead from the superblock to every dataset's storage
@@ -876,4 +955,5 @@ PARSERS: dict[str, Callable[[Region], list[int]]] = {
     "npy": npy_boundaries,
     "safetensors": safetensors_boundaries,
     "gguf": gguf_boundaries,
+    "tflite": tflite_boundaries,
 }

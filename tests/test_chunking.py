@@ -326,6 +326,50 @@ def test_hostile_onnx_is_refused_without_reading_it(tmp_path, body, refusal):
         boundaries(str(tmp_path / "m.onnx"))
 
 
+def _tflite(path, first_units: int | None, seed: int = 0) -> None:
+    """A TFLite model converted by TensorFlow: Dense 64 -> 256 -> 512 -> 10 with fixed weights, and
+    with ``first_units`` an extra Dense layer in front (the rest of the weights unchanged)."""
+    tf = pytest.importorskip("tensorflow")
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(seed)
+    inputs = tf.keras.Input((64,))
+    x = inputs
+    if first_units:
+        x = tf.keras.layers.Dense(64, name="extra")(x)
+    layers = [tf.keras.layers.Dense(n, name=f"d{i}") for i, n in enumerate((256, 512, 10))]
+    for layer in layers:
+        x = layer(x)
+    model = tf.keras.Model(inputs, x)
+    for layer in layers:
+        layer.set_weights([rng.standard_normal(w.shape).astype("float32") for w in layer.get_weights()])
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+
+@pytest.mark.tensorflow
+def test_tflite_with_a_layer_added_stores_about_that_layer(local, tmp_path):
+    _tflite(tmp_path / "a.tflite", None)
+    _tflite(tmp_path / "b.tflite", 64)
+    m, _ = _put(local, tmp_path / "a.tflite", chunk=64 * KIB)
+    assert m.files[0].chunker["format"] == "tflite"
+    _put(local, tmp_path / "b.tflite", chunk=64 * KIB)
+    added = local.last_transfer.sent_raw_bytes
+    assert added < 64 * 64 * 4 + 3 * 64 * KIB  # the new layer's weights and the graph around them
+    _put(local, tmp_path / "b.tflite", chunk=64 * KIB, chunker="fixed")
+    assert local.last_transfer.sent_raw_bytes > 2 * added
+    local.get("m@2", str(tmp_path / "out.tflite"))
+    assert (tmp_path / "out.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
+
+
+@pytest.mark.parametrize(("body", "refusal"), [
+    (struct.pack("<I", 1 << 30) + b"TFL3", "past the end"),  # a root table past the end
+    (struct.pack("<I", 8) + b"TFL3" + struct.pack("<i", -(1 << 20)), "outside"),  # a vtable past the end
+])
+def test_hostile_tflite_is_refused_without_reading_it(tmp_path, body, refusal):
+    (tmp_path / "m.tflite").write_bytes(body + b"\x00" * 64)
+    with pytest.raises(FormatError, match=refusal):
+        boundaries(str(tmp_path / "m.tflite"))
+
+
 def test_gguf_tensor_past_the_end_is_cut_fixed(local, tmp_path):
     _gguf(tmp_path / "a.gguf", TENSORS, "llama")
     data = (tmp_path / "a.gguf").read_bytes()
@@ -436,6 +480,8 @@ def samples(tmp_path_factory):
         tf.train.Checkpoint(m=module).write(str(d / "ckpt" / "variables"))
         out["ckpt-index"] = (d / "ckpt" / "variables.index").read_bytes()
         out["ckpt-data"] = (d / "ckpt" / "variables.data-00000-of-00001").read_bytes()
+        _tflite(d / "m.tflite", None)
+        out["tflite"] = (d / "m.tflite").read_bytes()
     except pytest.skip.Exception:
         pass
     return out
@@ -482,7 +528,7 @@ def test_model_files_cut_short_anywhere_never_crash_planning(samples, tmp_path_f
 @given(st.binary(max_size=4000))
 def test_random_bytes_after_a_known_magic_never_crash_planning(tmp_path_factory, tail):
     for magic in (b"PK\x03\x04", b"\x93NUMPY\x01\x00", struct.pack("<Q", len(tail)) + b"{", b"PK\x05\x06",
-                  b"GGUF\x03\x00\x00\x00"):
+                  b"GGUF\x03\x00\x00\x00", b"\x10\x00\x00\x00TFL3"):
         path = tmp_path_factory.mktemp("fuzz") / "x"
         path.write_bytes(magic + tail)
         _record, pieces = _plan_of(path)
