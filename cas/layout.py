@@ -4,6 +4,8 @@
     chunks/ab/cd/<hex digest>        chunk objects (32 hex digits with xxh3-128 keys, 64 with blake3-256),
                                      fanned out two levels (65,536 directories) so no HDFS directory
                                      nears its 1,048,576-entry limit
+    packs/ab/cd/<hex pack id>        pack objects: small chunk objects back to back (cas.packing); the id
+                                     is the chunk hash of the pack's bytes, fanned out like chunks
     manifests/<model>/<version>.msgpack
     manifests/<model>/<version>.removed   tombstone: the label stays taken after `rm`
     refs/<model>/<tag>/<seq:08d>     tag history, one immutable entry per move
@@ -17,6 +19,7 @@ import time
 import uuid
 
 CHUNKS = "chunks"
+PACKS = "packs"
 MANIFESTS = "manifests"
 REFS = "refs"
 TMP = "tmp"
@@ -32,6 +35,14 @@ def chunk_key(hex_digest: str) -> str:
 
 
 def digest_of_chunk_key(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
+def pack_key(hex_id: str) -> str:
+    return f"{PACKS}/{hex_id[0:2]}/{hex_id[2:4]}/{hex_id}"
+
+
+def id_of_pack_key(key: str) -> str:
     return key.rsplit("/", 1)[-1]
 
 

@@ -134,7 +134,7 @@ PUT_SCRIPT = textwrap.dedent("""
     from cas import Store
     store = Store.open(sys.argv[1], cache_dir=False, n_workers=2)
     print("started", flush=True)
-    store.put(sys.argv[2], "m", chunk_size=64 * 1024, level=19)
+    store.put(sys.argv[2], "m", chunk_size=64 * 1024, level=19, pack_below=0)  # counts chunk objects
 """)
 
 GET_SCRIPT = textwrap.dedent("""
@@ -174,7 +174,7 @@ def test_put_killed_at_any_point_leaves_no_partial_version_and_resumes(tmp_path,
     store = Store.open(url, cache_dir=False)
     _assert_store_consistent(store)
     before = len(list(store.backend.walk("chunks")))
-    m = store.put(str(src), "m", chunk_size=64 * 1024)
+    m = store.put(str(src), "m", chunk_size=64 * 1024, pack_below=0)
     distinct = len(m.chunk_lengths())
     assert store.last_transfer.sent_chunks == distinct - before  # only what the killed put had not sent
     out = tmp_path / "out.bin"
