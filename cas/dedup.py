@@ -472,8 +472,9 @@ def analyze_store(store, model: str, versions: Sequence[str] | None = None) -> d
 
 
 STATS_VERSION_FIELDS = ("version", "created", "chunker", "chunk_size", "files", "logical_bytes", "chunks",
-                        "new_chunks", "new_raw_bytes", "new_stored_bytes")
-STATS_TOTAL_FIELDS = ("logical_bytes", "unique_bytes", "unique_chunks", "stored_bytes", "objects_per_100mb",
+                        "new_chunks", "new_raw_bytes", "new_stored_bytes", "new_objects", "new_packs")
+STATS_TOTAL_FIELDS = ("logical_bytes", "unique_bytes", "unique_chunks", "stored_bytes", "objects", "packs",
+                      "objects_per_100mb",
                       "dedup_ratio", "compression_ratio", "missing_chunks")
 
 

@@ -139,7 +139,7 @@ def test_verify_counts_in_words_that_agree_with_the_number(cas, tmp_path):
     cas("put", str(src), "m")
     code, out, _ = cas("verify", "--full")
     assert code == 0 and out.strip().endswith("read and decoded 1 chunk of 1 version: 0 problems")
-    chunk = next(p for p in (tmp_path / "store" / "chunks").rglob("*") if p.is_file())
+    chunk = next(p for p in (tmp_path / "store" / "packs").rglob("*") if p.is_file())  # a small chunk: packed
     chunk.unlink()
     code, out, err = cas("verify")
     assert code == 1 and out.strip().endswith(": 1 problem") and err.startswith("cas: 1 problem found;")
