@@ -375,7 +375,10 @@ def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.
     except MissingChunk:
         if not pack_problem:
             raise
-        raise MissingChunk(hex_digest, f"{label} ({pack_problem}, and it has no object of its own)") from None
+        if pack_problem.startswith("its pack"):
+            raise MissingChunk(hex_digest, f"{label} ({pack_problem}, and it has no object of its own)") from None
+        raise CorruptChunk(f"chunk {hex_digest} of {label} is corrupt ({pack_problem}) and has no object of its own; "
+                           "run `cas verify` and `cas repair`", digest=hex_digest) from None
     except CorruptChunk as exc:
         if not pack_problem:
             raise

@@ -17,7 +17,7 @@ from cas import Store, codec
 from cas.digest import digest
 from cas.errors import BadManifest, CasError, CorruptChunk
 from cas.layout import digest_of_chunk_key
-from cas.manifest import FileEntry, Manifest, pack, unpack
+from cas.manifest import MAX_PACK_BYTES, FileEntry, Manifest, PackedChunk, locate, pack, unpack
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -52,6 +52,55 @@ def test_mutated_manifests_are_either_valid_and_safe_or_refused(data):
     for f in m.files:  # anything accepted must be safe to materialise
         assert not f.path.startswith("/") and ".." not in f.path.split("/")
         assert sum(f.lengths) == f.size
+
+
+def _sample_packed_manifest() -> bytes:
+    chunks = [digest(bytes([i]) * 5) for i in range(3)]
+    files = tuple(FileEntry(f"d/f{i}", 5, 0o644, (d,), (5,)) for i, d in enumerate(chunks))
+    pid = digest(b"pack")
+    return pack(Manifest(model="m", version="1", kind="dir", chunk_size=5, level=3, files=files,
+                         packed={d: PackedChunk(pid, 21 * i, 21) for i, d in enumerate(chunks)}))
+
+
+def _assert_safe_pack_table(m: Manifest) -> None:
+    """Whatever a reader accepts, reading any packed chunk is bounded and stays under packs/."""
+    lengths = m.chunk_lengths()
+    for d, at in m.packed.items():
+        assert d in lengths and codec.HEADER_SIZE < at.length <= codec.encoded_capacity(lengths[d])
+        assert 0 <= at.offset and at.offset + at.length <= MAX_PACK_BYTES
+        key = locate(m, d).key
+        assert key.startswith("packs/") and ".." not in key.split("/")
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_packed_manifests_are_either_valid_and_bounded_or_refused(data):
+    raw = bytearray(_sample_packed_manifest())
+    for _ in range(data.draw(st.integers(1, 8))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] = data.draw(st.integers(0, 255))
+    try:
+        m = unpack(bytes(raw))
+    except BadManifest:
+        return
+    _assert_safe_pack_table(m)
+
+
+@FUZZ
+@given(st.fixed_dictionaries({
+    "ids": st.binary(max_size=40), "chunks": st.binary(max_size=60),
+    "pack": st.lists(st.integers(-(2**63), 2**64 - 1) | st.text(max_size=3) | st.none(), max_size=4),
+    "offset": st.lists(st.integers(-(2**63), 2**64 - 1) | st.floats(), max_size=4),
+    "length": st.lists(st.integers(-(2**63), 2**64 - 1), max_size=4),
+}))
+def test_arbitrary_pack_tables_are_refused_or_bounded(table):
+    doc = msgpack.unpackb(_sample_packed_manifest(), raw=False)
+    doc["packs"] = table
+    try:
+        m = unpack(msgpack.packb(doc, use_bin_type=True))
+    except BadManifest:
+        return
+    _assert_safe_pack_table(m)
 
 
 @FUZZ
