@@ -4,7 +4,8 @@ For each series and each ``--pack-below`` value, the versions are put in order (
 4 MiB) into an empty local store; the figures are read from the store's files, not predicted:
 stored bytes each version adds (``TransferStats.sent_stored_bytes``), and at the end the files
 under ``chunks/`` and ``packs/`` and their bytes (objects per 100 MB = files x 10^8 / bytes).
-Each version is then fetched back and compared byte for byte.
+Each version is then fetched back and compared byte for byte. Put and get times (whole series, one
+run) are printed too: noisy on a shared machine, a sanity check rather than a benchmark.
 
     .venv/bin/python bench/datasets.py /tmp/packs/ds --formats keras,h5,savedmodel --unfreeze 11
     .venv/bin/python bench/packs.py /tmp/packs/ds --pack-below 1MiB --pack-below 0
@@ -19,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -50,14 +52,18 @@ def run_series(series: dict, pack_below: int, work: str) -> dict:
     root = os.path.join(work, f"{series['name']}-{pack_below}")
     store = Store(LocalBackend(root), cache_dir=False)
     added = []
+    started = time.perf_counter()
     for v in series["versions"]:
         store.put(v["path"], "m", pack_below=pack_below)
         t = store.last_transfer
         added.append({"stored_bytes": t.sent_stored_bytes, "packs": t.sent_packs,
                       "reused_packed_chunks": t.reused_packed_chunks})
+    put_seconds, get_seconds = time.perf_counter() - started, 0.0
     for v, m in zip(series["versions"], store.versions("m")):
         out = os.path.join(work, "back")
+        started = time.perf_counter()
         store.get(f"m@{m}", out)
+        get_seconds += time.perf_counter() - started
         assert same_tree(v["path"], out), (series["name"], m)
         shutil.rmtree(out) if os.path.isdir(out) else os.unlink(out)
     chunk_files, chunk_bytes = tree_files(os.path.join(root, "chunks"))
@@ -66,7 +72,8 @@ def run_series(series: dict, pack_below: int, work: str) -> dict:
     store.close()
     shutil.rmtree(root)
     return {"series": series["name"], "pack_below": pack_below, "versions": added, "chunk_objects": chunk_files,
-            "packs": pack_files, "stored_bytes": stored,
+            "packs": pack_files, "stored_bytes": stored, "put_seconds": round(put_seconds, 2),
+            "get_seconds": round(get_seconds, 2),
             "objects_per_100mb": round((chunk_files + pack_files) * 1e8 / stored, 1)}
 
 
@@ -88,7 +95,8 @@ def main() -> int:
                 print(f"{r['series']:<11} pack_below {pack_below:>8}: adds "
                       + " / ".join(f"{v['stored_bytes'] / 1e6:.2f}" for v in r["versions"])
                       + f" MB; {r['chunk_objects']} chunk objects + {r['packs']} packs, "
-                      f"{r['stored_bytes'] / 1e6:.2f} MB, {r['objects_per_100mb']} objects per 100 MB", flush=True)
+                      f"{r['stored_bytes'] / 1e6:.2f} MB, {r['objects_per_100mb']} objects per 100 MB; "
+                      f"put {r['put_seconds']} s, get {r['get_seconds']} s", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             for r in results:

@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("path", help="a local copy of that version (file or directory)")
     c.add_argument("--json", action="store_true")
 
-    c = sub.add_parser("gc", help="delete chunks no version references (safe while others put)")
+    c = sub.add_parser("gc", help="delete chunks and packs no version references (safe while others put)")
     c.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")
     c.add_argument("--grace", type=float, metavar="SECONDS",
                    help="keep unreferenced chunks younger than this (default: the lease TTL, 60 s); 0 is safe only "

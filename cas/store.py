@@ -660,9 +660,9 @@ class Store:
 
     def gc(self, *, dry_run: bool = False, wait: float = 600.0, staging_age: float = maintenance.STAGING_MAX_AGE,
            grace: float | None = None) -> maintenance.GcReport:
-        """Delete chunks no version references (safe while other processes put).
+        """Delete chunks and packs no version references (safe while other processes put).
 
-        Chunks younger than ``grace`` seconds (default: the lease TTL, 60 s) are kept for a later gc.
+        Chunks and packs younger than ``grace`` seconds (default: the lease TTL, 60 s) are kept for a later gc.
         """
         return maintenance.gc(self, dry_run=dry_run, wait=wait, staging_age=staging_age, grace=grace)
 
