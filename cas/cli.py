@@ -192,9 +192,9 @@ def cmd_put(store: Store, args) -> None:
     data = _manifest_summary(m) | {"sent_chunks": t.sent_chunks, "sent_raw_bytes": t.sent_raw_bytes,
                                    "sent_stored_bytes": t.sent_stored_bytes, "sent_packs": t.sent_packs,
                                    "reused_packed_chunks": t.reused_packed_chunks}
-    packs = f" in {_plural(t.sent_packs, 'pack')} and on their own" if t.sent_packs else ""
+    packs = f" in {_plural(t.sent_packs, 'new pack')}" if t.sent_packs else ""
     _emit(args, data, f"stored {m.model}@{m.version}: {human_bytes(m.size)} in {_plural(data['chunks'], 'chunk')}, "
-                      f"sent {t.sent_chunks} new{packs} ({human_bytes(t.sent_stored_bytes)} stored)")
+                      f"sent {t.sent_chunks} new ({human_bytes(t.sent_stored_bytes)} stored{packs})")
 
 
 def cmd_get(store: Store, args) -> None:
@@ -244,7 +244,8 @@ def cmd_show(store: Store, args) -> None:
     lines = [f"{m.model}@{m.version}  {m.kind}  {human_bytes(m.size)}  created {_when(m.created)}",
              f"chunk size {human_bytes(m.chunk_size)}, codec {m.codec}, zstd level {m.level}, "
              f"{_plural(data['chunks'], 'chunk')} keyed by {m.hash}"
-             + (f", {m.strong_hash} per file" if m.strong_hash else "")]
+             + (f", {m.strong_hash} per file" if m.strong_hash else "")
+             + (f", {data['packed_chunks']} packed in {_plural(data['packs'], 'pack')}" if m.packed else "")]
     lines += [f"  {k} = {v}" for k, v in sorted(m.metadata.items())]
     lines += [f"  {f['mode']}  {human_bytes(f['size']):>10}  {f['chunks']:>6} chunks  {f['chunker']:<20}  {f['path']}"
               for f in data["file_list"]]
@@ -320,7 +321,8 @@ def cmd_stats(store: Store, args) -> None:
         lines.append(f"{m['model']}: {len(m['versions'])} versions, logical {human_bytes(m['logical_bytes'])}, "
                      f"unique {human_bytes(m['unique_bytes'])}, stored {human_bytes(m['stored_bytes'])}, "
                      f"dedup {m['dedup_ratio']}x, compression {m['compression_ratio']}x, "
-                     f"{m['objects']} objects ({m['packs']} packs), {m['objects_per_100mb']} objects per 100 MB")
+                     f"{_plural(m['objects'], 'object')} ({_plural(m['packs'], 'pack')}), "
+                     f"{m['objects_per_100mb']} objects per 100 MB")
         for v in m["versions"]:
             share = v["new_raw_bytes"] / v["logical_bytes"] if v["logical_bytes"] else 0
             lines.append(f"  {v['version']:>8}  {human_bytes(v['logical_bytes']):>10}  "

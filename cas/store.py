@@ -479,8 +479,10 @@ class Store:
         """Materialise a version at ``local_path`` (a file or a directory, as it was put).
 
         Chunks are fetched in parallel, verified, and written at their offsets into a staged copy
-        that is renamed into place at the end. Chunks that verified local copies of other versions
-        already hold are read from disk instead of the store.
+        that is renamed into place at the end. Packed chunks are read by range (adjacent ones of a
+        pack in one read), falling back to a chunk's own object if its pack is missing or damaged.
+        Chunks that verified local copies of other versions already hold are read from disk instead
+        of the store.
         """
         with _naming_failures(f"get of {str(ref)!r}", f"nothing was written to {local_path!r}"):
             manifest, packed = self._load(*self.resolve(ref))
