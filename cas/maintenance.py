@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from . import codec, layout
 from .backends.base import read_into
@@ -19,7 +20,7 @@ from .layout import CHUNKS, PACKS, TMP, chunk_key, digest_of_chunk_key, id_of_pa
 from .leases import all_leases, gc_lease, holder_is_dead, writer_lease
 from .localfs import scan_source
 from .integrity import new_hasher
-from .manifest import ChunkLocation, FileEntry, Manifest
+from .manifest import ChunkLocation, FileEntry, Manifest, PackedChunk, location
 from .planning import replan
 from .transfer import (DEFAULT_MEMORY_BUDGET, hash_pieces, map_ordered, read_piece, run_bounded,
                        workers_within)
@@ -115,7 +116,7 @@ def read_chunk(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
         if own_problem is None:
             return None, data
         if own_problem == "missing":
-            return f"{problem} and it has no object of its own", None
+            return _lost(problem), None
         return f"{problem}; its own object is {own_problem}", None
     obj_buffer = aligned_buffer(codec.encoded_capacity(length), "object")
     try:
@@ -131,6 +132,12 @@ def read_chunk(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
     if chunk_hash.digest(data) != digest:
         return "corrupt: bytes do not match the digest", None
     return None, data
+
+
+@lru_cache(maxsize=1024)
+def _lost(problem: str) -> str:
+    """One message string per lost pack, shared by its chunks' problems (a pack may hold a million)."""
+    return f"{problem} and it has no object of its own"
 
 
 def _read_packed(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
@@ -151,11 +158,17 @@ def _read_packed(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
     return None, data
 
 
-Item = tuple[bytes, "ChunkLocation | None"]  # a chunk and where one version says it lives (None: its own object)
+# A chunk and its entry in one version's pack table (None: its own object). The entries are the
+# manifests' own objects, so a verify of a million packed chunks builds no location per chunk.
+Item = tuple[bytes, "PackedChunk | None"]
 
 
 def _item(m: Manifest, d: bytes) -> Item:
-    return (d, m.location(d) if d in m.packed else None)
+    return (d, m.packed.get(d))
+
+
+def _check_item(store, item: Item, length: int, chunk_hash: ChunkHash) -> str | None:
+    return check_chunk(store.backend, item[0], length, chunk_hash, location(*item) if item[1] else None)
 
 
 def _check_workers(store, lengths: dict) -> int:
@@ -181,22 +194,21 @@ def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
         verdicts: dict[Item, str | None] = {}
         report.problems += _verify_strong_files(store, manifests, chunk_hash, verdicts, report, lengths)
         rest = [item for item in lengths if item not in verdicts]
-        verdicts.update(zip(rest, run_bounded(lambda item: check_chunk(store.backend, item[0], lengths[item],
-                                                                       chunk_hash, item[1]), rest,
+        verdicts.update(zip(rest, run_bounded(lambda item: _check_item(store, item, lengths[item], chunk_hash), rest,
                                               _check_workers(store, lengths))))
         bad = {item: v for item, v in verdicts.items() if v}
         report.checked_bytes += sum(lengths[item] for item in rest)
     else:
-        packs = {where.key for _, where in lengths if where is not None}
-        missing = store.backend.missing([chunk_key(d.hex()) for d, _ in lengths] + sorted(packs))
+        packs = {at.pack: location(d, at).key for d, at in lengths if at is not None}
+        missing = store.backend.missing([chunk_key(d.hex()) for d, _ in lengths] + sorted(packs.values()))
         bad = {}
-        for d, where in lengths:
+        for d, at in lengths:
             if chunk_key(d.hex()) not in missing:
                 continue  # its own object (a packed chunk's fallback) is there
-            if where is None:
-                bad[(d, where)] = "missing"
-            elif where.key in missing:
-                bad[(d, where)] = f"missing: its pack {where.key} is missing and it has no object of its own"
+            if at is None:
+                bad[(d, at)] = "missing"
+            elif packs[at.pack] in missing:
+                bad[(d, at)] = _lost(f"missing: its pack {packs[at.pack]} is missing")
     if bad:
         for m in manifests:
             for f in m.files:
@@ -217,7 +229,8 @@ def _verify_strong_files(store, manifests: list[Manifest], chunk_hash: ChunkHash
 
     def fetch(item: tuple[int, Item, int]):
         index, chunk, length = item
-        verdict, data = read_chunk(store.backend, chunk[0], length, chunk_hash, chunk[1])
+        verdict, data = read_chunk(store.backend, chunk[0], length, chunk_hash,
+                                   location(*chunk) if chunk[1] else None)
         return index, chunk, length, verdict, None if data is None else bytes(data)  # out of the thread's buffer
 
     # each thread: an object and a chunk buffer, plus at most one copy waiting in the ordered window
@@ -274,7 +287,7 @@ def repair(store, ref, local_path: str) -> RepairReport:
     manifest = store.manifest(ref)
     lengths = manifest.chunk_lengths()
     chunk_hash = store.chunk_hash
-    verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d], chunk_hash, _item(manifest, d)[1]),
+    verdicts = run_bounded(lambda d: _check_item(store, _item(manifest, d), lengths[d], chunk_hash),
                            list(lengths), _check_workers(store, lengths))
     bad = {d for d, v in zip(lengths, verdicts) if v}
     report = RepairReport(bad_chunks=len(bad))

@@ -14,6 +14,7 @@ import posixpath
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import msgpack
 
@@ -80,28 +81,41 @@ class PackedChunk:
 
 @dataclass(frozen=True, slots=True)
 class ChunkLocation:
-    """Where a reader finds one chunk: ``length`` bytes at ``offset`` of object ``key`` (the whole
-    object when ``length`` is None). A packed chunk may also have been stored (or repaired) as its
-    own object: ``individual_key``, the fallback when the pack is missing or damaged."""
+    """Where a reader finds chunk ``digest``: ``length`` bytes at ``offset`` of object ``key`` (the
+    whole object when ``length`` is None). A packed chunk may also have been stored (or repaired)
+    as its own object: ``individual_key``, the fallback when the pack is missing or damaged."""
 
     key: str
-    individual_key: str
+    digest: bytes
     offset: int = 0
     length: int | None = None
 
     @property
     def in_pack(self) -> bool:
-        return self.key != self.individual_key
+        return self.length is not None
+
+    @property
+    def individual_key(self) -> str:
+        return chunk_key(self.digest.hex())
 
 
 def locate(manifest: Manifest, digest: bytes) -> ChunkLocation:
     """Where chunk ``digest`` of ``manifest`` lives: the one place that answers it (get, verify,
     repair, copy and stats all ask here). No global index: the manifest says it all."""
-    individual = chunk_key(digest.hex())
-    at = manifest.packed.get(digest)
+    return location(digest, manifest.packed.get(digest))
+
+
+def location(digest: bytes, at: PackedChunk | None) -> ChunkLocation:
+    """``locate`` for a chunk whose pack-table entry (or None) the caller already holds."""
     if at is None:
-        return ChunkLocation(individual, individual)
-    return ChunkLocation(pack_key(at.pack.hex()), individual, at.offset, at.length)
+        return ChunkLocation(chunk_key(digest.hex()), digest)
+    return ChunkLocation(_pack_key(at.pack), digest, at.offset, at.length)
+
+
+@lru_cache(maxsize=4096)
+def _pack_key(pack_id: bytes) -> str:
+    """One key string per pack, shared by the locations of its chunks (a version may pack a million)."""
+    return pack_key(pack_id.hex())
 
 
 @dataclass(frozen=True)
@@ -275,24 +289,31 @@ def _packed_from_doc(raw: object, files: tuple[FileEntry, ...], name: str, diges
     _require(all(isinstance(col, list) and len(col) == n for col in (where, offsets, stored)), name,
              f"packs lists {n} chunks but not as many packs, offsets and lengths")
     n_ids = len(ids_blob) // digest_size
-    lengths: dict[bytes, int] = {}
-    for f in files:
-        lengths.update(zip(f.digests, f.lengths))
     ids = [ids_blob[i:i + digest_size] for i in range(0, len(ids_blob), digest_size)]
-    packed: dict[bytes, PackedChunk] = {}
-    used = set()
+    rows: dict[bytes, int] = {}  # packed digest -> its row; emptied as the files' chunks claim them
     for i in range(n):
         d = blob[i * digest_size:(i + 1) * digest_size]
-        p, off, size = where[i], offsets[i], stored[i]
-        _require(d in lengths, name, f"packs places chunk {d.hex()}, which no file of this version uses")
-        _require(d not in packed, name, f"packs places chunk {d.hex()} twice")
-        _require(type(p) is int and 0 <= p < n_ids, name, f"packs places chunk {d.hex()} in pack #{p!r}, which it does not list")
-        _require(type(size) is int and HEADER_SIZE < size <= encoded_capacity(lengths[d]), name,
-                 f"packs gives chunk {d.hex()} a stored length of {size!r}, impossible for a {lengths[d]}-byte chunk")
-        _require(type(off) is int and 0 <= off and off + size <= MAX_PACK_BYTES, name,
-                 f"packs places chunk {d.hex()} at offset {off!r}, outside the largest pack the format allows ({MAX_PACK_BYTES} bytes)")
-        packed[d] = PackedChunk(ids[p], off, size)
-        used.add(p)
+        _require(d not in rows, name, f"packs places chunk {d.hex()} twice")
+        rows[d] = i
+    packed: dict[bytes, PackedChunk] = {}
+    used = set()
+    for f in files:
+        for d, length in zip(f.digests, f.lengths):
+            i = rows.pop(d, None)
+            if i is None:
+                continue  # not packed, or placed already (a chunk used twice)
+            p, off, size = where[i], offsets[i], stored[i]
+            _require(type(p) is int and 0 <= p < n_ids, name,
+                     f"packs places chunk {d.hex()} in pack #{p!r}, which it does not list")
+            _require(type(size) is int and HEADER_SIZE < size <= encoded_capacity(length), name,
+                     f"packs gives chunk {d.hex()} a stored length of {size!r}, impossible for a {length}-byte chunk")
+            _require(type(off) is int and 0 <= off and off + size <= MAX_PACK_BYTES, name,
+                     f"packs places chunk {d.hex()} at offset {off!r}, outside the largest pack the format allows "
+                     f"({MAX_PACK_BYTES} bytes)")
+            packed[d] = PackedChunk(ids[p], off, size)  # keyed by the file's digest object: no second copy
+            used.add(p)
+    for d in rows:
+        raise BadManifest(f"{name} is malformed: packs places chunk {d.hex()}, which no file of this version uses")
     _require(len(used) == n_ids, name, "packs lists a pack that holds none of its chunks")
     return packed
 

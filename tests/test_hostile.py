@@ -448,12 +448,13 @@ def _sparse(path, size: int) -> None:
         f.truncate(size)
 
 
-def _manifest_with_chunks(path, n_chunks: int, *, distinct: bool) -> None:
+def _manifest_with_chunks(path, n_chunks: int, *, distinct: bool, packed: bool = False) -> None:
     """A manifest of one file cut into ``n_chunks`` 1-byte chunks, written without building it in
-    memory (the zero digests of the non-distinct kind are a hole in a sparse file)."""
+    memory (the zero digests of the non-distinct kind are a hole in a sparse file). ``packed``:
+    every (distinct) chunk in one pack, 17 bytes apart (format 2)."""
     packer = msgpack.Packer(use_bin_type=True)
-    head = packer.pack_map_header(12)
-    for key, value in (("format", 1), ("model", "m"), ("version", "1"), ("created", 0.0), ("kind", "file"),
+    head = packer.pack_map_header(13 if packed else 12)
+    for key, value in (("format", 2 if packed else 1), ("model", "m"), ("version", "1"), ("created", 0.0), ("kind", "file"),
                        ("chunk_size", 65536), ("hash", "xxh3-128"), ("codec", "zstd"), ("level", 3),
                        ("metadata", {}), ("dirs", [])):
         head += packer.pack(key) + packer.pack(value)
@@ -464,12 +465,21 @@ def _manifest_with_chunks(path, n_chunks: int, *, distinct: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         f.write(head)
-        if distinct:
+        digests = os.urandom(16 * n_chunks) if packed else b""
+        if packed:
+            f.write(digests)
+        elif distinct:
             for start in range(0, n_chunks, 1 << 16):
                 f.write(os.urandom(16 * min(1 << 16, n_chunks - start)))
         else:
             f.seek(16 * n_chunks, os.SEEK_CUR)
         f.write(packer.pack("lengths") + b"\xdd" + n_chunks.to_bytes(4, "big") + b"\x01" * n_chunks)
+        if packed:
+            f.write(packer.pack("packs") + packer.pack_map_header(5) + packer.pack("ids") + packer.pack(bytes(16))
+                    + packer.pack("chunks") + b"\xc6" + (16 * n_chunks).to_bytes(4, "big") + digests
+                    + packer.pack("pack") + packer.pack([0] * n_chunks)
+                    + packer.pack("offset") + packer.pack([17 * i for i in range(n_chunks)])
+                    + packer.pack("length") + packer.pack([17] * n_chunks))
 
 
 _BOMBS: dict[int, bytes] = {}
@@ -512,6 +522,8 @@ def _hostile_local_store(tmp_path, kind: str) -> str:
         _manifest_with_chunks(manifest_path, 10_000_000, distinct=False)
     elif kind == "1M-distinct-tiny-chunks":  # the most chunks the format allows, all different
         _manifest_with_chunks(manifest_path, 1 << 20, distinct=True)
+    elif kind == "1M-distinct-tiny-packed-chunks":  # the same, every chunk in a pack (format 2)
+        _manifest_with_chunks(manifest_path, 1 << 20, distinct=True, packed=True)
     store.close()
     return str(root)
 
@@ -521,7 +533,8 @@ def _hostile_local_store(tmp_path, kind: str) -> str:
 # every chunk's bookkeeping: measured 555 MiB (get) and 500 MiB (verify) on a 2-vCPU VM, so it has
 # its own bound, which keeps the cost per chunk from growing unnoticed.
 HOSTILE_LOCAL = {"chunk-claims-2GiB": RSS_LIMIT_MIB, "3GiB-manifest": RSS_LIMIT_MIB, "3GiB-lock": RSS_LIMIT_MIB,
-                 "10M-tiny-chunks": RSS_LIMIT_MIB, "1M-distinct-tiny-chunks": 700}
+                 "10M-tiny-chunks": RSS_LIMIT_MIB, "1M-distinct-tiny-chunks": 700,
+                 "1M-distinct-tiny-packed-chunks": 1000}
 
 
 @pytest.mark.parametrize("op", ["get", "verify", "put", "gc"])

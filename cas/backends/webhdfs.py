@@ -14,7 +14,7 @@ URL grammar (parsed in ``webhdfs_url``; ``open_webhdfs`` is the one place that r
   ``auth=kerberos`` -> ``hdfs.ext.kerberos.KerberosClient`` (needs ``requests-kerberos``).
   HdfsCLI only configures the shared ``requests.Session``; the requests themselves are built
   here, so that every answer's HTTP status reaches the one error-mapping function.
-- ``replication=N``: chunk objects are created with HDFS replication N (CREATE's ``replication``);
+- ``replication=N``: chunk objects and packs are created with HDFS replication N (CREATE's ``replication``);
   manifests, tags and leases keep the cluster default.
 - Anything else in the query, and any unknown keyword option, is rejected naming it.
 
@@ -80,7 +80,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from ..layout import CHUNKS, TMP, staging_key
+from ..layout import CHUNKS, PACKS, TMP, staging_key
 from .base import StoredObject, check_key
 from .deadlines import Watchdog
 from .webhdfs_url import parse_webhdfs_url, redact
@@ -579,7 +579,7 @@ class WebHdfsBackend:
 
     def _stage(self, staged: str, data: bytes, key: str) -> None:
         """CREATE overwrite=false at a tmp name: NN 307, then the body to the datanode."""
-        extra = {"replication": self.chunk_replication} if self.chunk_replication and key.strip("/").startswith(f"{CHUNKS}/") else {}
+        extra = {"replication": self.chunk_replication} if self.chunk_replication and key.strip("/").startswith((f"{CHUNKS}/", f"{PACKS}/")) else {}
         resp = self._check(self._nn("PUT", staged, "CREATE", overwrite="false", **extra), key, "create", ok=(307,))
         location = resp.headers.get("Location")
         if not location:
