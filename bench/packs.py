@@ -24,9 +24,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cas import Store  # noqa: E402
-from cas.backends import LocalBackend  # noqa: E402
-from cas.sizes import parse_size  # noqa: E402
+from cas import Store
+from cas.backends import LocalBackend
+from cas.sizes import parse_size
 
 
 def tree_files(root: str) -> tuple[int, int]:

@@ -536,8 +536,7 @@ class Store:
                     jobs[d].append((target, offset))
                     lengths[d] = length
                     labels.setdefault(d, label)
-            job_list = [ChunkJob(d, lengths[d], tuple(t), labels[d], manifest.location(d) if d in manifest.packed else None)
-                        for d, t in jobs.items()]
+            job_list = [ChunkJob(d, lengths[d], tuple(t), labels[d], manifest.packed.get(d)) for d, t in jobs.items()]
             seeds = self._cache_quietly("list local copies", self.cache.seeds if self.cache else None, manifest.model)
             with byte_bar(f"get {manifest.model}@{manifest.version}", manifest.size, self.progress) as bar:
                 chunk_hash = chunk_hash_of(manifest.hash)  # the store's: checked when it was loaded

@@ -18,7 +18,7 @@ from . import codec
 from .digest import DEFAULT_CHUNK_HASH, ChunkHash, source_check
 from .errors import CorruptChunk, MissingChunk, SourceChanged
 from .layout import chunk_key, pack_key
-from .manifest import ChunkLocation, PackedChunk
+from .manifest import ChunkLocation, PackedChunk, location
 from .packing import PackBuilder
 from .backends.base import read_into
 from .directio import aligned_buffer, write_at
@@ -333,7 +333,9 @@ class ChunkJob:
     length: int
     targets: tuple[tuple[str, int], ...]  # (staged file path, offset)
     label: str  # "model@version file path" for messages
-    where: ChunkLocation | None = None  # None: its own object, chunks/<digest>
+    # its version's pack-table entry (the manifest's own object: no location per job is built
+    # until it is read); None: its own object, chunks/<digest>
+    packed: PackedChunk | None = None
 
 
 SeedLookup = Callable[[bytes, int], "bytes | None"]
@@ -443,7 +445,8 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
         block = None
         if len(run) > 1 and any(s is None for s in seeded):
             try:  # one read for the run; a member that fails in it is read again on its own, with fallback
-                block = memoryview(backend.read(run[0].where.key, run[0].where.offset, _run_bytes(run)))
+                block = memoryview(backend.read(location(run[0].digest, run[0].packed).key, run[0].packed.offset,
+                                                _run_bytes(run)))
             except FileNotFoundError:
                 block = None
         for job, data in zip(run, seeded):
@@ -452,9 +455,10 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
                 continue
             first = None
             if block is not None:
-                rel = job.where.offset - run[0].where.offset
-                first = block[rel:rel + job.where.length]
-            place(job, fetch_chunk(backend, job.digest, job.length, job.label, cpu, chunk_hash, job.where, first), False)
+                rel = job.packed.offset - run[0].packed.offset
+                first = block[rel:rel + job.packed.length]
+            where = location(job.digest, job.packed) if job.packed else None
+            place(job, fetch_chunk(backend, job.digest, job.length, job.label, cpu, chunk_hash, where, first), False)
 
     run_bounded(one, runs, n_workers)
     return counts[0], counts[1]
@@ -468,26 +472,26 @@ MAX_RUN_BYTES = 8 << 20
 def _run_bytes(run: list[ChunkJob]) -> int:
     if len(run) == 1:
         return 0
-    return run[-1].where.offset + run[-1].where.length - run[0].where.offset
+    return run[-1].packed.offset + run[-1].packed.length - run[0].packed.offset
 
 
 def coalesce(jobs: Sequence[ChunkJob], max_run_bytes: int = MAX_RUN_BYTES) -> list[list[ChunkJob]]:
     """Jobs grouped for reading: each packed chunk joins the run of the chunk that ends where it
     starts in the same pack (while the run stays within ``max_run_bytes``); others stay alone."""
     alone: list[list[ChunkJob]] = []
-    by_pack: dict[str, list[ChunkJob]] = {}
+    by_pack: dict[bytes, list[ChunkJob]] = {}
     for j in jobs:
-        if j.where is not None and j.where.in_pack:
-            by_pack.setdefault(j.where.key, []).append(j)
+        if j.packed is not None:
+            by_pack.setdefault(j.packed.pack, []).append(j)
         else:
             alone.append([j])
     runs: list[list[ChunkJob]] = []
     for members in by_pack.values():
-        members.sort(key=lambda j: j.where.offset)
+        members.sort(key=lambda j: j.packed.offset)
         run: list[ChunkJob] = []
         for j in members:
-            if run and (run[-1].where.offset + run[-1].where.length != j.where.offset
-                        or j.where.offset + j.where.length - run[0].where.offset > max_run_bytes):
+            if run and (run[-1].packed.offset + run[-1].packed.length != j.packed.offset
+                        or j.packed.offset + j.packed.length - run[0].packed.offset > max_run_bytes):
                 runs.append(run)
                 run = []
             run.append(j)

@@ -13,13 +13,30 @@ import uuid
 import msgpack
 import pytest
 
-from cas import Store, manifest as manifest_module
+from cas import Store
+from cas import manifest as manifest_module
 from cas.errors import BadManifest, CorruptChunk, MissingChunk
 from cas.layout import chunk_key, pack_key
-from cas.manifest import (FORMAT, FORMAT_PACKS, MAX_PACK_BYTES, FileEntry, Manifest, PackedChunk, locate, pack,
-                          unpack)
-from cas.packing import DEFAULT_PACK_BELOW, DEFAULT_PACK_SIZE, PackBuilder, Packing, simulate, starts_new_pack
-from tests.conftest import chunk_object, flip_byte, write
+from cas.manifest import (
+    FORMAT,
+    FORMAT_PACKS,
+    MAX_PACK_BYTES,
+    FileEntry,
+    Manifest,
+    PackedChunk,
+    locate,
+    pack,
+    unpack,
+)
+from cas.packing import (
+    DEFAULT_PACK_BELOW,
+    DEFAULT_PACK_SIZE,
+    PackBuilder,
+    Packing,
+    simulate,
+    starts_new_pack,
+)
+from tests.conftest import flip_byte, write
 
 KIB = 1024
 MIB = 1 << 20
@@ -42,10 +59,17 @@ def _objects(store) -> tuple[int, int]:
     return len(list(store.backend.walk("chunks"))), len(list(store.backend.walk("packs")))
 
 
+def _files(root) -> dict[str, bytes]:
+    out = {}
+    for d, _, names in os.walk(root):
+        for n in names:
+            with open(os.path.join(d, n), "rb") as f:
+                out[os.path.relpath(os.path.join(d, n), root)] = f.read()
+    return out
+
+
 def _same_tree(a, b) -> bool:
-    files = lambda root: {os.path.relpath(os.path.join(d, n), root): open(os.path.join(d, n), "rb").read()  # noqa: E731
-                          for d, _, names in os.walk(root) for n in names}
-    return files(a) == files(b)
+    return _files(a) == _files(b)
 
 
 # -- end to end, on every backend ------------------------------------------------------------------
