@@ -399,3 +399,43 @@ def test_a_store_refuses_a_version_whose_pack_table_is_hostile(local_store, tmp_
     with pytest.raises(BadManifest, match="stored length of 1073741824"):
         local_store.get("m", str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+# -- what each send round decides (cas.store._Sends), against a store that answers missing() --------
+
+class _Answers:
+    """A backend that only answers ``missing``: the keys in ``present`` exist."""
+
+    def __init__(self, present: set[str]) -> None:
+        self.present = present
+
+    def missing(self, keys):
+        return {k for k in keys if k not in self.present}
+
+
+def test_each_send_round_reuses_only_packs_the_store_still_has():
+    from cas.localfs import SourceFile
+    from cas.store import _Sends
+    from cas.transfer import Piece
+
+    source = SourceFile("/nonexistent", "f", 3 * MIB, 0o644)  # never read: plan_round only decides
+    small, large, own = (bytes([i]) * 16 for i in range(3))
+    pieces = {small: Piece(source, 0, 100), large: Piece(source, 100, 2 * MIB), own: Piece(source, 0, 200)}
+    reused = PackedChunk(PID, 0, 116)
+    sent: dict = {}
+    located: dict = {}
+    sends = _Sends(pieces, Packing(), {small: reused}, located, sent)
+    present = {pack_key(PID.hex()), chunk_key(own.hex())}
+    to_send, to_pack = sends.plan_round(_Answers(present))
+    assert [d for d, _ in to_send] == [large] and to_pack == []  # small: in v1's pack; own: an object of its own
+    assert located == {small: reused}
+    # the pack went (gc, while this put's lease had lapsed): the next round packs the chunk again
+    to_send, to_pack = sends.plan_round(_Answers({chunk_key(own.hex()), chunk_key(large.hex())}))
+    assert to_send == [] and [d for d, _ in to_pack] == [small] and small not in located
+    # once the manifest is out its pack table is fixed: a chunk whose pack vanished gets its own object
+    located[small] = reused
+    sends.frozen = True
+    to_send, to_pack = sends.plan_round(_Answers({chunk_key(own.hex()), chunk_key(large.hex())}))
+    assert [d for d, _ in to_send] == [small] and to_pack == [] and located[small] == reused
+    to_send, to_pack = sends.plan_round(_Answers(present | {chunk_key(large.hex())}))
+    assert to_send == [] and to_pack == []
