@@ -9,6 +9,10 @@ run) are printed too: noisy on a shared machine, a sanity check rather than a be
 
     .venv/bin/python bench/datasets.py /tmp/packs/ds --formats keras,h5,savedmodel --unfreeze 11
     .venv/bin/python bench/packs.py /tmp/packs/ds --pack-below 1MiB --pack-below 0
+
+``--small-files N``: instead, put and get a directory of N random 400 KB files (a model of small
+tensors) through the WebHDFS test server (loopback), packs on and off, twice each, and print the
+times: what one request per chunk costs against one per pack.
 """
 
 from __future__ import annotations
@@ -77,13 +81,44 @@ def run_series(series: dict, pack_below: int, work: str) -> dict:
             "objects_per_100mb": round((chunk_files + pack_files) * 1e8 / stored, 1)}
 
 
+def small_files(n_files: int) -> None:
+    import uuid
+
+    from cas.testing.webhdfs_server import WebHdfsServer
+
+    with tempfile.TemporaryDirectory(prefix="cas-packs-small-") as work, WebHdfsServer() as server:
+        src = os.path.join(work, "src")
+        os.makedirs(src)
+        for i in range(n_files):
+            with open(os.path.join(src, f"t{i:04d}.bin"), "wb") as f:
+                f.write(os.urandom(400_000))
+        for pack_below in [0, 1 << 20] * 2:
+            url = server.store_url(root=f"/bench/{uuid.uuid4().hex[:8]}", user="cas")
+            with Store.open(url, cache_dir=False, n_workers=8) as store:
+                started = time.perf_counter()
+                store.put(src, "m", pack_below=pack_below)
+                put_s = time.perf_counter() - started
+                packs = store.last_transfer.sent_packs
+                started = time.perf_counter()
+                store.get("m", os.path.join(work, f"out-{uuid.uuid4().hex[:6]}"))
+                get_s = time.perf_counter() - started
+            print(f"{n_files} files of 400 KB, pack_below {pack_below:>8}: put {put_s:.2f} s, get {get_s:.2f} s "
+                  f"({packs} packs)", flush=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("datasets", help="the directory bench/datasets.py wrote (with series.json)")
+    p.add_argument("datasets", nargs="?", help="the directory bench/datasets.py wrote (with series.json)")
     p.add_argument("--series", default="keras-own,h5-own,savedmodel")
     p.add_argument("--pack-below", type=parse_size, action="append", metavar="SIZE")
     p.add_argument("--out", help="also write the results as JSON lines here")
+    p.add_argument("--small-files", type=int, metavar="N", help="the WebHDFS small-files run instead (see above)")
     args = p.parse_args()
+    if args.small_files:
+        small_files(args.small_files)
+        return 0
+    if not args.datasets:
+        p.error("give the datasets directory (or --small-files N)")
     with open(os.path.join(args.datasets, "series.json")) as f:
         all_series = {s["name"]: s for s in json.load(f)["series"]}
     results = []
