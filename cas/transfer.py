@@ -441,18 +441,21 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
         progress(job.length * len(job.targets))
 
     def one(run: list[ChunkJob]) -> None:
-        seeded = [seed(j.digest, j.length) if seed else None for j in run]
-        block = None
-        if len(run) > 1 and any(s is None for s in seeded):
-            try:  # one read for the run; a member that fails in it is read again on its own, with fallback
-                block = memoryview(backend.read(location(run[0].digest, run[0].packed).key, run[0].packed.offset,
-                                                _run_bytes(run)))
-            except FileNotFoundError:
-                block = None
-        for job, data in zip(run, seeded):
+        # One member at a time (a run of small compressible chunks can be far larger raw than its
+        # 8 MiB stored); the run's range is read once, at the first member no local copy has.
+        block, read_block = None, len(run) > 1
+        for job in run:
+            data = seed(job.digest, job.length) if seed else None
             if data is not None:
                 place(job, data, True)
                 continue
+            if read_block:
+                read_block = False
+                try:  # a member that fails in it is read again on its own, with fallback
+                    block = memoryview(backend.read(location(run[0].digest, run[0].packed).key, run[0].packed.offset,
+                                                    _run_bytes(run)))
+                except FileNotFoundError:
+                    block = None
             first = None
             if block is not None:
                 rel = job.packed.offset - run[0].packed.offset

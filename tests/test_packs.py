@@ -439,3 +439,31 @@ def test_each_send_round_reuses_only_packs_the_store_still_has():
     assert [d for d, _ in to_send] == [small] and to_pack == [] and located[small] == reused
     to_send, to_pack = sends.plan_round(_Answers(present | {chunk_key(large.hex())}))
     assert to_send == [] and to_pack == []
+
+
+def test_a_run_of_packed_chunks_found_locally_is_placed_one_chunk_at_a_time(local_store, tmp_path, monkeypatch):
+    """Small chunks that compress well make a run of one 8 MiB read hold far more raw bytes: chunks
+    taken from a local copy must be written out one by one, not gathered for the whole run."""
+    import tracemalloc
+
+    import cas.store
+    src = tmp_path / "v1"
+    for i in range(48):
+        write(src / f"z{i:02d}.bin", bytes([i]) * (512 * KIB))  # 24 MiB raw, a few KiB stored
+    m = local_store.put(str(src), "m", chunk_size=1 * MIB)
+    assert len(m.packed) == 48 and len(m.pack_ids()) == 1
+    local_store.get("m", str(tmp_path / "first"))  # the cache remembers this copy
+    real_download, peaks = cas.store.download_chunks, []
+
+    def download(*args, **kwargs):
+        tracemalloc.start()
+        try:
+            return real_download(*args, **kwargs)
+        finally:
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+    monkeypatch.setattr(cas.store, "download_chunks", download)
+    local_store.get("m", str(tmp_path / "second"))
+    assert local_store.last_transfer.reused_bytes == 48 * 512 * KIB  # every chunk from the first copy
+    assert peaks[0] < 8 * MIB, f"{peaks[0] / MIB:.1f} MiB held"
+    assert _same_tree(src, tmp_path / "second")
