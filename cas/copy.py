@@ -22,9 +22,8 @@ from .backends.base import ObjectTooLarge, read_into, read_limited
 from .directio import aligned_buffer
 from .errors import AlreadyExists, CasError, CorruptChunk, NotFound
 from .layout import chunk_key, manifest_key, pack_key, tombstone_key
-from .manifest import MAX_PACK_BYTES
 from .names import check_name
-from .packing import DEFAULT_PACK_SIZE
+from .packing import LARGEST_PACK
 from .progress import byte_bar
 from .transfer import run_bounded, workers_within
 
@@ -132,14 +131,16 @@ def _send_missing(source, destination, lease, manifest, sent: dict, sent_packs: 
 
 def _send_packs(source, dst, wanted: list[bytes], label: str) -> dict[bytes, int]:
     """Copy each wanted pack whose source bytes hash to its id; returns {pack id: bytes} of those
-    sent. A pack missing or damaged at the source is left out (its chunks go on their own)."""
-    # a pack is held whole in memory: as many threads as cas's largest packs fit in the memory budget
-    n_threads = workers_within(source.n_workers, DEFAULT_PACK_SIZE, 1, source.memory_budget)
+    sent. A pack missing or damaged at the source, or larger than any pack a put writes, is left
+    out (its chunks go on their own, read from their ranges)."""
+    # a pack is held whole in memory: as many threads as the largest packs fit in the memory budget,
+    # and never more of one than a put writes, whatever a damaged or hostile store holds
+    n_threads = workers_within(source.n_workers, LARGEST_PACK, 1, source.memory_budget)
 
     def one(pack_id: bytes) -> tuple[bytes, int | None]:
         key = pack_key(pack_id.hex())
         try:
-            data = read_limited(source.backend, key, MAX_PACK_BYTES, f"pack of {label}")
+            data = read_limited(source.backend, key, LARGEST_PACK, f"pack of {label}")
         except (FileNotFoundError, ObjectTooLarge):
             return pack_id, None
         if source.chunk_hash.digest(data) != pack_id:

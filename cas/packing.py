@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from .codec import encoded_capacity
 from .manifest import MAX_PACK_BYTES, Manifest, PackedChunk
 
 # Chunks below 1 MiB go in packs. On the ResNet50 series every piece the auto chunker cuts is
@@ -31,6 +32,9 @@ DEFAULT_PACK_BELOW = 1 << 20
 # restic's pack size: big enough that a store of small chunks has ~6 objects per 100 MB, small
 # enough that one pack is one quick PUT/CREATE and a put holds at most one pack in memory.
 DEFAULT_PACK_SIZE = 16 << 20
+# The largest pack a put writes: a pack is at most pack_size unless it holds one chunk object alone,
+# and a packed chunk is shorter than pack_below <= pack_size. Larger is not a pack cas wrote.
+LARGEST_PACK = encoded_capacity(DEFAULT_PACK_SIZE)
 # A put points at the packed chunks of the version tagged latest and of this many newest versions of
 # its model (their manifests, read in parallel): a fine-tune's unchanged small tensors, and one that
 # comes back a few versions later, are not stored again. Older versions and other models are not read.

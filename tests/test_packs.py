@@ -467,3 +467,27 @@ def test_a_run_of_packed_chunks_found_locally_is_placed_one_chunk_at_a_time(loca
     assert local_store.last_transfer.reused_bytes == 48 * 512 * KIB  # every chunk from the first copy
     assert peaks[0] < 8 * MIB, f"{peaks[0] / MIB:.1f} MiB held"
     assert _same_tree(src, tmp_path / "second")
+
+
+def test_copy_never_holds_more_of_a_pack_than_a_put_writes(tmp_path):
+    """A pack object grown far past any pack a put writes (damage, or a hostile store) is not read
+    whole by copy: the version's chunks go on their own, read from their ranges."""
+    import tracemalloc
+    src = _model_dir(tmp_path / "v1", n_small=4, big=10)
+    with Store.open(str(tmp_path / "a"), cache_dir=False) as a, Store.open(str(tmp_path / "b"), cache_dir=False) as b:
+        m = a.put(str(src), "m", chunk_size=1 * MIB)
+        (pid,) = m.pack_ids()
+        path = os.path.join(str(tmp_path / "a"), *pack_key(pid.hex()).split("/"))
+        os.chmod(path, 0o644)
+        os.truncate(path, 200 * MIB)  # sparse: the chunks stay valid at their offsets
+        tracemalloc.start()
+        try:
+            report = a.copy("m", b)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        # (a manifest read asks the local backend for up to 64 MiB, which tracemalloc counts whole)
+        assert peak < 100 * MIB, f"{peak / MIB:.0f} MiB held"
+        assert report.sent_packs == 0 and report.sent_chunks == len(m.chunk_lengths())
+        b.get("m@1", str(tmp_path / "back"))
+        assert _same_tree(src, tmp_path / "back")
