@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from .codec import encoded_capacity
-from .manifest import MAX_PACK_BYTES, Manifest, PackedChunk
+from .manifest import Manifest, PackedChunk
 
 # Chunks below 1 MiB go in packs. On the ResNet50 series every piece the auto chunker cuts is
 # either a 4 MiB run or (metadata gaps, small tensors) mostly far below 1 MiB: packing them cuts
@@ -55,9 +55,9 @@ class Packing:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a number of bytes >= 0, got {value!r}")
-        if not 0 < self.pack_size <= MAX_PACK_BYTES:
-            raise ValueError(f"pack_size must be from 1 byte to {MAX_PACK_BYTES} (the format's largest pack), "
-                             f"got {self.pack_size!r}")
+        # at most the default: copy takes a pack larger than LARGEST_PACK for a damaged one
+        if not 0 < self.pack_size <= DEFAULT_PACK_SIZE:
+            raise ValueError(f"pack_size must be from 1 byte to {DEFAULT_PACK_SIZE}, got {self.pack_size!r}")
         if self.pack_below > self.pack_size:
             raise ValueError(f"pack_below ({self.pack_below}) must not exceed pack_size ({self.pack_size})")
 

@@ -150,6 +150,8 @@ def test_packs_are_bounded_and_cut_by_one_rule():
     with pytest.raises(ValueError):
         Packing(pack_below=2 * DEFAULT_PACK_SIZE)
     with pytest.raises(ValueError):
+        Packing(pack_size=2 * DEFAULT_PACK_SIZE)  # copy would take such a pack for a damaged one
+    with pytest.raises(ValueError):
         Packing(pack_below=-1)
 
 
