@@ -59,7 +59,7 @@ class Packing:
         if not 0 < self.pack_size <= DEFAULT_PACK_SIZE:
             raise ValueError(f"pack_size must be from 1 byte to {DEFAULT_PACK_SIZE}, got {self.pack_size!r}")
         if self.pack_below > self.pack_size:
-            raise ValueError(f"pack_below ({self.pack_below}) must not exceed pack_size ({self.pack_size})")
+            raise ValueError(f"pack_below ({self.pack_below} bytes) must be at most the pack size ({self.pack_size} bytes)")
 
     def packs(self, raw_length: int) -> bool:
         """Whether a chunk this long goes in a pack."""
