@@ -179,7 +179,7 @@ def pack(m: Manifest) -> bytes:
 
 
 def _pack_locations(packed: dict[bytes, PackedChunk]) -> dict:
-    """Columns, not a map per chunk: ~14 bytes per packed chunk beyond its digest."""
+    """Columns, not a map per chunk: ~11 bytes per packed chunk beyond its digest."""
     ids: dict[bytes, int] = {}
     for at in packed.values():
         ids.setdefault(at.pack, len(ids))
