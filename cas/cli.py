@@ -15,6 +15,7 @@ from .codec import DEFAULT_LEVEL, DEFAULT_POLICY, POLICIES
 from .digest import chunk_hash
 from .errors import CasError, NoSuchModel, NoSuchTag
 from .manifest import Manifest
+from .packing import DEFAULT_PACK_BELOW
 from .sizes import human_bytes, parse_size
 from .store import Store, default_store_url
 
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"zstd otherwise), zstd or raw (default {DEFAULT_POLICY})")
     c.add_argument("--meta", type=parse_meta, action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--strong", choices=["sha256", "blake3"], help="record a strong per-file digest, checked on every get")
+    c.add_argument("--pack-below", type=size_arg, default=DEFAULT_PACK_BELOW, metavar="SIZE",
+                   help="write new chunks shorter than this together into pack objects of at most 16 MiB "
+                        "(default 1MiB: far fewer files on HDFS); 0 stores one object per chunk")
     c.add_argument("--json", action="store_true")
 
     c = sub.add_parser("get", help="fetch a version into a local path")
@@ -128,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("path", help="a local copy of that version (file or directory)")
     c.add_argument("--json", action="store_true")
 
-    c = sub.add_parser("gc", help="delete chunks no version references (safe while others put)")
+    c = sub.add_parser("gc", help="delete chunks and packs no version references (safe while others put)")
     c.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")
     c.add_argument("--grace", type=float, metavar="SECONDS",
                    help="keep unreferenced chunks younger than this (default: the lease TTL, 60 s); 0 is safe only "
@@ -158,7 +162,8 @@ def _when(ts: float) -> str:
 def _manifest_summary(m: Manifest) -> dict:
     return {"model": m.model, "version": m.version, "kind": m.kind, "created": m.created, "size": m.size,
             "files": len(m.files), "chunks": sum(len(f.digests) for f in m.files), "chunk_size": m.chunk_size,
-            "codec": m.codec, "level": m.level, "metadata": m.metadata, "chunk_hash": m.hash, "strong_hash": m.strong_hash}
+            "codec": m.codec, "level": m.level, "metadata": m.metadata, "chunk_hash": m.hash, "strong_hash": m.strong_hash,
+            "packed_chunks": len(m.packed), "packs": len(m.pack_ids())}
 
 
 def _emit(args, data, text: str) -> None:
@@ -183,12 +188,14 @@ def run_init(args) -> None:
 def cmd_put(store: Store, args) -> None:
     m = store.put(args.path, args.model, args.label, tags=args.tag, latest=not args.no_latest,
                   chunk_size=args.chunk_size, level=args.level, metadata=dict(args.meta), strong_hash=args.strong,
-                  chunker=args.chunker, codec=args.codec)
+                  chunker=args.chunker, codec=args.codec, pack_below=args.pack_below)
     t = store.last_transfer
     data = _manifest_summary(m) | {"sent_chunks": t.sent_chunks, "sent_raw_bytes": t.sent_raw_bytes,
-                                   "sent_stored_bytes": t.sent_stored_bytes}
+                                   "sent_stored_bytes": t.sent_stored_bytes, "sent_packs": t.sent_packs,
+                                   "reused_packed_chunks": t.reused_packed_chunks}
+    packs = f" in {_plural(t.sent_packs, 'new pack')}" if t.sent_packs else ""
     _emit(args, data, f"stored {m.model}@{m.version}: {human_bytes(m.size)} in {_plural(data['chunks'], 'chunk')}, "
-                      f"sent {t.sent_chunks} new ({human_bytes(t.sent_stored_bytes)} stored)")
+                      f"sent {t.sent_chunks} new ({human_bytes(t.sent_stored_bytes)} stored{packs})")
 
 
 def cmd_get(store: Store, args) -> None:
@@ -238,7 +245,8 @@ def cmd_show(store: Store, args) -> None:
     lines = [f"{m.model}@{m.version}  {m.kind}  {human_bytes(m.size)}  created {_when(m.created)}",
              f"chunk size {human_bytes(m.chunk_size)}, codec {m.codec}, zstd level {m.level}, "
              f"{_plural(data['chunks'], 'chunk')} keyed by {m.hash}"
-             + (f", {m.strong_hash} per file" if m.strong_hash else "")]
+             + (f", {m.strong_hash} per file" if m.strong_hash else "")
+             + (f", {data['packed_chunks']} packed in {_plural(data['packs'], 'pack')}" if m.packed else "")]
     lines += [f"  {k} = {v}" for k, v in sorted(m.metadata.items())]
     lines += [f"  {f['mode']}  {human_bytes(f['size']):>10}  {f['chunks']:>6} chunks  {f['chunker']:<20}  {f['path']}"
               for f in data["file_list"]]
@@ -296,15 +304,17 @@ def cmd_repair(store: Store, args) -> None:
 def cmd_gc(store: Store, args) -> None:
     r = store.gc(dry_run=args.dry_run, grace=args.grace)
     verb = "would delete" if r.dry_run else "deleted"
-    young = f", {r.young_chunks} unreferenced but too young (a later gc takes them)" if r.young_chunks else ""
+    young_objects = r.young_chunks + r.young_packs
+    young = f", {young_objects} unreferenced but too young (a later gc takes them)" if young_objects else ""
     partials = f", {_plural(r.deleted_partials, 'leftover')} of killed gets" if r.deleted_partials else ""
-    restored = (f"; put back {_plural(r.restored_chunks, 'chunk')} a stopped gc had set aside"
+    restored = (f"; put back {_plural(r.restored_chunks, 'object')} a stopped gc had set aside"
                 if r.restored_chunks else "")
-    _emit(args, r.as_dict(), f"{verb} {_plural(r.deleted_chunks, 'unreferenced chunk')} ({human_bytes(r.deleted_bytes)}), "
+    _emit(args, r.as_dict(), f"{verb} {_plural(r.deleted_chunks, 'unreferenced chunk')} and "
+                             f"{_plural(r.deleted_packs, 'unreferenced pack')} ({human_bytes(r.deleted_bytes)}), "
                              f"{_plural(r.deleted_staging, 'staging leftover')}, "
                              f"{_plural(r.deleted_leases, 'expired lease')}{partials}; "
-                             f"kept {_plural(r.referenced_chunks, 'chunk')} of {_plural(r.versions, 'version')}{young}"
-                             f"{restored}")
+                             f"kept {_plural(r.referenced_chunks, 'chunk')} and {_plural(r.referenced_packs, 'pack')} "
+                             f"of {_plural(r.versions, 'version')}{young}{restored}")
 
 
 def cmd_stats(store: Store, args) -> None:
@@ -314,6 +324,7 @@ def cmd_stats(store: Store, args) -> None:
         lines.append(f"{m['model']}: {len(m['versions'])} versions, logical {human_bytes(m['logical_bytes'])}, "
                      f"unique {human_bytes(m['unique_bytes'])}, stored {human_bytes(m['stored_bytes'])}, "
                      f"dedup {m['dedup_ratio']}x, compression {m['compression_ratio']}x, "
+                     f"{_plural(m['objects'], 'object')} ({_plural(m['packs'], 'pack')}), "
                      f"{m['objects_per_100mb']} objects per 100 MB")
         for v in m["versions"]:
             share = v["new_raw_bytes"] / v["logical_bytes"] if v["logical_bytes"] else 0

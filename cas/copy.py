@@ -7,6 +7,10 @@ the manifest (created exclusively, byte for byte the source's, so the version la
 a flush, then the tags asked for, all under the destination's writer lease (fenced like a put's:
 if it lapsed, the chunks are asked about again before anything names them). A copy killed at any
 point leaves no visible version at the destination; running it again sends only what is missing.
+
+Packs the version reads from are copied whole (the manifest names them by id, the hash of their
+bytes, which is checked before sending). A pack missing or damaged at the source is replaced by
+the individual objects of the version's chunks in it, which every reader falls back to.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from . import codec, refs
-from .backends.base import read_into
+from .backends.base import ObjectTooLarge, read_into, read_limited
 from .directio import aligned_buffer
 from .errors import AlreadyExists, CasError, CorruptChunk, NotFound
-from .layout import chunk_key, manifest_key, tombstone_key
+from .layout import chunk_key, manifest_key, pack_key, tombstone_key
 from .names import check_name
+from .packing import LARGEST_PACK
 from .progress import byte_bar
-from .transfer import run_bounded
+from .transfer import run_bounded, workers_within
 
 
 
@@ -35,7 +40,8 @@ class CopyReport:
     chunks: int = 0  # distinct chunks of the version
     sent_chunks: int = 0  # chunks the destination lacked, sent
     sent_raw_bytes: int = 0
-    sent_stored_bytes: int = 0
+    sent_stored_bytes: int = 0  # chunk objects and packs
+    sent_packs: int = 0
     manifest_copied: bool = False  # False: the destination already had this exact version
     tags: list[str] = field(default_factory=list)
 
@@ -60,9 +66,10 @@ def copy_version(source, ref, destination, *, tags=(), progress: bool = False) -
 
     lengths = manifest.chunk_lengths()
     sent: dict[bytes, int] = {}  # digest -> stored size: what this copy sent
+    sent_packs: dict[bytes, int] = {}  # pack id -> bytes
     lease = destination._writing()
     try:
-        lease = _send_missing(source, destination, lease, lengths, sent, f"{model}@{version}", progress)
+        lease = _send_missing(source, destination, lease, manifest, sent, sent_packs, f"{model}@{version}", progress)
         if not present:
             try:
                 dst.create(manifest_key(model, version), packed)
@@ -70,33 +77,46 @@ def copy_version(source, ref, destination, *, tags=(), progress: bool = False) -
                 _destination_has(destination, model, version, packed)  # raises unless it is ours, byte for byte
             dst.flush()
             if not lease.intact():  # paused while publishing: make sure gc left every chunk
-                lease = _send_missing(source, destination, lease, lengths, sent, f"{model}@{version}", progress,
-                                      lapsed=True)
+                lease = _send_missing(source, destination, lease, manifest, sent, sent_packs, f"{model}@{version}",
+                                      progress, lapsed=True)
         for tag in tags:
             refs.set_tag(dst, model, tag, version)
     finally:
         lease.release()
 
-    report.sent_chunks = len(sent)
-    report.sent_raw_bytes = sum(lengths[d] for d in sent)
-    report.sent_stored_bytes = sum(sent.values())
+    report.sent_chunks = len(sent) + sum(1 for d, at in manifest.packed.items() if at.pack in sent_packs and d not in sent)
+    report.sent_raw_bytes = sum(lengths[d] for d in sent) + sum(lengths[d] for d, at in manifest.packed.items()
+                                                                 if at.pack in sent_packs and d not in sent)
+    report.sent_stored_bytes = sum(sent.values()) + sum(sent_packs.values())
+    report.sent_packs = len(sent_packs)
     report.manifest_copied = not present
     return report
 
 
-def _send_missing(source, destination, lease, lengths: dict[bytes, int], sent: dict, label: str, progress: bool,
+def _send_missing(source, destination, lease, manifest, sent: dict, sent_packs: dict, label: str, progress: bool,
                   *, lapsed: bool = False):
-    """Send the chunks the destination lacks, fenced by its writer lease as a put's are
+    """Send the chunks and packs the destination lacks, fenced by its writer lease as a put's are
     (``Store.send_fenced``); returns the lease now held."""
     dst = destination.backend
+    lengths = manifest.chunk_lengths()
+    members: dict[bytes, list[bytes]] = {}  # pack id -> the version's chunks in it
+    for d, at in manifest.packed.items():
+        members.setdefault(at.pack, []).append(d)
 
     def send_round() -> None:
-        lacking = dst.missing(chunk_key(d.hex()) for d in lengths)
-        to_send = [(d, n) for d, n in lengths.items() if chunk_key(d.hex()) in lacking]
+        packs = {p: pack_key(p.hex()) for p in members}
+        lacking = dst.missing([chunk_key(d.hex()) for d in lengths] + list(packs.values()))
+        copied = _send_packs(source, dst, [p for p, key in packs.items() if key in lacking], label)
+        sent_packs.update(copied)
+        # a chunk with no object of its own at the destination: sent, unless the destination has its pack now
+        to_send = [(d, n) for d, n in lengths.items() if chunk_key(d.hex()) in lacking
+                   and not (d in manifest.packed and (manifest.packed[d].pack in copied
+                                                      or packs[manifest.packed[d].pack] not in lacking))]
         with byte_bar(f"copy {label}", sum(n for _, n in to_send), progress) as bar:
             def one(item: tuple[bytes, int]) -> int:
                 d, length = item
-                obj = _verified_object(source.backend, d, length, label, source.chunk_hash.digest)
+                where = manifest.location(d) if d in manifest.packed else None
+                obj = _verified_object(source.backend, d, length, label, source.chunk_hash.digest, where)
                 try:
                     dst.create(chunk_key(d.hex()), obj)
                 except FileExistsError:
@@ -107,6 +127,31 @@ def _send_missing(source, destination, lease, lengths: dict[bytes, int], sent: d
             sent.update(zip((d for d, _ in to_send), run_bounded(one, to_send, destination.n_workers)))
 
     return destination.send_fenced(lease, send_round, f"copying {label}", lapsed=lapsed)
+
+
+def _send_packs(source, dst, wanted: list[bytes], label: str) -> dict[bytes, int]:
+    """Copy each wanted pack whose source bytes hash to its id; returns {pack id: bytes} of those
+    sent. A pack missing or damaged at the source, or larger than any pack a put writes, is left
+    out (its chunks go on their own, read from their ranges)."""
+    # a pack is held whole in memory: as many threads as the largest packs fit in the memory budget,
+    # and never more of one than a put writes, whatever a damaged or hostile store holds
+    n_threads = workers_within(source.n_workers, LARGEST_PACK, 1, source.memory_budget)
+
+    def one(pack_id: bytes) -> tuple[bytes, int | None]:
+        key = pack_key(pack_id.hex())
+        try:
+            data = read_limited(source.backend, key, LARGEST_PACK, f"pack of {label}")
+        except (FileNotFoundError, ObjectTooLarge):
+            return pack_id, None
+        if source.chunk_hash.digest(data) != pack_id:
+            return pack_id, None  # damaged: never spread it
+        try:
+            dst.create(key, data)
+        except FileExistsError:
+            pass  # content-addressed: someone stored it meanwhile
+        return pack_id, len(data)
+
+    return {p: n for p, n in run_bounded(one, wanted, n_threads) if n is not None}
 
 
 def _destination_has(destination, model: str, version: str, packed: bytes) -> bool:
@@ -126,17 +171,35 @@ def _destination_has(destination, model: str, version: str, packed: bytes) -> bo
     return True
 
 
-def _verified_object(backend, digest: bytes, length: int, label: str, digest_of) -> memoryview:
+def _verified_object(backend, digest: bytes, length: int, label: str, digest_of, where=None) -> memoryview:
     """The stored object of one chunk, read into this thread's buffer and checked to decode to its
-    digest (read again once before calling it corrupt). Valid until the thread's next call."""
+    digest (read again once before calling it corrupt). Valid until the thread's next call.
+
+    A packed chunk (``where``) whose pack could not be copied whole is read from its range in the
+    pack and sent as an object of its own; failing that, its own object at the source is used."""
     hex_digest = digest.hex()
     obj_buffer = aligned_buffer(codec.encoded_capacity(length), "object")
     out = aligned_buffer(length, "chunk")
     problem = ""
+    if where is not None and where.in_pack:
+        try:
+            obj = backend.read(where.key, where.offset, where.length)
+            data = codec.decode_into(obj, out, expected_length=length, name=f"chunk {hex_digest}")
+            if digest_of(data) == digest:
+                return memoryview(obj)
+            problem = f"its bytes in pack {where.key} do not match its digest"
+        except FileNotFoundError:
+            problem = f"its pack {where.key} is missing"
+        except CorruptChunk as exc:
+            problem = f"in pack {where.key}: {exc}"
     for _attempt in range(2):
         try:
             obj = read_into(backend, chunk_key(hex_digest), obj_buffer)
         except FileNotFoundError:
+            if problem:
+                raise CorruptChunk(f"chunk {hex_digest} of {label} is corrupt in the source {backend.url} ({problem}) "
+                                   "and has no object of its own there; nothing was copied past it: run `cas verify` "
+                                   "and `cas repair` there, then copy again", digest=hex_digest) from None
             raise NotFound(f"chunk {hex_digest} of {label} is missing from the source {backend.url}; "
                            "run `cas verify` and `cas repair` there, then copy again", digest=hex_digest) from None
         except BufferError:

@@ -14,11 +14,13 @@ Terms, used the same way in ``cas stats``, the dedup tool, the JSON output and t
 
 - logical bytes: what the versions hold, counting every copy (sum of file sizes);
 - unique bytes: raw bytes of distinct chunks (what is left after dedup);
-- stored bytes: what those distinct chunk objects take in the store (after compression, headers included);
+- stored bytes: what those distinct chunk objects take in the store (after compression, headers included),
+  counting each pack (cas.packing) whole: a small chunk a put packs again (it was in no version the
+  put read for reuse) is stored bytes again, though not unique bytes again;
 - dedup ratio = logical / unique; compression ratio = unique / stored;
 - a version's *new* bytes: chunks it was first to bring (in the order given: creation order for a store);
-- objects per 100 MB: distinct chunk objects per 100 MB (10^8 bytes) of stored bytes (each object
-  costs NameNode heap on HDFS);
+- objects: chunk objects of their own plus packs; objects per 100 MB: objects per 100 MB (10^8 bytes)
+  of stored bytes (each object costs NameNode heap on HDFS);
 
 - each chunk occurrence of a version is **new** (no earlier version and no earlier place in this
   version holds it), **shared** (an earlier version holds it) or **repeated** (only an earlier place
@@ -42,11 +44,12 @@ from .chunking import DEFAULT_CHUNKER, Chunker, describe
 from .digest import HASH_NAME
 from .digest import digest as digest_of
 from .errors import NoSuchModel, NoSuchVersion, SourceChanged
-from .layout import CHUNKS, digest_of_chunk_key
+from .layout import CHUNKS, PACKS, digest_of_chunk_key, id_of_pack_key
 from .localfs import scan_source
 from .maintenance import chunk_codecs
 from .manifest import FileEntry, Manifest, pack
 from .names import Ref, check_name
+from .packing import DEFAULT_PACK_BELOW, REUSE_VERSIONS, Packing, simulate
 from .planning import plan
 from .progress import byte_bar
 from .sizes import human_bytes
@@ -59,6 +62,8 @@ REPEATED = "repeated"
 # stored_size(digest, raw_length): bytes the chunk object takes (or would take) in a store;
 # None when a store lacks the chunk.
 StoredSize = Callable[[bytes, int], "int | None"]
+# pack_size(pack id): bytes a pack object takes; None when a store lacks it
+PackSize = Callable[[bytes], "int | None"]
 
 LOCAL_MODEL = "local"  # model name recorded in the manifests built for local versions
 
@@ -79,10 +84,13 @@ def version_chunkers(m: Manifest) -> str:
 # -- the pure core ------------------------------------------------------------------------------
 
 
-def analyze(versions: Sequence[Manifest], stored_size: StoredSize) -> dict:
+def analyze(versions: Sequence[Manifest], stored_size: StoredSize, pack_size: PackSize | None = None) -> dict:
     """Dedup figures, file and region detail, and the shared matrix for ``versions`` in the order given.
 
-    The order matters: a version's new bytes are those no earlier version holds.
+    The order matters: a version's new bytes are those no earlier version holds. Stored bytes and
+    objects follow where each version's chunks live (``Manifest.packed``): a version brings the
+    objects of its own no earlier version referenced and the packs no earlier version read from
+    (``pack_size``: a pack's bytes; without it, the sum of its chunks this version places).
     """
     labels = [m.version for m in versions]
     if len(set(labels)) != len(labels):
@@ -93,26 +101,44 @@ def analyze(versions: Sequence[Manifest], stored_size: StoredSize) -> dict:
     whole_files: dict[tuple[bytes, ...], str] = {}  # chunk list of a file seen before -> "version:path"
     by_path: dict[str, dict] = {}
     missing = 0
+    own_objects: set[bytes] = set()  # digests with an object of their own, as versions brought them
+    packs_seen: set[bytes] = set()
     out_versions = []
     for vi, m in enumerate(versions):
+        new_packs = m.pack_ids() - packs_seen
+        packs_seen |= new_packs
+        packed_bytes = {p: 0 for p in new_packs}  # this version's chunks in each new pack
+        for at in m.packed.values():
+            if at.pack in packed_bytes:
+                packed_bytes[at.pack] += at.length
         row = {"version": m.version, "created": m.created, "chunk_size": m.chunk_size, "chunker": version_chunkers(m),
                "files": len(m.files),
                "logical_bytes": m.size, "manifest_bytes": len(pack(m)), "chunks": 0, "distinct_chunks": 0,
                "distinct_raw_bytes": 0, "new_chunks": 0, "new_raw_bytes": 0, "new_stored_bytes": 0,
-               "shared_raw_bytes": 0, "repeated_raw_bytes": 0}
+               "shared_raw_bytes": 0, "repeated_raw_bytes": 0, "new_objects": 0, "new_packs": len(new_packs)}
         file_rows = []
+        placed_here: set[bytes] = set()
         for f in m.files:
             fr, new_digests = _file_report(f, vi, first_seen, labels)
             for d, n in zip(f.digests, f.lengths):
                 lengths.setdefault(d, n)
             fr["new_stored_bytes"] = 0
             for d in new_digests:
-                size = stored_size(d, lengths[d])
-                stored[d] = size
-                if size is None:
-                    missing += 1
-                else:
-                    fr["new_stored_bytes"] += size
+                at = m.packed.get(d)
+                stored[d] = at.length if at is not None else stored_size(d, lengths[d])
+            for d in dict.fromkeys(f.digests):
+                at = m.packed.get(d)
+                if at is None and d not in own_objects:
+                    own_objects.add(d)
+                    row["new_objects"] += 1
+                    size = stored_size(d, lengths[d])
+                    if size is None:
+                        missing += 1
+                    else:
+                        fr["new_stored_bytes"] += size
+                elif at is not None and at.pack in new_packs and d not in placed_here:
+                    placed_here.add(d)  # its share of a pack this version brought
+                    fr["new_stored_bytes"] += at.length
             key = tuple(f.digests)
             fr["same_as"] = whole_files.get(key) if f.size else None
             if f.size:
@@ -129,6 +155,14 @@ def analyze(versions: Sequence[Manifest], stored_size: StoredSize) -> dict:
             p["logical_bytes"] += f.size
             p["new_raw_bytes"] += fr["new_raw_bytes"]
             p["new_stored_bytes"] += fr["new_stored_bytes"]
+        for p in new_packs:  # a pack's bytes beyond this version's chunks (another writer's) count too
+            whole = pack_size(p) if pack_size else packed_bytes[p]
+            if whole is None:
+                missing += sum(1 for at in m.packed.values() if at.pack == p)
+                row["new_stored_bytes"] -= packed_bytes[p]
+            else:
+                row["new_stored_bytes"] += whole - packed_bytes[p]
+        row["new_objects"] += len(new_packs)
         distinct = m.chunk_lengths()
         row["distinct_chunks"] = len(distinct)
         row["distinct_raw_bytes"] = sum(distinct.values())
@@ -148,6 +182,7 @@ def analyze(versions: Sequence[Manifest], stored_size: StoredSize) -> dict:
     logical = sum(r["logical_bytes"] for r in out_versions)
     unique = sum(r["new_raw_bytes"] for r in out_versions)
     stored_total = sum(r["new_stored_bytes"] for r in out_versions)
+    objects = sum(r["new_objects"] for r in out_versions)
     return {
         "versions_analysed": len(versions),
         "chunk_sizes": sorted({m.chunk_size for m in versions}),
@@ -155,7 +190,9 @@ def analyze(versions: Sequence[Manifest], stored_size: StoredSize) -> dict:
         "unique_bytes": unique,
         "unique_chunks": len(first_seen),
         "stored_bytes": stored_total,
-        "objects_per_100mb": objects_per_100mb(len(first_seen), stored_total),
+        "objects": objects,
+        "packs": len(packs_seen),
+        "objects_per_100mb": objects_per_100mb(objects, stored_total),
         "manifest_bytes": sum(r["manifest_bytes"] for r in out_versions),
         "dedup_ratio": _ratio(logical, unique),
         "compression_ratio": _ratio(unique, stored_total),
@@ -366,11 +403,16 @@ def chunk_local(sources_by_version: Sequence[tuple[str, str, list, list[str]]], 
 
 def analyze_local(paths: Sequence[str], chunk_sizes: Sequence[int], *, chunkers: Sequence[str] = (DEFAULT_CHUNKER,),
                   sample: float = 1.0, policy: str = codec.DEFAULT_POLICY, level: int = codec.DEFAULT_LEVEL,
-                  min_saving: float = codec.DEFAULT_MIN_SAVING,
+                  min_saving: float = codec.DEFAULT_MIN_SAVING, pack_below: int = DEFAULT_PACK_BELOW,
                   n_workers: int | None = None, progress: bool = False) -> dict:
     """What storing the local files or directories ``paths`` (versions, oldest first) would cost
     with each of ``chunkers`` at each of ``chunk_sizes``: one ``analyze`` report per (chunker,
-    chunk size), with how stored bytes were found."""
+    chunk size), with how stored bytes were found.
+
+    Puts of the versions in order into an empty store are simulated (cas.packing.simulate): chunks
+    below ``pack_below`` bytes go in packs, each version reusing the packs of the ``REUSE_VERSIONS``
+    before it (as a put does), so stored bytes and objects are what those puts make."""
+    packing = Packing(pack_below=pack_below)
     if not paths:
         raise ValueError("give at least one local file or directory")
     if not chunk_sizes:
@@ -389,8 +431,10 @@ def analyze_local(paths: Sequence[str], chunk_sizes: Sequence[int], *, chunkers:
         manifests, first_piece = chunk_local(scanned, cutter, level=level, n_workers=n_workers, progress=progress)
         stored_size, info = measure_stored(first_piece, sample=sample, policy=policy, level=level,
                                            min_saving=min_saving, n_workers=n_workers, progress=progress)
-        report = {"chunker": cutter.name, "chunk_size": cutter.chunk_size, "stored": info}
-        report.update(analyze(manifests, stored_size))
+        manifests, pack_sizes = simulate(manifests, stored_size, packing,
+                                         lambda vi, k: f"simulated pack {k} of version {vi}".encode(), REUSE_VERSIONS)
+        report = {"chunker": cutter.name, "chunk_size": cutter.chunk_size, "pack_below": pack_below, "stored": info}
+        report.update(analyze(manifests, stored_size, pack_sizes.get))
         reports.append(report)
     return {
         "mode": "local",
@@ -419,21 +463,18 @@ def analyze_store(store, model: str, versions: Sequence[str] | None = None) -> d
         raise NoSuchVersion(model, unknown[0])
     manifests = run_bounded(lambda v: store.manifest(Ref(model, version=v)), chosen, store.n_workers)
     manifests.sort(key=lambda m: m.created)
-    sizes = {digest_of_chunk_key(o.key): o.size for o in store.backend.walk(CHUNKS)}
-
-    def stored_size(d: bytes, _length: int) -> int | None:
-        return sizes.get(d.hex())
-
+    sizes, stored_size, pack_size = _stored_sizes(store)
     report = {"mode": "store", "store": store.backend.url, "model": model,
               "stored": {"source": "read from the store", "estimated": False,
                          "codecs": codec_stats(chunk_codecs(store, manifests, sizes))}}
-    report.update(analyze(manifests, stored_size))
+    report.update(analyze(manifests, stored_size, pack_size))
     return report
 
 
 STATS_VERSION_FIELDS = ("version", "created", "chunker", "chunk_size", "files", "logical_bytes", "chunks",
-                        "new_chunks", "new_raw_bytes", "new_stored_bytes")
-STATS_TOTAL_FIELDS = ("logical_bytes", "unique_bytes", "unique_chunks", "stored_bytes", "objects_per_100mb",
+                        "new_chunks", "new_raw_bytes", "new_stored_bytes", "new_objects", "new_packs")
+STATS_TOTAL_FIELDS = ("logical_bytes", "unique_bytes", "unique_chunks", "stored_bytes", "objects", "packs",
+                      "objects_per_100mb",
                       "dedup_ratio", "compression_ratio", "missing_chunks")
 
 
@@ -447,28 +488,51 @@ def store_stats(store, model: str | None = None) -> dict:
     models = [check_name(model, "model")] if model else store.models()
     if model and not store.versions(model):
         raise NoSuchModel(model, store.backend.url)
-    sizes = {digest_of_chunk_key(o.key): o.size for o in store.backend.walk(CHUNKS)}
-
-    def stored_size(d: bytes, _length: int) -> int | None:
-        return sizes.get(d.hex())
-
+    sizes, stored_size, pack_size = _stored_sizes(store)
     pairs = [(m, v) for m in models for v in store.versions(m)]
     manifests = run_bounded(lambda mv: store.manifest(Ref(mv[0], version=mv[1])), pairs, store.n_workers)
     per_model = []
     for name in models:
         mine = sorted((m for m in manifests if m.model == name), key=lambda m: m.created)
-        full = analyze(mine, stored_size)
+        full = analyze(mine, stored_size, pack_size)
         row = {"model": name, **{k: full[k] for k in STATS_TOTAL_FIELDS}}
         row["versions"] = [{k: v[k] for k in STATS_VERSION_FIELDS} for v in full["versions"]]
         per_model.append(row)
     everything = sorted(manifests, key=lambda m: m.created)
     everything = [replace(m, version=f"{m.model}@{m.version}") for m in everything]
-    totals = analyze(everything, stored_size)
+    totals = analyze(everything, stored_size, pack_size)
     report = {"store": store.backend.url, **{k: totals[k] for k in STATS_TOTAL_FIELDS}, "models": per_model}
     report["codecs"] = codec_stats(chunk_codecs(store, manifests, sizes))
     if not model:
-        report["all_chunk_objects_bytes"] = sum(sizes.values())
+        report["all_chunk_objects_bytes"] = sum(sizes.values()) + sum(pack_size.sizes.values())
     return report
+
+
+class _PackSizes:
+    """pack_size for ``analyze``: {pack id: bytes} from one walk of the store's packs."""
+
+    def __init__(self, sizes: dict[bytes, int]) -> None:
+        self.sizes = sizes
+
+    def __call__(self, pack_id: bytes) -> int | None:
+        return self.sizes.get(pack_id)
+
+
+def _stored_sizes(store) -> tuple[dict[str, int], StoredSize, _PackSizes]:
+    """Object sizes read in one walk of ``chunks/`` and one of ``packs/``: (sizes by hex digest,
+    stored_size, pack_size) for ``analyze``."""
+    sizes = {digest_of_chunk_key(o.key): o.size for o in store.backend.walk(CHUNKS)}
+    packs = {}
+    for o in store.backend.walk(PACKS):
+        try:
+            packs[bytes.fromhex(id_of_pack_key(o.key))] = o.size
+        except ValueError:
+            continue  # not a pack's name: junk under packs/ is no pack of any version
+
+    def stored_size(d: bytes, _length: int) -> int | None:
+        return sizes.get(d.hex())
+
+    return sizes, stored_size, _PackSizes(packs)
 
 
 def codec_stats(chunks) -> dict:

@@ -4,6 +4,8 @@
     chunks/ab/cd/<hex digest>        chunk objects (32 hex digits with xxh3-128 keys, 64 with blake3-256),
                                      fanned out two levels (65,536 directories) so no HDFS directory
                                      nears its 1,048,576-entry limit
+    packs/ab/cd/<hex pack id>        pack objects: small chunk objects back to back (cas.packing); the id
+                                     is the chunk hash of the pack's bytes, fanned out like chunks
     manifests/<model>/<version>.msgpack
     manifests/<model>/<version>.removed   tombstone: the label stays taken after `rm`
     refs/<model>/<tag>/<seq:08d>     tag history, one immutable entry per move
@@ -19,6 +21,7 @@ import time
 import uuid
 
 CHUNKS = "chunks"
+PACKS = "packs"
 MANIFESTS = "manifests"
 REFS = "refs"
 TMP = "tmp"
@@ -38,6 +41,14 @@ def digest_of_chunk_key(key: str) -> str:
     return key.rsplit("/", 1)[-1]
 
 
+def pack_key(hex_id: str) -> str:
+    return f"{PACKS}/{hex_id[0:2]}/{hex_id[2:4]}/{hex_id}"
+
+
+def id_of_pack_key(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
 def trash_key(owner: str, key: str) -> str:
     """Where gc ``owner`` sets the object ``key`` aside: one flat directory for every gc, so no run
     leaves an empty directory behind (a NameNode entry each, and a listing for every later gc)."""
@@ -45,13 +56,13 @@ def trash_key(owner: str, key: str) -> str:
 
 
 def untrashed_key(trashed: str) -> str | None:
-    """The chunk key an object under trash/ was set aside from, or None if it is no such thing."""
+    """The chunk or pack key an object under trash/ was set aside from, or None if it is no such thing."""
     parts = trashed.split("/")
     if len(parts) != 2 or parts[0] != TRASH:
         return None
     pieces = parts[1].split("+")[1:]  # the gc's owner first
     key = "/".join(pieces)
-    if len(pieces) != 4 or pieces[0] != CHUNKS or key != chunk_key(pieces[3]):
+    if len(pieces) != 4 or key not in (chunk_key(pieces[3]), pack_key(pieces[3])):
         return None
     return key
 

@@ -1,21 +1,27 @@
-"""Store upkeep: verify what versions reference, repair chunks from a local copy, collect garbage."""
+"""Store upkeep: verify what versions reference, repair chunks from a local copy, collect garbage.
+
+Every chunk is looked for where its version's manifest says it lives (cas.manifest ``locate``):
+its own object, or a range of a pack, with the chunk's own object as the fallback for a packed
+chunk (manifests are immutable, so a repair writes lost packed chunks as objects of their own).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from . import codec, layout
 from .backends.base import StoredObject, read_into
 from .directio import aligned_buffer
 from .digest import ChunkHash
 from .errors import CasError, CorruptChunk
-from .layout import CHUNKS, TMP, TRASH, chunk_key, digest_of_chunk_key
+from .layout import CHUNKS, PACKS, TMP, TRASH, chunk_key, digest_of_chunk_key, id_of_pack_key
 from .leases import all_leases, gc_lease, holder_is_dead, writer_lease
 from .localfs import scan_source
 from .integrity import new_hasher
-from .manifest import FileEntry, Manifest
+from .manifest import ChunkLocation, FileEntry, Manifest, PackedChunk, location
 from .planning import replan
 from .transfer import (DEFAULT_MEMORY_BUDGET, hash_pieces, map_ordered, read_piece, run_bounded,
                        workers_within)
@@ -86,19 +92,35 @@ def _dangling_tags(store) -> list[Problem]:
     return found
 
 
-def check_chunk(backend, digest: bytes, length: int, chunk_hash: ChunkHash) -> str | None:
+def check_chunk(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
+                where: ChunkLocation | None = None) -> str | None:
     """None if the stored chunk decodes to its digest, else what is wrong with it."""
-    return read_chunk(backend, digest, length, chunk_hash)[0]
+    return read_chunk(backend, digest, length, chunk_hash, where)[0]
 
 
-def read_chunk(backend, digest: bytes, length: int, chunk_hash: ChunkHash) -> tuple[str | None, memoryview | None]:
+def read_chunk(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
+               where: ChunkLocation | None = None) -> tuple[str | None, memoryview | None]:
     """(None, the chunk's bytes) if the stored chunk decodes to its digest, else (what is wrong, None).
+
+    A chunk in a pack (``where``) is read from its range; if the pack is missing or the chunk in
+    it is damaged, from its own object if it has one (what get falls back to), and the problem
+    names the pack.
 
     Reads into this thread's reusable buffers, never more than the largest encoding of ``length``
     bytes, and decodes at most ``length`` bytes (``length`` is bounded by the manifest format), so
     a huge or hostile object costs no more memory than a good one. The bytes returned are a view
     of this thread's chunk buffer: valid until this thread's next read_chunk.
     """
+    if where is not None and where.in_pack:
+        problem, data = _read_packed(backend, digest, length, chunk_hash, where)
+        if problem is None:
+            return None, data
+        own_problem, data = read_chunk(backend, digest, length, chunk_hash)
+        if own_problem is None:
+            return None, data
+        if own_problem == "missing":
+            return _lost(problem), None
+        return f"{problem}; its own object is {own_problem}", None
     obj_buffer = aligned_buffer(codec.encoded_capacity(length), "object")
     try:
         obj = read_into(backend, chunk_key(digest.hex()), obj_buffer)
@@ -115,7 +137,44 @@ def read_chunk(backend, digest: bytes, length: int, chunk_hash: ChunkHash) -> tu
     return None, data
 
 
-def _check_workers(store, lengths: dict[bytes, int]) -> int:
+@lru_cache(maxsize=1024)
+def _lost(problem: str) -> str:
+    """One message string per lost pack, shared by its chunks' problems (a pack may hold a million)."""
+    return f"{problem} and it has no object of its own"
+
+
+def _read_packed(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
+                 where: ChunkLocation) -> tuple[str | None, memoryview | None]:
+    """The chunk from its pack range (at most ``where.length`` bytes, which the manifest bounds by
+    the largest encoding of ``length``), or what is wrong with it there."""
+    try:
+        obj = backend.read(where.key, where.offset, where.length)
+    except FileNotFoundError:
+        return f"missing: its pack {where.key} is missing", None
+    try:
+        data = codec.decode_into(obj, aligned_buffer(length, "chunk"), expected_length=length,
+                                 name=f"its object at offset {where.offset} of pack {where.key}")
+    except CorruptChunk as exc:
+        return f"corrupt: {exc}", None
+    if chunk_hash.digest(data) != digest:
+        return f"corrupt: its bytes at offset {where.offset} of pack {where.key} do not match the digest", None
+    return None, data
+
+
+# A chunk and its entry in one version's pack table (None: its own object). The entries are the
+# manifests' own objects, so a verify of a million packed chunks builds no location per chunk.
+Item = tuple[bytes, "PackedChunk | None"]
+
+
+def _item(m: Manifest, d: bytes) -> Item:
+    return (d, m.packed.get(d))
+
+
+def _check_item(store, item: Item, length: int, chunk_hash: ChunkHash) -> str | None:
+    return check_chunk(store.backend, item[0], length, chunk_hash, location(*item) if item[1] else None)
+
+
+def _check_workers(store, lengths: dict) -> int:
     """Threads for check_chunk (an object and a chunk buffer each) within the store's memory budget."""
     return workers_within(store.n_workers, max(lengths.values(), default=0), 2,
                           getattr(store, "memory_budget", DEFAULT_MEMORY_BUDGET))
@@ -127,50 +186,62 @@ def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
     order through the strong hash). Each problem names model, version, file and chunk."""
     manifests, problems = _manifests(store, ref)
     chunk_hash = store.chunk_hash
-    lengths: dict[bytes, int] = {}  # every distinct chunk once; who uses a bad one is looked up after
+    # every distinct (chunk, location) once; who uses a bad one is looked up after
+    lengths: dict[Item, int] = {}
     for m in manifests:
-        for f in m.files:
-            lengths.update(zip(f.digests, f.lengths))
-    report = VerifyReport(versions=len(manifests) + len(problems), chunks=len(lengths),
+        for d, n in m.chunk_lengths().items():
+            lengths[_item(m, d)] = n
+    report = VerifyReport(versions=len(manifests) + len(problems), chunks=len({d for d, _ in lengths}),
                           problems=problems + ([] if ref else _dangling_tags(store)))
     if full:
-        verdicts: dict[bytes, str | None] = {}
+        verdicts: dict[Item, str | None] = {}
         report.problems += _verify_strong_files(store, manifests, chunk_hash, verdicts, report, lengths)
-        rest = [d for d in lengths if d not in verdicts]
-        verdicts.update(zip(rest, run_bounded(lambda d: check_chunk(store.backend, d, lengths[d], chunk_hash), rest,
+        rest = [item for item in lengths if item not in verdicts]
+        verdicts.update(zip(rest, run_bounded(lambda item: _check_item(store, item, lengths[item], chunk_hash), rest,
                                               _check_workers(store, lengths))))
-        bad = {d: v for d, v in verdicts.items() if v}
-        report.checked_bytes += sum(lengths[d] for d in rest)
+        bad = {item: v for item, v in verdicts.items() if v}
+        report.checked_bytes += sum(lengths[item] for item in rest)
     else:
-        missing = store.backend.missing(chunk_key(d.hex()) for d in lengths)
-        bad = {d: "missing" for d in lengths if chunk_key(d.hex()) in missing}
-    if any(v == "missing" for v in bad.values()):
-        # a gc that stopped between setting chunks aside and deleting them left them in trash/
+        packs = {at.pack: location(d, at).key for d, at in lengths if at is not None}
+        missing = store.backend.missing([chunk_key(d.hex()) for d, _ in lengths] + sorted(packs.values()))
+        bad = {}
+        for d, at in lengths:
+            if chunk_key(d.hex()) not in missing:
+                continue  # its own object (a packed chunk's fallback) is there
+            if at is None:
+                bad[(d, at)] = "missing"
+            elif packs[at.pack] in missing:
+                bad[(d, at)] = _lost(f"missing: its pack {packs[at.pack]} is missing")
+    if any(v.startswith("missing") for v in bad.values()):
+        # a gc that stopped between setting objects aside and deleting them left them in trash/
         aside = {layout.untrashed_key(o.key) for o in store.backend.walk(TRASH)}
-        for d, verdict in bad.items():
-            if verdict == "missing" and chunk_key(d.hex()) in aside:
-                bad[d] = "missing, set aside in trash/ by a gc that stopped: `cas gc` puts it back"
+        for (d, at), verdict in bad.items():
+            key = chunk_key(d.hex()) if at is None else location(d, at).key
+            if verdict.startswith("missing") and key in aside:
+                bad[(d, at)] = f"{verdict}, set aside in trash/ by a gc that stopped: `cas gc` puts it back"
     if bad:
         for m in manifests:
             for f in m.files:
                 for d in dict.fromkeys(f.digests):
-                    if d in bad:
-                        report.problems.append(Problem(m.model, m.version, f.path, d.hex(), bad[d]))
+                    item = _item(m, d)
+                    if item in bad:
+                        report.problems.append(Problem(m.model, m.version, f.path, d.hex(), bad[item]))
     return report
 
 
 def _verify_strong_files(store, manifests: list[Manifest], chunk_hash: ChunkHash, verdicts: dict,
-                         report: VerifyReport, lengths: dict[bytes, int]) -> list[Problem]:
+                         report: VerifyReport, lengths: dict[Item, int]) -> list[Problem]:
     """Stream every file that has a strong digest through its strong hash, chunk by chunk in file
     order (chunks fetched ahead in parallel, a bounded number at a time), checking each chunk
     against its key on the way; records each chunk's verdict in ``verdicts``. A file whose chunks
     all match their keys but whose bytes miss its strong digest holds forged (colliding) chunks."""
     files: list[tuple[Manifest, FileEntry]] = [(m, f) for m in manifests if m.strong_hash for f in m.files]
 
-    def fetch(item: tuple[int, bytes, int]):
-        index, digest, length = item
-        verdict, data = read_chunk(store.backend, digest, length, chunk_hash)
-        return index, digest, length, verdict, None if data is None else bytes(data)  # out of the thread's buffer
+    def fetch(item: tuple[int, Item, int]):
+        index, chunk, length = item
+        verdict, data = read_chunk(store.backend, chunk[0], length, chunk_hash,
+                                   location(*chunk) if chunk[1] else None)
+        return index, chunk, length, verdict, None if data is None else bytes(data)  # out of the thread's buffer
 
     # each thread: an object and a chunk buffer, plus at most one copy waiting in the ordered window
     n_threads = workers_within(store.n_workers, max(lengths.values(), default=0), 3,
@@ -178,7 +249,7 @@ def _verify_strong_files(store, manifests: list[Manifest], chunk_hash: ChunkHash
 
     computed: dict[int, bytes | None] = {}  # file index -> its strong digest; None if a chunk was bad
     current, hasher = -1, None
-    stream = ((i, d, length) for i, (_m, f) in enumerate(files) for _off, length, d in f.chunks())
+    stream = ((i, _item(m, d), length) for i, (m, f) in enumerate(files) for _off, length, d in f.chunks())
     for index, digest, length, verdict, data in map_ordered(fetch, stream, n_threads, in_flight=n_threads):
         if index != current:
             if current >= 0:
@@ -220,13 +291,14 @@ def repair(store, ref, local_path: str) -> RepairReport:
 
     The local copy is cut as the version was (cas.planning.replan) and hashed; any chunk whose
     digest matches a bad one is written back (the bad object is removed first). Chunks the copy does not hold are
-    listed as unrepairable.
+    listed as unrepairable. A chunk lost from a pack is written as an object of its own (the
+    manifest, which names the pack, is immutable), which every reader falls back to.
     """
     manifest = store.manifest(ref)
     lengths = manifest.chunk_lengths()
     chunk_hash = store.chunk_hash
-    verdicts = run_bounded(lambda d: check_chunk(store.backend, d, lengths[d], chunk_hash), list(lengths),
-                           _check_workers(store, lengths))
+    verdicts = run_bounded(lambda d: _check_item(store, _item(manifest, d), lengths[d], chunk_hash),
+                           list(lengths), _check_workers(store, lengths))
     bad = {d for d, v in zip(lengths, verdicts) if v}
     report = RepairReport(bad_chunks=len(bad))
     if not bad:
@@ -263,8 +335,11 @@ class GcReport:
     versions: int = 0
     referenced_chunks: int = 0
     deleted_chunks: int = 0
-    deleted_bytes: int = 0
+    deleted_bytes: int = 0  # chunk objects and packs
     young_chunks: int = 0  # unreferenced but younger than the grace period: left for a later gc
+    referenced_packs: int = 0
+    deleted_packs: int = 0
+    young_packs: int = 0
     deleted_staging: int = 0
     deleted_leases: int = 0
     deleted_partials: int = 0  # leftovers of killed gets on this host (see localfs.sweep_dead_partials)
@@ -279,7 +354,10 @@ STAGING_MAX_AGE = 3600.0
 
 def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float = STAGING_MAX_AGE,
        grace: float | None = None) -> GcReport:
-    """Delete chunks no manifest references, staging leftovers and expired leases.
+    """Delete chunks and packs no manifest references, staging leftovers and expired leases.
+
+    A pack is live while any manifest reads a chunk from it, and is deleted whole once none does
+    (a pack's other chunks may belong to removed versions: they are freed with it, never before).
 
     A staging object is a leftover once it is ``staging_age`` seconds old: a single object's
     write takes seconds, and leases (which are written through staging too) keep working
@@ -293,7 +371,7 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
 
     - the lease is checked before every delete, and gc stops as soon as it lapsed;
     - a chunk younger than ``grace`` seconds (default: the lease TTL) is never deleted;
-    - gc does not delete a chunk outright: it moves it aside (into ``trash/``, a rename on
+    - gc does not delete a chunk (or a pack) outright: it moves it aside (into ``trash/``, a rename on
       local and HDFS stores, a server-side copy on S3) and checks its lease again once the move
       has returned. A move that returned while the lease held ran while no writer could work,
       so the chunk is deleted from the trash; one that returned after may have landed after a
@@ -321,15 +399,19 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
             raise CasError(f"gc stopped before deleting anything: {problems[0]}; "
                            "fix or remove that version first (gc must know every chunk a version needs)")
         referenced = {d.hex() for m in manifests for f in m.files for d in f.digests}
+        referenced_packs = {p.hex() for m in manifests for p in m.pack_ids()}
         unreferenced = [o for o in store.backend.walk(CHUNKS) if digest_of_chunk_key(o.key) not in referenced]
-        young_after = time.time() - grace
+        unreferenced_packs = [o for o in store.backend.walk(PACKS) if id_of_pack_key(o.key) not in referenced_packs]
+        young_after = time.time() - grace  # the same grace for packs as for chunks: a put may be reusing it
         garbage = [o for o in unreferenced if o.mtime < young_after]
+        garbage_packs = [o for o in unreferenced_packs if o.mtime < young_after]
         staging = [o.key for o in store.backend.walk(TMP) if (layout.staging_age(o.key) or 0) > staging_age]
         stale = [lease_.key for lease_ in all_leases(store.backend)
                  if lease_.expires < time.time() or holder_is_dead(lease_)]
         report = GcReport(dry_run=dry_run, versions=len(manifests), referenced_chunks=len(referenced),
-                          deleted_chunks=len(garbage), deleted_bytes=sum(o.size for o in garbage),
-                          young_chunks=len(unreferenced) - len(garbage),
+                          deleted_chunks=len(garbage), deleted_bytes=sum(o.size for o in garbage + garbage_packs),
+                          young_chunks=len(unreferenced) - len(garbage), referenced_packs=len(referenced_packs),
+                          deleted_packs=len(garbage_packs), young_packs=len(unreferenced_packs) - len(garbage_packs),
                           deleted_staging=len(staging), deleted_leases=len(stale))
         if not dry_run:
             stopped = ("deleting unreferenced objects; gc stopped without deleting the rest, since writers "
@@ -358,8 +440,9 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
                 lease.check(stopped)
                 store.backend.delete(key)
 
-            report.restored_chunks = sum(digest_of_chunk_key(k) in referenced for k in put_back)
-            run_bounded(delete_chunk, garbage, store.n_workers)
+            report.restored_chunks = sum(digest_of_chunk_key(k) in (referenced_packs if k.startswith(f"{PACKS}/")
+                                                                    else referenced) for k in put_back)
+            run_bounded(delete_chunk, garbage + garbage_packs, store.n_workers)
             run_bounded(delete, staging + [k for k in stale if k != lease.key], store.n_workers)
             if store.cache:
                 report.deleted_partials = len(store.cache.sweep_dead_partials())
@@ -392,20 +475,23 @@ def _reencode(raw, manifest) -> bytes:
 
 def chunk_codecs(store, manifests, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
     """(codec name, raw length, stored size) of every distinct stored chunk of ``manifests`` (``sizes``:
-    stored size by hex digest), from its 16-byte header: one small read per chunk, in parallel.
+    stored size of chunk objects by hex digest; a packed chunk is looked at in its pack, where its
+    version says it is), from its 16-byte header: one small read per chunk, in parallel.
     A header that is not a chunk object's counts as "unreadable" (`cas verify` says more)."""
-    lengths: dict[bytes, int] = {}
+    found: dict[bytes, tuple[int, ChunkLocation]] = {}
     for m in manifests:
-        lengths.update(m.chunk_lengths())
-    present = [(d, n) for d, n in lengths.items() if d.hex() in sizes]
+        for d, n in m.chunk_lengths().items():
+            if d in m.packed or d.hex() in sizes:
+                found.setdefault(d, (n, m.location(d)))
+    present = [(d, n, where) for d, (n, where) in found.items()]
 
-    def one(item: tuple[bytes, int]) -> tuple[str, int, int]:
-        d, n = item
+    def one(item: tuple[bytes, int, ChunkLocation]) -> tuple[str, int, int]:
+        d, n, where = item
         try:
-            kind, _ = codec.read_header(store.backend.read(chunk_key(d.hex()), 0, codec.HEADER_SIZE))
+            kind, _ = codec.read_header(store.backend.read(where.key, where.offset, codec.HEADER_SIZE))
             name = codec.CODEC_NAMES[kind]
         except (CorruptChunk, FileNotFoundError):
             name = "unreadable"
-        return name, n, sizes[d.hex()]
+        return name, n, where.length if where.in_pack else sizes[d.hex()]
 
     return run_bounded(one, present, store.n_workers)

@@ -1,7 +1,9 @@
 """Version manifests: plain values, packed to and checked from msgpack with no I/O.
 
 A manifest lists every file of one model version with its size, mode and ordered chunks
-(digest and length). ``unpack`` trusts nothing: a truncated, non-msgpack, unknown-format or
+(digest and length), and where each chunk that lives inside a pack object is (pack id, offset,
+stored length): ``locate`` is the one answer to "where does chunk D of this version live".
+``unpack`` trusts nothing: a truncated, non-msgpack, unknown-format or
 hostile manifest (a path that escapes the destination, sizes that do not add up, absurd counts)
 raises BadManifest before anything is written anywhere.
 """
@@ -12,15 +14,23 @@ import posixpath
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import msgpack
 
 from .chunking import MAX_CHUNK_SIZE
+from .codec import HEADER_SIZE, encoded_capacity
 from .digest import CHUNK_HASHES, HASH_NAME
 from .errors import BadManifest
+from .layout import chunk_key, pack_key
 from .names import is_valid_name
 
-FORMAT = 1
+FORMAT = 1  # a version whose chunks are all individual objects: what cas wrote before packs
+FORMAT_PACKS = 2  # a version with chunks inside pack objects: a cas that reads only 1 refuses it by name
+FORMATS = (FORMAT, FORMAT_PACKS)
+# The largest pack object the format allows (cas writes packs of at most cas.packing.DEFAULT_PACK_SIZE):
+# a packed chunk's offset + stored length must lie below it, whatever a hostile manifest claims.
+MAX_PACK_BYTES = 256 << 20
 KIND_FILE = "file"
 KIND_DIR = "dir"
 # Format limits, chosen so that reading any manifest, however hostile, stays far below 300 MiB of
@@ -59,6 +69,55 @@ class FileEntry:
             offset += length
 
 
+@dataclass(frozen=True, slots=True)  # slots: a version may pack a million chunks
+class PackedChunk:
+    """Where one chunk's object sits inside a pack: a complete chunk object (header and payload)
+    ``length`` bytes long at ``offset`` of the pack ``pack`` (its id, the hash of its bytes)."""
+
+    pack: bytes
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkLocation:
+    """Where a reader finds chunk ``digest``: ``length`` bytes at ``offset`` of object ``key`` (the
+    whole object when ``length`` is None). A packed chunk may also have been stored (or repaired)
+    as its own object: ``individual_key``, the fallback when the pack is missing or damaged."""
+
+    key: str
+    digest: bytes
+    offset: int = 0
+    length: int | None = None
+
+    @property
+    def in_pack(self) -> bool:
+        return self.length is not None
+
+    @property
+    def individual_key(self) -> str:
+        return chunk_key(self.digest.hex())
+
+
+def locate(manifest: Manifest, digest: bytes) -> ChunkLocation:
+    """Where chunk ``digest`` of ``manifest`` lives: the one place that answers it (get, verify,
+    repair, copy and stats all ask here). No global index: the manifest says it all."""
+    return location(digest, manifest.packed.get(digest))
+
+
+def location(digest: bytes, at: PackedChunk | None) -> ChunkLocation:
+    """``locate`` for a chunk whose pack-table entry (or None) the caller already holds."""
+    if at is None:
+        return ChunkLocation(chunk_key(digest.hex()), digest)
+    return ChunkLocation(_pack_key(at.pack), digest, at.offset, at.length)
+
+
+@lru_cache(maxsize=4096)
+def _pack_key(pack_id: bytes) -> str:
+    """One key string per pack, shared by the locations of its chunks (a version may pack a million)."""
+    return pack_key(pack_id.hex())
+
+
 @dataclass(frozen=True)
 class Manifest:
     model: str
@@ -73,6 +132,9 @@ class Manifest:
     hash: str = HASH_NAME  # the chunk hash (cas.digest.CHUNK_HASHES), the store's setting
     codec: str = "zstd"
     strong_hash: str | None = None  # "sha256" or "blake3" when files carry a strong digest
+    # digest -> where it sits in a pack, for the chunks of this version that live in packs; the
+    # others are individual ``chunks/`` objects. Non-empty makes the manifest format 2.
+    packed: dict[bytes, PackedChunk] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -86,10 +148,17 @@ class Manifest:
             out.update(zip(f.digests, f.lengths))
         return out
 
+    def location(self, digest: bytes) -> ChunkLocation:
+        return locate(self, digest)
+
+    def pack_ids(self) -> set[bytes]:
+        """The ids of every pack this version reads from."""
+        return {at.pack for at in self.packed.values()}
+
 
 def pack(m: Manifest) -> bytes:
     doc = {
-        "format": FORMAT,
+        "format": FORMAT_PACKS if m.packed else FORMAT,
         "model": m.model,
         "version": m.version,
         "created": m.created,
@@ -104,7 +173,18 @@ def pack(m: Manifest) -> bytes:
     }
     if m.strong_hash:
         doc["strong_hash"] = m.strong_hash
+    if m.packed:
+        doc["packs"] = _pack_locations(m.packed)
     return msgpack.packb(doc, use_bin_type=True)
+
+
+def _pack_locations(packed: dict[bytes, PackedChunk]) -> dict:
+    """Columns, not a map per chunk: ~11 bytes per packed chunk beyond its digest."""
+    ids: dict[bytes, int] = {}
+    for at in packed.values():
+        ids.setdefault(at.pack, len(ids))
+    return {"ids": b"".join(ids), "chunks": b"".join(packed), "pack": [ids[at.pack] for at in packed.values()],
+            "offset": [at.offset for at in packed.values()], "length": [at.length for at in packed.values()]}
 
 
 def _pack_file(f: FileEntry) -> dict:
@@ -135,8 +215,10 @@ def unpack(data: bytes, *, name: str = "manifest") -> Manifest:
     if not isinstance(doc, dict):
         raise BadManifest(f"{name} is not a msgpack map")
     fmt = doc.get("format")
-    if fmt != FORMAT:
-        raise BadManifest(f"{name} has format {fmt!r}; this cas reads format {FORMAT} (upgrade cas?)")
+    if fmt not in FORMATS:
+        raise BadManifest(f"{name} has format {fmt!r}; this cas reads formats {FORMAT} and {FORMAT_PACKS} (upgrade cas?)")
+    if (fmt == FORMAT_PACKS) != ("packs" in doc):
+        raise BadManifest(f"{name} is malformed: format {fmt} " + ("lists packs" if fmt == FORMAT else "lists no packs"))
     try:
         return _from_doc(doc, name)
     except BadManifest:
@@ -176,6 +258,7 @@ def _from_doc(doc: dict, name: str) -> Manifest:
     files = tuple(_file_entry(f, name, strong_hash, digest_size) for f in raw_files)
     dirs = tuple(safe_relative_path(d, name) for d in doc.get("dirs", []))
     _check_tree(files, dirs, name)
+    packed = _packed_from_doc(doc["packs"], files, name, digest_size) if "packs" in doc else {}
     return Manifest(
         model=doc["model"],
         version=doc["version"],
@@ -189,7 +272,50 @@ def _from_doc(doc: dict, name: str) -> Manifest:
         hash=doc["hash"],
         codec=doc["codec"],
         strong_hash=strong_hash,
+        packed=packed,
     )
+
+
+def _packed_from_doc(raw: object, files: tuple[FileEntry, ...], name: str, digest_size: int) -> dict[bytes, PackedChunk]:
+    """Validate the pack table: every entry names a chunk of this version once, a listed pack, and
+    a range inside the format's largest pack that is no longer than any encoding of the chunk (so
+    a reader never reads or allocates more for it than for an individual chunk object)."""
+    _require(isinstance(raw, dict), name, "packs is not a map")
+    ids_blob, blob = raw["ids"], raw["chunks"]
+    where, offsets, stored = raw["pack"], raw["offset"], raw["length"]
+    _require(isinstance(ids_blob, bytes) and ids_blob and len(ids_blob) % digest_size == 0, name, "packs has a bad id list")
+    _require(isinstance(blob, bytes) and blob and len(blob) % digest_size == 0, name, "packs has a bad chunk list")
+    n = len(blob) // digest_size
+    _require(all(isinstance(col, list) and len(col) == n for col in (where, offsets, stored)), name,
+             f"packs lists {n} chunks but not as many packs, offsets and lengths")
+    n_ids = len(ids_blob) // digest_size
+    ids = [ids_blob[i:i + digest_size] for i in range(0, len(ids_blob), digest_size)]
+    rows: dict[bytes, int] = {}  # packed digest -> its row; emptied as the files' chunks claim them
+    for i in range(n):
+        d = blob[i * digest_size:(i + 1) * digest_size]
+        _require(d not in rows, name, f"packs places chunk {d.hex()} twice")
+        rows[d] = i
+    packed: dict[bytes, PackedChunk] = {}
+    used = set()
+    for f in files:
+        for d, length in zip(f.digests, f.lengths):
+            i = rows.pop(d, None)
+            if i is None:
+                continue  # not packed, or placed already (a chunk used twice)
+            p, off, size = where[i], offsets[i], stored[i]
+            _require(type(p) is int and 0 <= p < n_ids, name,
+                     f"packs places chunk {d.hex()} in pack #{p!r}, which it does not list")
+            _require(type(size) is int and HEADER_SIZE < size <= encoded_capacity(length), name,
+                     f"packs gives chunk {d.hex()} a stored length of {size!r}, impossible for a {length}-byte chunk")
+            _require(type(off) is int and 0 <= off and off + size <= MAX_PACK_BYTES, name,
+                     f"packs places chunk {d.hex()} at offset {off!r}, outside the largest pack the format allows "
+                     f"({MAX_PACK_BYTES} bytes)")
+            packed[d] = PackedChunk(ids[p], off, size)  # keyed by the file's digest object: no second copy
+            used.add(p)
+    for d in rows:
+        raise BadManifest(f"{name} is malformed: packs places chunk {d.hex()}, which no file of this version uses")
+    _require(len(used) == n_ids, name, "packs lists a pack that holds none of its chunks")
+    return packed
 
 
 def _file_entry(f: dict, name: str, strong_hash: str | None, digest_size: int) -> FileEntry:

@@ -27,17 +27,18 @@ from .digest import ChunkHash, chunk_hash as chunk_hash_of
 from .errors import (BadManifest, BadName, CasError, InUse, IntegrityError, NoSuchModel, NoSuchTag, NoSuchVersion,
                      NotFound, SettingsConflict, StoreExists, StoreFull, StoreUnavailable, VersionExists)
 from .integrity import file_digest, new_hasher
-from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, manifest_key, model_dir,
+from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, manifest_key, model_dir, pack_key,
                      tombstone_key)
 from .leases import DEFAULT_TTL, Lease, writer_lease
 from .localfs import Staging, check_unchanged, scan_source
-from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, pack, unpack
+from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, PackedChunk, pack, unpack
+from .packing import DEFAULT_PACK_BELOW, REUSE_VERSIONS, Packing, reusable_locations
 from .names import LATEST, Ref, check_name, is_valid_name, parse_ref
 from .progress import byte_bar
 from .dedup import store_stats
 from .planning import plan
 from .transfer import (DEFAULT_MEMORY_BUDGET, ChunkJob, Piece, check_memory_budget, download_chunks, hash_pieces,
-                       hash_pieces_with_strong, run_bounded, upload_pieces)
+                       hash_pieces_with_strong, pack_pieces, run_bounded, upload_pieces)
 
 MAX_VERSION_RACE_RETRIES = 1000
 MAX_LEASE_RENEWALS = 3  # a put whose lease lapses this often in a row gives up
@@ -64,7 +65,9 @@ class TransferStats:
 
     chunks: int = 0  # chunks in the version
     distinct_chunks: int = 0
-    sent_chunks: int = 0  # put: chunks the store lacked and were written
+    sent_chunks: int = 0  # put: chunks the store lacked and were written (on their own or in packs)
+    sent_packs: int = 0  # put: pack objects written (cas.packing)
+    reused_packed_chunks: int = 0  # put: small chunks found in the packs of the versions it read for reuse
     sent_raw_bytes: int = 0
     sent_stored_bytes: int = 0
     fetched_bytes: int = 0  # get: raw bytes read from the store
@@ -247,7 +250,8 @@ class Store:
     def put(self, local_path: str, model: str, version: str | None = None, *, tags=(), latest: bool = True,
             chunk_size: int = DEFAULT_CHUNK_SIZE, level: int = codec.DEFAULT_LEVEL,
             metadata: dict | None = None, strong_hash: str | None = None,
-            chunker: str = DEFAULT_CHUNKER, codec: str = codec.DEFAULT_POLICY) -> Manifest:
+            chunker: str = DEFAULT_CHUNKER, codec: str = codec.DEFAULT_POLICY,
+            pack_below: int = DEFAULT_PACK_BELOW) -> Manifest:
         """Store a file or directory as a new version of ``model`` and return its manifest.
 
         Only chunks the store lacks are compressed and sent. ``chunker`` decides where chunks
@@ -260,16 +264,19 @@ class Store:
         ("sha256" or "blake3") records a whole-file digest that every get verifies. ``codec`` picks
         how new chunks are stored: "auto" (byte planes where they beat zstd, as on float weights;
         zstd otherwise), "zstd" or "raw"; any chunk stays readable whichever way it was stored.
+        Chunks shorter than ``pack_below`` bytes that the store lacks are written together into
+        pack objects (cas.packing; 0: one object per chunk); a small chunk that the version tagged
+        ``latest`` or one of the 8 newest versions of ``model`` has in a pack is pointed at, not stored.
         """
         what, outcome = f"put of {local_path!r} as {model!r}", "no partial version is visible"
         with _naming_failures(what, outcome + "; run it again to finish (only missing chunks are sent)"), \
                 _store_full(self.backend.url, what, outcome, model=model):
             return self._put(local_path, model, version, tags=tags, latest=latest, chunk_size=chunk_size,
                              level=level, metadata=metadata, strong_hash=strong_hash, chunker=chunker,
-                             policy=codec)
+                             policy=codec, packing=Packing(pack_below=pack_below))
 
     def _put(self, local_path, model, version, *, tags, latest, chunk_size, level, metadata, strong_hash,
-             chunker, policy) -> Manifest:
+             chunker, policy, packing: Packing) -> Manifest:
         check_name(model, "model")
         if version is not None:
             check_name(version, "version")
@@ -312,13 +319,15 @@ class Store:
         draft = Manifest(model=model, version=version or "", kind=kind, chunk_size=cutter.max_piece, level=level,
                          files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=chunk_hash.name,
                          strong_hash=strong_hash, codec=policy)
-        packed_size = len(pack(draft))
-        if packed_size > MAX_MANIFEST_BYTES:
-            raise CasError(f"the manifest of {local_path!r} would be {packed_size} bytes, over the {MAX_MANIFEST_BYTES}-byte "
-                           "limit (too many files or too much metadata); store it as several models")
         first_piece: dict[bytes, Piece] = {}
         for d, p in zip(digests, pieces):
             first_piece.setdefault(d, p)
+        # the pack table's largest form: every small chunk packed (checked again once it is known)
+        _check_manifest_size(replace(draft, packed={d: PackedChunk(d, 1 << 30, 1 << 30) for d, p in
+                                                    first_piece.items() if packing.packs(p.length)}), local_path)
+        # Small chunks of the versions a fine-tune most likely shares bytes with; confirmed present under the lease.
+        reuse = reusable_locations(self._reuse_manifests(model)) if packing.pack_below else {}
+        located: dict[bytes, PackedChunk] = {}  # this put's pack table, filled by the send rounds
 
         # From asking what is missing to moving the tags, hold an unbroken writer lease: gc cannot
         # delete a chunk this put decided not to send. A lease that lapsed (this process was paused
@@ -326,40 +335,77 @@ class Store:
         lease = self._writing()
         try:
             self._refuse_changed_chunk_hash(chunk_hash)
-            keys = {"chunk_hash": chunk_hash, "source_checks": source_checks}
+            keys = {"chunk_hash": chunk_hash, "source_checks": source_checks, "policy": policy, "level": level,
+                    "model": model}
             sent: dict[bytes, tuple[Piece, int]] = {}  # digest -> (piece, stored size): what this put stored
-            lease = self._store_missing(lease, first_piece, sent, policy=policy, level=level, model=model, **keys)
+            sends = _Sends(first_piece, packing, reuse, located, sent)
+            lease = self._store_missing(lease, sends, **keys)
             check_unchanged(sources)  # a file rewritten during the put must not publish a mix
-            if not lease.intact(margin=lease.ttl / 2):  # paused since: gc may have deleted chunks
-                lease = self._store_missing(lease, first_piece, sent, policy=policy, level=level, model=model,
-                                            lapsed=True, **keys)
+            if not lease.intact(margin=lease.ttl / 2):  # paused since: gc may have deleted chunks or packs
+                lease = self._store_missing(lease, sends, lapsed=True, **keys)
+            draft = replace(draft, packed={d: located[d] for d in first_piece if d in located})
+            _check_manifest_size(draft, local_path)
             published = self._publish(draft, explicit=version is not None)
             self.backend.flush()  # and the manifest before a tag can point at it
-            if not lease.intact():  # paused while publishing: make sure gc left every chunk
-                lease = self._store_missing(lease, first_piece, sent, policy=policy, level=level, model=model,
-                                            lapsed=True, **keys)
+            if not lease.intact():  # paused while publishing: make sure gc left every chunk and pack
+                sends.frozen = True  # the manifest is out: its pack table can no longer change
+                lease = self._store_missing(lease, sends, lapsed=True, **keys)
             for tag in ([LATEST] if latest else []) + tags:
                 refs.set_tag(self.backend, model, tag, published.version)
         finally:
             lease.release()
         self.last_transfer = TransferStats(chunks=len(pieces), distinct_chunks=len(first_piece),
                                            sent_chunks=len(sent), sent_raw_bytes=sum(p.length for p, _ in sent.values()),
-                                           sent_stored_bytes=sum(n for _, n in sent.values()))
+                                           sent_stored_bytes=sum(n for _, n in sent.values()), sent_packs=sends.packs,
+                                           reused_packed_chunks=sum(1 for d in published.packed if d not in sent))
         return published
 
-    def _store_missing(self, lease: Lease, first_piece: dict[bytes, Piece], sent: dict, *, policy: str, level: int,
-                       model: str, chunk_hash: ChunkHash, source_checks: dict, lapsed: bool = False) -> Lease:
-        """Send the chunks the store lacks, fenced by the writer lease (``send_fenced``). Records
-        what it stored in ``sent`` (digest -> (piece, stored size)); returns the lease now held."""
+    def _reuse_manifests(self, model: str) -> list[Manifest]:
+        """The versions whose packed chunks a put of ``model`` may point at: the one tagged
+        ``latest`` (what a fine-tune starts from) and the ``REUSE_VERSIONS`` newest (a put that did
+        not move ``latest``, a tensor that comes back), read in parallel. Reuse only saves bytes, so
+        a version that cannot be read is skipped."""
+        try:
+            latest = refs.target(self.backend, model, LATEST)
+            newest = self.versions(model)[-REUSE_VERSIONS:]
+        except (CasError, OSError) as exc:
+            log.info("no packs to reuse for %s (%s)", model, exc)
+            return []
+
+        def load(v: str) -> Manifest | None:
+            try:
+                return self._load(model, v)[0]
+            except (CasError, OSError) as exc:
+                log.info("not reusing the packs of %s@%s (%s)", model, v, exc)
+                return None
+
+        chosen = [v for v in dict.fromkeys([latest, *reversed(newest)]) if v is not None]
+        return [m for m in run_bounded(load, chosen, self.n_workers) if m is not None]
+
+    def _store_missing(self, lease: Lease, sends: _Sends, *, policy: str, level: int, model: str,
+                       chunk_hash: ChunkHash, source_checks: dict, lapsed: bool = False) -> Lease:
+        """Send the chunks the store lacks, fenced by the writer lease (``send_fenced``): large
+        ones (and small ones once ``sends.frozen``) as objects of their own, small ones into packs
+        unless a pack of a version read for reuse already holds them. Records what it stored in
+        ``sends.sent`` and where small chunks are in ``sends.located``; returns the lease now held."""
 
         def send_round() -> None:
-            missing = self.backend.missing(chunk_key(d.hex()) for d in first_piece)
-            to_send = [(d, p) for d, p in first_piece.items() if chunk_key(d.hex()) in missing]
-            with byte_bar(f"put {model}", sum(p.length for _, p in to_send), self.progress) as bar:
+            to_send, to_pack = sends.plan_round(self.backend)
+            with byte_bar(f"put {model}", sum(p.length for _, p in to_send + to_pack), self.progress) as bar:
                 sizes = upload_pieces(self.backend, to_send, policy=policy, level=level, min_saving=self.min_saving,
                                       n_workers=self.n_workers, progress=bar, memory_budget=self.memory_budget,
                                       chunk_hash=chunk_hash, source_checks=source_checks)
-            sent.update((d, (p, n)) for (d, p), n in zip(to_send, sizes))
+                sends.sent.update((d, (p, n)) for (d, p), n in zip(to_send, sizes))
+                if to_pack:
+                    placed, written = pack_pieces(self.backend, to_pack, pack_size=sends.packing.pack_size,
+                                                  policy=policy, level=level, min_saving=self.min_saving,
+                                                  n_workers=self.n_workers, progress=bar,
+                                                  memory_budget=self.memory_budget, chunk_hash=chunk_hash,
+                                                  source_checks=source_checks)
+                    sends.located.update(placed)
+                    fresh = set(written)  # a pack found already stored (a killed try's) was not sent
+                    sends.sent.update((d, (p, placed[d].length)) for d, p in to_pack if placed[d].pack in fresh)
+                    sends.packs += len(written)
 
         return self.send_fenced(lease, send_round, f"publishing {model}", lapsed=lapsed)
 
@@ -433,8 +479,10 @@ class Store:
         """Materialise a version at ``local_path`` (a file or a directory, as it was put).
 
         Chunks are fetched in parallel, verified, and written at their offsets into a staged copy
-        that is renamed into place at the end. Chunks that verified local copies of other versions
-        already hold are read from disk instead of the store.
+        that is renamed into place at the end. Packed chunks are read by range (adjacent ones of a
+        pack in one read), falling back to a chunk's own object if its pack is missing or damaged.
+        Chunks that verified local copies of other versions already hold are read from disk instead
+        of the store.
         """
         with _naming_failures(f"get of {str(ref)!r}", f"nothing was written to {local_path!r}"):
             manifest, packed = self._load(*self.resolve(ref))
@@ -488,7 +536,7 @@ class Store:
                     jobs[d].append((target, offset))
                     lengths[d] = length
                     labels.setdefault(d, label)
-            job_list = [ChunkJob(d, lengths[d], tuple(t), labels[d]) for d, t in jobs.items()]
+            job_list = [ChunkJob(d, lengths[d], tuple(t), labels[d], manifest.packed.get(d)) for d, t in jobs.items()]
             seeds = self._cache_quietly("list local copies", self.cache.seeds if self.cache else None, manifest.model)
             with byte_bar(f"get {manifest.model}@{manifest.version}", manifest.size, self.progress) as bar:
                 chunk_hash = chunk_hash_of(manifest.hash)  # the store's: checked when it was loaded
@@ -626,9 +674,9 @@ class Store:
 
     def gc(self, *, dry_run: bool = False, wait: float = 600.0, staging_age: float = maintenance.STAGING_MAX_AGE,
            grace: float | None = None) -> maintenance.GcReport:
-        """Delete chunks no version references (safe while other processes put).
+        """Delete chunks and packs no version references (safe while other processes put).
 
-        Chunks younger than ``grace`` seconds (default: the lease TTL, 60 s) are kept for a later gc.
+        Chunks and packs younger than ``grace`` seconds (default: the lease TTL, 60 s) are kept for a later gc.
         """
         return maintenance.gc(self, dry_run=dry_run, wait=wait, staging_age=staging_age, grace=grace)
 
@@ -637,6 +685,66 @@ class Store:
     def stats(self, model: str | None = None) -> dict:
         """Dedup and compression figures for one model or the whole store (cas.dedup.store_stats)."""
         return store_stats(self, model)
+
+
+class _Sends:
+    """What one put must store, decided afresh each send round from one bulk ``missing`` question
+    (so a round after a lapsed lease re-checks reused packs exactly as it re-checks chunks).
+
+    A small chunk (``packing.packs``) is taken from, in order: its own object if the store has one
+    (a store written before packs); the pack this put already placed it in; a pack of a version read
+    for reuse (``reuse``); else it goes in a new pack. Once the manifest is published (``frozen``),
+    its pack table is fixed: a small chunk whose pack vanished gets an object of its own, which
+    every reader falls back to.
+    """
+
+    def __init__(self, first_piece: dict[bytes, Piece], packing: Packing, reuse: dict[bytes, PackedChunk],
+                 located: dict[bytes, PackedChunk], sent: dict) -> None:
+        self.first_piece = first_piece
+        self.packing = packing
+        self.small = {d for d, p in first_piece.items() if packing.packs(p.length)}
+        self.reuse = {d: at for d, at in reuse.items() if d in self.small}
+        self.located = located
+        self.sent = sent
+        self.frozen = False
+        self.packs = 0
+
+    def plan_round(self, backend) -> tuple[list[tuple[bytes, Piece]], list[tuple[bytes, Piece]]]:
+        """(chunks to send as objects of their own, chunks to pack), in version order."""
+        pack_ids = {at.pack for at in self.located.values()}
+        if not self.frozen:
+            pack_ids |= {at.pack for at in self.reuse.values()}
+        pack_keys = {pid: pack_key(pid.hex()) for pid in pack_ids}
+        missing = backend.missing([chunk_key(d.hex()) for d in self.first_piece] + list(pack_keys.values()))
+        gone = {pid for pid, key in pack_keys.items() if key in missing}
+        to_send, to_pack = [], []
+        for d, p in self.first_piece.items():
+            has_own = chunk_key(d.hex()) not in missing
+            if d not in self.small or self.frozen:
+                at = self.located.get(d)
+                if not has_own and (at is None or at.pack in gone):
+                    to_send.append((d, p))
+                continue
+            if has_own:
+                self.located.pop(d, None)
+                continue
+            at = self.located.get(d)
+            if at is not None and at.pack not in gone:
+                continue
+            at = self.reuse.get(d)
+            if at is not None and at.pack not in gone:
+                self.located[d] = at
+                continue
+            self.located.pop(d, None)
+            to_pack.append((d, p))
+        return to_send, to_pack
+
+
+def _check_manifest_size(draft: Manifest, local_path: str) -> None:
+    packed_size = len(pack(draft))
+    if packed_size > MAX_MANIFEST_BYTES:
+        raise CasError(f"the manifest of {local_path!r} would be {packed_size} bytes, over the {MAX_MANIFEST_BYTES}-byte "
+                       "limit (too many files or too much metadata); store it as several models")
 
 
 def _too_many_chunks(local_path: str, n_pieces: int, total: int, cutter) -> CasError:

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from . import codec
 from .digest import DEFAULT_CHUNK_HASH, ChunkHash, source_check
 from .errors import CorruptChunk, MissingChunk, SourceChanged
-from .layout import chunk_key
+from .layout import chunk_key, pack_key
+from .manifest import ChunkLocation, PackedChunk, location
+from .packing import PackBuilder
 from .backends.base import read_into
 from .directio import aligned_buffer, write_at
 from .integrity import new_hasher
@@ -250,23 +252,75 @@ def upload_pieces(backend, pieces: Sequence[tuple[bytes, Piece]], *, policy: str
 
     def one(item: tuple[bytes, Piece]) -> int:
         expected, piece = item
-        raw = read_piece(piece.source, piece.offset, piece.length)
-        if not check.matches(expected, raw):
-            raise SourceChanged(
-                f"{piece.source.local_path!r} changed while being stored (bytes at offset {piece.offset}); "
-                "nothing was published, run the put again once the file is stable"
-            )
-        out = aligned_buffer(codec.encoded_capacity(piece.length), "object")
-        with cpu:
-            size = codec.encode_into(raw, out, policy=policy, level=level, min_saving=min_saving)
+        obj = _encode_piece(expected, piece, check, cpu, policy=policy, level=level, min_saving=min_saving)
         try:
-            backend.create(chunk_key(expected.hex()), memoryview(out)[:size])
+            backend.create(chunk_key(expected.hex()), obj)
         except FileExistsError:
             pass  # content-addressed: another writer stored the same bytes first
         progress(piece.length)
-        return size
+        return len(obj)
 
     return run_bounded(one, pieces, n_workers)
+
+
+def _encode_piece(expected: bytes, piece: Piece, check: _SourceCheck, cpu, *, policy: str, level: int,
+                  min_saving: float) -> memoryview:
+    """Re-read a piece, check it is still the bytes hashed as ``expected``, and encode it into this
+    thread's object buffer (valid until the thread's next call)."""
+    raw = read_piece(piece.source, piece.offset, piece.length)
+    if not check.matches(expected, raw):
+        raise SourceChanged(
+            f"{piece.source.local_path!r} changed while being stored (bytes at offset {piece.offset}); "
+            "nothing was published, run the put again once the file is stable"
+        )
+    out = aligned_buffer(codec.encoded_capacity(piece.length), "object")
+    with cpu:
+        size = codec.encode_into(raw, out, policy=policy, level=level, min_saving=min_saving)
+    return memoryview(out)[:size]
+
+
+def pack_pieces(backend, pieces: Sequence[tuple[bytes, Piece]], *, pack_size: int, policy: str, level: int,
+                min_saving: float, n_workers: int, progress: Progress = _no_progress,
+                memory_budget: int = DEFAULT_MEMORY_BUDGET, chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH,
+                source_checks: dict | None = None) -> tuple[dict[bytes, PackedChunk], list[bytes]]:
+    """Encode each (digest, piece) as ``upload_pieces`` would and write the objects, in order, into
+    packs of at most ``pack_size`` bytes (cas.packing); returns (where each chunk landed, the ids
+    of the packs this call wrote).
+
+    Threads encode ahead, in order, while this thread fills the pack and creates it once full:
+    memory is one pack plus a window of small encoded chunks. A pack's key is the hash of its
+    bytes and encoding is deterministic, so a put run again after it was killed builds the same
+    packs: each is asked about before it is sent, and one that exists is not sent again.
+    """
+    n_workers = workers_within(n_workers, _largest(p for _, p in pieces), 3, memory_budget)
+    cpu = threading.BoundedSemaphore(cpu_threads(n_workers))
+    check = _SourceCheck(chunk_hash, source_checks)
+    builder = PackBuilder(pack_size, chunk_hash.digest)
+    placed: dict[bytes, PackedChunk] = {}
+    written: list[bytes] = []
+
+    def encode(item: tuple[bytes, Piece]) -> bytes:
+        expected, piece = item
+        # a copy: the ordered window may hold it after this thread reused its buffer
+        return bytes(_encode_piece(expected, piece, check, cpu, policy=policy, level=level, min_saving=min_saving))
+
+    def publish(done) -> None:
+        if done is None:
+            return
+        key = pack_key(done.id.hex())
+        if backend.missing([key]):
+            try:
+                backend.create(key, done.data)
+                written.append(done.id)
+            except FileExistsError:
+                pass  # the same chunk objects in the same order: content-addressed like a chunk
+        placed.update(done.members)
+
+    for (d, piece), obj in zip(pieces, map_ordered(encode, pieces, n_workers)):
+        publish(builder.add(d, obj))
+        progress(piece.length)
+    publish(builder.finish())
+    return placed, written
 
 
 # -- get ---------------------------------------------------------------------------------------
@@ -279,18 +333,62 @@ class ChunkJob:
     length: int
     targets: tuple[tuple[str, int], ...]  # (staged file path, offset)
     label: str  # "model@version file path" for messages
+    # its version's pack-table entry (the manifest's own object: no location per job is built
+    # until it is read); None: its own object, chunks/<digest>
+    packed: PackedChunk | None = None
 
 
 SeedLookup = Callable[[bytes, int], "bytes | None"]
 
 
 def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.Semaphore,
-                chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH) -> memoryview:
+                chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH, where: ChunkLocation | None = None,
+                first_read=None) -> memoryview:
     """Read, decode and verify one chunk; retry the read once before calling it corrupt.
 
+    A chunk in a pack (``where``) is read from its range (``first_read``: its bytes, when a
+    coalesced read already fetched them); if the pack is missing or the chunk in it is damaged,
+    its own object ``chunks/<digest>`` is used when one exists (a repair writes those).
     Returns a view of this thread's page-aligned chunk buffer, valid until its next fetch.
     ``cpu`` is held while decoding and hashing (see ``cpu_threads``).
     """
+    hex_digest = digest.hex()
+    pack_problem = ""
+    if where is not None and where.in_pack:
+        out = aligned_buffer(length, "chunk")
+        for attempt in range(2):
+            try:
+                obj = first_read if attempt == 0 and first_read is not None else \
+                    backend.read(where.key, where.offset, where.length)
+            except FileNotFoundError:
+                pack_problem = f"its pack {where.key} is missing"
+                break
+            with cpu:
+                try:
+                    data = codec.decode_into(obj, out, expected_length=length, name=f"chunk {hex_digest}")
+                except CorruptChunk as exc:
+                    pack_problem = f"in pack {where.key}: {exc}"
+                    continue
+                if chunk_hash.digest(data) == digest:
+                    return data
+            pack_problem = f"in pack {where.key}: its bytes do not match its digest"
+    try:
+        return _fetch_individual(backend, digest, length, label, cpu, chunk_hash)
+    except MissingChunk:
+        if not pack_problem:
+            raise
+        if pack_problem.startswith("its pack"):
+            raise MissingChunk(hex_digest, f"{label} ({pack_problem}, and it has no object of its own)") from None
+        raise CorruptChunk(f"chunk {hex_digest} of {label} is corrupt ({pack_problem}) and has no object of its own; "
+                           "run `cas verify` and `cas repair`", digest=hex_digest) from None
+    except CorruptChunk as exc:
+        if not pack_problem:
+            raise
+        raise CorruptChunk(f"{exc} ({pack_problem})", digest=hex_digest) from None
+
+
+def _fetch_individual(backend, digest: bytes, length: int, label: str, cpu: threading.Semaphore,
+                      chunk_hash: ChunkHash) -> memoryview:
     hex_digest = digest.hex()
     key = chunk_key(hex_digest)
     obj_buffer = aligned_buffer(codec.encoded_capacity(length), "object")
@@ -329,14 +427,12 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
     counts = [0, 0]
     lock = threading.Lock()
     use_direct = [direct]
-    n_workers = workers_within(n_workers, max((j.length for j in jobs), default=0), 3 if seed else 2, memory_budget)
+    runs = coalesce(jobs)
+    largest = max(max((j.length for j in jobs), default=0), max((_run_bytes(r) for r in runs), default=0))
+    n_workers = workers_within(n_workers, largest, 3 if seed else 2, memory_budget)
     cpu = threading.BoundedSemaphore(cpu_threads(n_workers))
 
-    def one(job: ChunkJob) -> None:
-        data = seed(job.digest, job.length) if seed else None
-        reused = data is not None
-        if data is None:
-            data = fetch_chunk(backend, job.digest, job.length, job.label, cpu, chunk_hash)
+    def place(job: ChunkJob, data, reused: bool) -> None:
         for path, offset in job.targets:
             if not write_at(path, data, offset, direct=use_direct[0]):
                 use_direct[0] = False
@@ -344,5 +440,63 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
             counts[1 if reused else 0] += job.length
         progress(job.length * len(job.targets))
 
-    run_bounded(one, jobs, n_workers)
+    def one(run: list[ChunkJob]) -> None:
+        # One member at a time (a run of small compressible chunks can be far larger raw than its
+        # 8 MiB stored); the run's range is read once, at the first member no local copy has.
+        block, read_block = None, len(run) > 1
+        for job in run:
+            data = seed(job.digest, job.length) if seed else None
+            if data is not None:
+                place(job, data, True)
+                continue
+            if read_block:
+                read_block = False
+                try:  # a member that fails in it is read again on its own, with fallback
+                    block = memoryview(backend.read(location(run[0].digest, run[0].packed).key, run[0].packed.offset,
+                                                    _run_bytes(run)))
+                except FileNotFoundError:
+                    block = None
+            first = None
+            if block is not None:
+                rel = job.packed.offset - run[0].packed.offset
+                first = block[rel:rel + job.packed.length]
+            where = location(job.digest, job.packed) if job.packed else None
+            place(job, fetch_chunk(backend, job.digest, job.length, job.label, cpu, chunk_hash, where, first), False)
+
+    run_bounded(one, runs, n_workers)
     return counts[0], counts[1]
+
+
+# One read covers adjacent chunks of a pack up to this many bytes: far fewer requests for a
+# version of many small chunks, and a bounded buffer per thread.
+MAX_RUN_BYTES = 8 << 20
+
+
+def _run_bytes(run: list[ChunkJob]) -> int:
+    if len(run) == 1:
+        return 0
+    return run[-1].packed.offset + run[-1].packed.length - run[0].packed.offset
+
+
+def coalesce(jobs: Sequence[ChunkJob], max_run_bytes: int = MAX_RUN_BYTES) -> list[list[ChunkJob]]:
+    """Jobs grouped for reading: each packed chunk joins the run of the chunk that ends where it
+    starts in the same pack (while the run stays within ``max_run_bytes``); others stay alone."""
+    alone: list[list[ChunkJob]] = []
+    by_pack: dict[bytes, list[ChunkJob]] = {}
+    for j in jobs:
+        if j.packed is not None:
+            by_pack.setdefault(j.packed.pack, []).append(j)
+        else:
+            alone.append([j])
+    runs: list[list[ChunkJob]] = []
+    for members in by_pack.values():
+        members.sort(key=lambda j: j.packed.offset)
+        run: list[ChunkJob] = []
+        for j in members:
+            if run and (run[-1].packed.offset + run[-1].packed.length != j.packed.offset
+                        or j.packed.offset + j.packed.length - run[0].packed.offset > max_run_bytes):
+                runs.append(run)
+                run = []
+            run.append(j)
+        runs.append(run)
+    return runs + alone

@@ -97,3 +97,23 @@ def write(path, data: bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def chunk_object(root, manifest, digest) -> tuple[str, int, int]:
+    """(file path, offset, stored length) of a chunk's object in a local store at ``root``, where
+    ``manifest`` says it lives: its own object, or its range of a pack."""
+    where = manifest.location(digest)
+    path = os.path.join(str(root), *where.key.split("/"))
+    length = where.length if where.length is not None else os.path.getsize(path)
+    return path, where.offset, length
+
+
+def flip_byte(root, manifest, digest, from_end: int = 1) -> None:
+    """Damage a chunk where it is stored: flip one byte ``from_end`` bytes before its end."""
+    path, offset, length = chunk_object(root, manifest, digest)
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    data[offset + length - from_end] ^= 0xFF
+    os.chmod(path, 0o644)
+    with open(path, "wb") as f:
+        f.write(bytes(data))

@@ -55,7 +55,9 @@ def _plant_then_put(url, tmp_path, **put_options):
     victim_chunk, forged_chunk = forged_pair(CHUNK)
     rest = random.Random(1).randbytes(3 * CHUNK)
     attacker = Store.open(url, cache_dir=False)
-    attacker.put(str(write(tmp_path / "innocent.bin", forged_chunk)), "innocent", chunk_size=CHUNK)
+    # as an object of its own, which every model's put takes as "already there" (a packed chunk is
+    # pointed at only from the same model's recent versions)
+    attacker.put(str(write(tmp_path / "innocent.bin", forged_chunk)), "innocent", chunk_size=CHUNK, pack_below=0)
     victim = Store.open(url, cache_dir=False)
     model = write(tmp_path / "model.bin", victim_chunk + rest)
     victim.put(str(model), "model", chunk_size=CHUNK, **put_options)

@@ -606,7 +606,7 @@ def test_repair_restores_chunks_of_a_cdc_version(tmp_path):
     store = Store(LocalBackend(str(tmp_path / "s")), cache_dir=False)
     src = tmp_path / "blob"
     src.write_bytes(_weights(900 * KIB, 4))
-    m = store.put(str(src), "m", chunk_size=64 * KIB, chunker="cdc")
+    m = store.put(str(src), "m", chunk_size=64 * KIB, chunker="cdc", pack_below=0)  # reaches into chunks/
     assert max(m.files[0].lengths) > 64 * KIB and m.chunk_size == 256 * KIB
     victim = m.files[0].digests[2].hex()
     os.unlink(tmp_path / "s" / "chunks" / victim[:2] / victim[2:4] / victim)

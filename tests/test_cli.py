@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -139,7 +140,7 @@ def test_verify_counts_in_words_that_agree_with_the_number(cas, tmp_path):
     cas("put", str(src), "m")
     code, out, _ = cas("verify", "--full")
     assert code == 0 and out.strip().endswith("read and decoded 1 chunk of 1 version: 0 problems")
-    chunk = next(p for p in (tmp_path / "store" / "chunks").rglob("*") if p.is_file())
+    chunk = next(p for p in (tmp_path / "store" / "packs").rglob("*") if p.is_file())  # a small chunk: packed
     chunk.unlink()
     code, out, err = cas("verify")
     assert code == 1 and out.strip().endswith(": 1 problem") and err.startswith("cas: 1 problem found;")
@@ -158,3 +159,19 @@ def test_the_global_chunk_hash_refuses_a_store_keyed_otherwise(cas, tmp_path, mo
     monkeypatch.setenv("CAS_CHUNK_HASH", "xxh3")
     from cas.cli import build_parser
     assert build_parser().parse_args(["ls"]).expect_chunk_hash == "xxh3"
+
+
+def test_put_packs_small_chunks_unless_told_not_to(cas, tmp_path):
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(300_000))
+    code, out, _ = cas("put", str(src), "m", "--json")
+    assert code == 0 and json.loads(out)["sent_packs"] == 1 and json.loads(out)["packs"] == 1
+    assert sum(p.is_file() for p in (tmp_path / "store" / "packs").rglob("*")) == 1
+    (tmp_path / "v.bin").write_bytes(os.urandom(300_000))
+    code, out, _ = cas("put", str(tmp_path / "v.bin"), "m", "--pack-below", "0")
+    assert code == 0 and "in 1 new pack" not in out
+    assert sum(p.is_file() for p in (tmp_path / "store" / "chunks").rglob("*")) == 1
+    code, out, _ = cas("show", "m@1")
+    assert "1 packed in 1 pack" in out
+    code, _, err = cas("put", str(src), "m", "--pack-below", "32MiB")
+    assert code == 1 and "must be at most the pack size" in err and err.count("\n") == 1

@@ -17,7 +17,8 @@ from cas import Store
 from cas.cli import main
 from cas.errors import AlreadyExists, CorruptChunk
 from cas.layout import chunk_key
-from tests.conftest import write
+from cas.packing import DEFAULT_PACK_BELOW
+from tests.conftest import flip_byte, write
 
 CHUNK = 256 << 10
 
@@ -61,20 +62,19 @@ def test_copy_refuses_a_different_version_under_the_same_label(tmp_path):
         assert b.versions("m") == ["1"] and b.manifest("m@1").files[0].size == v2.stat().st_size
 
 
-def test_copy_stops_at_a_corrupt_source_chunk_and_publishes_nothing(tmp_path):
+@pytest.mark.parametrize("pack_below", [0, DEFAULT_PACK_BELOW])
+def test_copy_stops_at_a_corrupt_source_chunk_and_publishes_nothing(tmp_path, pack_below):
     v1, _ = _two_versions(tmp_path, n_chunks=6)
     with Store.open(str(tmp_path / "a"), cache_dir=False) as a, Store.open(str(tmp_path / "b"), cache_dir=False) as b:
-        m = a.put(str(v1), "m", chunk_size=CHUNK, level=1)
+        m = a.put(str(v1), "m", chunk_size=CHUNK, level=1, pack_below=pack_below)
+        assert bool(m.packed) == bool(pack_below)
         victim = m.files[0].digests[2]
-        path = tmp_path / "a" / chunk_key(victim.hex())
-        data = bytearray(path.read_bytes())
-        data[-10] ^= 0xFF
-        os.chmod(path, 0o644)
-        path.write_bytes(bytes(data))
+        flip_byte(tmp_path / "a", m, victim, from_end=10)
         with pytest.raises(CorruptChunk, match=f"chunk {victim.hex()} of m@1 is corrupt in the source"):
             a.copy("m@1", b)
         assert b.versions("m") == []
         assert b.backend.missing([chunk_key(victim.hex())])
+        assert not list(b.backend.walk("packs"))  # a damaged pack never spreads
 
 
 def test_cas_copy_cli_json_and_tags(tmp_path, s3_server, monkeypatch, capsys):
@@ -99,7 +99,7 @@ def test_a_copy_killed_at_random_points_and_run_again_verifies_clean(webhdfs_ser
     src = webhdfs_server.store_url(root=f"/stores/{uuid.uuid4().hex[:12]}", user="cas")
     dest = s3_server.store_url()
     with Store.open(src, cache_dir=False) as s:
-        s.put(str(model), "big", chunk_size=64 << 10, level=1)
+        s.put(str(model), "big", chunk_size=64 << 10, level=1, pack_below=0)  # counts chunk objects as they land
     env = dict(os.environ, CAS_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=os.getcwd())
     command = [sys.executable, "-m", "cas", "--store", src, "--workers", "2", "copy", "big@1", "--to", dest,
                "--tag", "latest"]

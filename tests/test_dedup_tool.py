@@ -159,7 +159,7 @@ def test_the_local_prediction_is_what_a_store_then_holds(versions, local_report,
         report = analyze_store(store, "m")
         only_2_3 = analyze_store(store, "m", ["2", "3"])
     predicted = _by_size(local_report)[K64]
-    on_disk = sum(p.stat().st_size for p in (root / "chunks").rglob("*") if p.is_file())
+    on_disk = sum(p.stat().st_size for sub in ("chunks", "packs") for p in (root / sub).rglob("*") if p.is_file())
     assert report["stored_bytes"] == on_disk == predicted["stored_bytes"]
     assert report["missing_chunks"] == 0
     assert [v["version"] for v in report["versions"]] == ["1", "2", "3"]

@@ -20,6 +20,7 @@ import pytest
 from cas import Store
 from cas.errors import CasError
 from cas.leases import WRITER, Lease, LeaseInfo, holder_is_dead, live_leases
+from cas.packing import DEFAULT_PACK_BELOW
 
 TTL = 1.0  # the paused child's lease
 OWN_TTL = 10.0  # this process's leases: long enough never to lapse on a loaded CI machine
@@ -40,7 +41,7 @@ def missing(keys):
         os.kill(os.getpid(), signal.SIGSTOP)
     return out
 store.backend.missing = missing
-m = store.put(src, "m", chunk_size=65536)
+m = store.put(src, "m", chunk_size=65536, pack_below=int(sys.argv[4]))
 print(store.last_transfer.sent_chunks, len(m.chunk_lengths()))
 """
 
@@ -64,7 +65,7 @@ def publish(draft, **kwargs):
     print("missing-at-publish", len(store.backend.missing(keys)), file=sys.stderr)  # what a reader would have found missing
     return m
 store._publish = publish
-m = store.put(src := sys.argv[2], "m", chunk_size=65536)
+m = store.put(src := sys.argv[2], "m", chunk_size=65536, pack_below=0)
 print(store.last_transfer.sent_chunks, len(m.chunk_lengths()))
 """
 
@@ -103,7 +104,7 @@ store = Store.open(sys.argv[1], cache_dir=False, n_workers=1)
 store.lease_ttl = float(sys.argv[3])
 real_move, paused = store.backend.move, []
 def move(src, dst):
-    if src.startswith("chunks/") and not paused:
+    if src.startswith(("chunks/", "packs/")) and not paused:
         paused.append(1)
         # at this thread (a gc worker): a process-wide SIGSTOP may be taken by another thread while
         # this one runs on into the move
@@ -120,7 +121,7 @@ store = Store.open(sys.argv[1], cache_dir=False, n_workers=1)
 real_read, paused = store.backend.read, []
 def read(key, *args, **kwargs):
     out = real_read(key, *args, **kwargs)
-    if key.startswith("chunks/") and not paused:
+    if key.startswith(("chunks/", "packs/")) and not paused:
         paused.append(1)
         os.kill(os.getpid(), signal.SIGSTOP)
     return out
@@ -160,7 +161,7 @@ def garbage_base(tmp_path, process_shared_url):
     base.parent.mkdir()
     base.write_bytes(os.urandom(1 << 20))
     store = _store(process_shared_url)
-    store.put(str(base), "base", chunk_size=CHUNK)
+    store.put(str(base), "base", chunk_size=CHUNK, pack_below=0)
     store.rm("base@1")
     return process_shared_url, base
 
@@ -168,7 +169,7 @@ def garbage_base(tmp_path, process_shared_url):
 def test_a_put_paused_past_its_lease_while_gc_runs_still_publishes_a_whole_version(tmp_path, garbage_base):
     url, base = garbage_base
     (base.parent / "new.bin").write_bytes(os.urandom(2 << 20))
-    put = _start_paused(PUT_PAUSED, url, str(base.parent), str(TTL))
+    put = _start_paused(PUT_PAUSED, url, str(base.parent), str(TTL), "0")
     time.sleep(TTL * 1.5)  # its lease expires: gc goes ahead and deletes base.bin's chunks
     report = _store(url).gc(grace=TTL)
     assert report.deleted_chunks == 16
@@ -203,7 +204,7 @@ def test_a_gc_paused_past_its_lease_deletes_nothing_a_put_made_meanwhile(tmp_pat
     new = tmp_path / "new.bin"
     new.write_bytes(base.read_bytes() + os.urandom(1 << 20))
     store = _store(url)
-    m = store.put(str(new), "m", chunk_size=CHUNK)
+    m = store.put(str(new), "m", chunk_size=CHUNK, pack_below=0)
     assert store.last_transfer.sent_chunks == 16  # base.bin's 16 chunks were reused
     code, out, err = _resume(gc)
     assert code == 1 and "lapsed" in err and "run `cas gc` again" in err
@@ -219,10 +220,30 @@ def test_a_gc_delete_that_lands_after_its_lease_lapsed_is_undone(tmp_path, garba
     gc = _start_paused(GC_PAUSED_IN_DELETE, url, "", str(TTL))
     time.sleep(TTL * 1.5)  # its lease expires: a put goes ahead, reusing every garbage chunk
     store = _store(url)
-    m = store.put(str(base), "m", chunk_size=CHUNK)
+    m = store.put(str(base), "m", chunk_size=CHUNK, pack_below=0)
     assert store.last_transfer.sent_chunks == 0
     code, out, err = _resume(gc)  # its delete of one of those chunks lands now
     assert code == 1 and "lapsed" in err and "run `cas gc` again" in err
+    assert store.verify(full=True).problems == []
+    store.get(f"m@{m.version}", str(tmp_path / "out.bin"))
+    assert (tmp_path / "out.bin").read_bytes() == base.read_bytes()
+
+
+def test_a_gc_delete_of_a_pack_that_lands_after_its_lease_lapsed_is_undone(tmp_path, process_shared_url):
+    """The same window for a pack: a put of the same small chunks builds the same pack (its key is
+    its content), finds it there and names it; gc's late move of it is undone."""
+    url = process_shared_url
+    base = tmp_path / "base.bin"
+    base.write_bytes(os.urandom(16 * CHUNK))
+    store = _store(url)
+    store.put(str(base), "base", chunk_size=CHUNK)  # 64 KiB chunks: all in one pack
+    store.rm("base@1")
+    gc = _start_paused(GC_PAUSED_IN_DELETE, url, "", str(TTL))
+    time.sleep(TTL * 1.5)  # its lease expires: a put goes ahead and finds the pack it would write
+    m = store.put(str(base), "m", chunk_size=CHUNK)
+    assert m.packed and store.last_transfer.sent_chunks == 0
+    code, out, err = _resume(gc)  # its move of that pack lands now
+    assert code == 1 and "lapsed" in err
     assert store.verify(full=True).problems == []
     store.get(f"m@{m.version}", str(tmp_path / "out.bin"))
     assert (tmp_path / "out.bin").read_bytes() == base.read_bytes()
@@ -238,7 +259,7 @@ def test_a_gc_paused_after_listing_never_deletes_a_chunk_another_stopped_gc_set_
     gc = _start_paused(GC_PAUSED, url, "", str(TTL))  # versions listed, paused in its walk of chunks/
     time.sleep(TTL * 1.5)  # its lease expires: a put goes ahead, reusing every garbage chunk
     store = _store(url)
-    m = store.put(str(base), "m", chunk_size=CHUNK)
+    m = store.put(str(base), "m", chunk_size=CHUNK, pack_below=0)
     assert store.last_transfer.sent_chunks == 0
     reused = chunk_key(m.files[0].digests[0].hex())
     store.backend.move(reused, trash_key("deadgc", reused))  # the older gc's late move, never undone
@@ -256,7 +277,7 @@ def test_chunks_a_killed_gc_set_aside_are_put_back_if_named_and_deleted_if_not(t
     from cas.layout import trash_key
     src = tmp_path / "w.bin"
     src.write_bytes(os.urandom(4 * CHUNK))
-    m = local_store.put(str(src), "m", chunk_size=CHUNK)
+    m = local_store.put(str(src), "m", chunk_size=CHUNK, pack_below=0)
     named = next(iter(m.files[0].digests)).hex()
     backend = local_store.backend
     backend.move(f"chunks/{named[:2]}/{named[2:4]}/{named}", trash_key("deadgc", f"chunks/{named[:2]}/{named[2:4]}/{named}"))
@@ -269,12 +290,14 @@ def test_chunks_a_killed_gc_set_aside_are_put_back_if_named_and_deleted_if_not(t
     assert local_store.verify(full=True).problems == []
 
 
-def test_a_get_paused_while_gc_and_puts_run_still_gets_its_version(tmp_path, garbage_base):
+@pytest.mark.parametrize("pack_below", [0, DEFAULT_PACK_BELOW])
+def test_a_get_paused_while_gc_and_puts_run_still_gets_its_version(tmp_path, garbage_base, pack_below):
     url, base = garbage_base
     src = tmp_path / "w.bin"
     src.write_bytes(os.urandom(1 << 20))
     store = _store(url)
-    store.put(str(src), "m", chunk_size=CHUNK)
+    store.put(str(src), "m", chunk_size=CHUNK, pack_below=pack_below)
+    assert bool(store.manifest("m").packed) == bool(pack_below)
     get = _start_paused(GET_PAUSED, url, str(tmp_path / "out.bin"))
     time.sleep(TTL * 1.5)
     store.put(str(base), "other", chunk_size=CHUNK)
@@ -288,11 +311,50 @@ def test_a_get_paused_while_gc_and_puts_run_still_gets_its_version(tmp_path, gar
 def test_gc_leaves_chunks_younger_than_the_grace_period(tmp_path, local_store):
     src = tmp_path / "w.bin"
     src.write_bytes(os.urandom(256 * 1024))
-    local_store.put(str(src), "m", chunk_size=CHUNK)
+    local_store.put(str(src), "m", chunk_size=CHUNK, pack_below=0)
     local_store.rm("m@1")
     kept = local_store.gc(grace=3600)
     assert (kept.deleted_chunks, kept.young_chunks) == (0, 4)
     assert local_store.gc(grace=0).deleted_chunks == 4
+
+
+def test_gc_leaves_packs_younger_than_the_grace_period(tmp_path, local_store):
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(256 * 1024))
+    local_store.put(str(src), "m", chunk_size=CHUNK)
+    local_store.rm("m@1")
+    kept = local_store.gc(grace=3600)
+    assert (kept.deleted_packs, kept.young_packs, kept.deleted_chunks) == (0, 1, 0)
+    assert len(list(local_store.backend.walk("packs"))) == 1
+    gone = local_store.gc(grace=0)
+    assert (gone.deleted_packs, gone.young_packs) == (1, 0)
+    assert list(local_store.backend.walk("packs")) == []
+
+
+def test_a_put_paused_past_its_lease_asks_again_for_the_packs_it_reuses(tmp_path, process_shared_url):
+    """The put reads v1's manifest and finds its pack present, then is paused past its lease while
+    v1 is removed and gc deletes that pack: it must notice and store those chunks again, exactly
+    as it re-checks chunks it skipped."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "base.bin").write_bytes(os.urandom(1 << 20))
+    store = _store(process_shared_url)
+    v1 = store.put(str(src), "m", chunk_size=CHUNK)
+    assert len(v1.pack_ids()) == 1
+    (src / "new.bin").write_bytes(os.urandom(256 << 10))
+    put = _start_paused(PUT_PAUSED, process_shared_url, str(src), str(TTL), str(DEFAULT_PACK_BELOW))
+    time.sleep(TTL * 1.5)  # its lease expires: v1 goes, and gc deletes v1's pack
+    store.rm("m@1")
+    assert store.gc(grace=TTL).deleted_packs == 1
+    code, out, err = _resume(put)
+    assert code == 0, err
+    assert "lapsed" in err
+    sent, distinct = map(int, out.split())
+    assert sent == distinct  # base.bin's chunks were packed again, not pointed at in the deleted pack
+    store = _store(process_shared_url)
+    assert store.verify(full=True).problems == []
+    store.get("m@2", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "base.bin").read_bytes() == (src / "base.bin").read_bytes()
 
 
 class FakeClock:

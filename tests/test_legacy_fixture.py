@@ -54,3 +54,38 @@ def test_old_store_takes_new_versions_that_share_its_chunks(legacy, tmp_path):
     assert store.last_transfer.sent_chunks == 0
     report = store.stats("m")
     assert [v["chunker"] for v in report["models"][0]["versions"]] == ["fixed 64 KiB"] * 3
+
+
+# tests/fixtures/store-v2-packs (tests/fixtures/make_store_v2_packs.py, by the cas that introduced packs):
+# manifest format 2 must stay readable by every later cas, as format 1 does.
+
+@pytest.fixture
+def packed(tmp_path):
+    root = tmp_path / "store-packs"
+    shutil.copytree(os.path.join(FIXTURES, "store-v2-packs"), root)
+    with open(os.path.join(FIXTURES, "store-v2-packs.json")) as f:
+        expected = json.load(f)
+    return Store(LocalBackend(str(root)), cache_dir=False), expected
+
+
+def test_a_packed_store_reads_back_byte_for_byte_and_verifies(packed, tmp_path):
+    store, expected = packed
+    for ref, files in expected.items():
+        dest = tmp_path / ref.replace("@", "-")
+        m = store.get(ref, str(dest))
+        assert m.packed and _sha256_tree(str(dest)) == files
+    assert store.verify(full=True).problems == []
+    stats = store.stats()
+    assert (stats["objects"], stats["packs"]) == (5, 4)  # one chunk object, four packs
+    report = store.gc(grace=0)
+    assert (report.deleted_chunks, report.deleted_packs, report.referenced_packs) == (0, 0, 4)
+
+
+def test_a_packed_store_takes_a_fine_tune_that_reuses_its_packs(packed, tmp_path):
+    store, _ = packed
+    store.get("d@v2", str(tmp_path / "d"))
+    (tmp_path / "d" / "t0.bin").write_bytes(b"fine-tuned")
+    m = store.put(str(tmp_path / "d"), "d", chunk_size=65536, pack_below=65536)
+    t = store.last_transfer
+    assert (t.sent_chunks, t.sent_packs, t.reused_packed_chunks) == (1, 1, len(m.packed) - 1)
+    assert store.verify(full=True).problems == []

@@ -33,6 +33,17 @@ def test_chunks_get_the_replication_asked_for_and_manifests_the_default(webhdfs_
     assert _replication(webhdfs_server, f"{root}/refs/net/prod/00000001") == 3
 
 
+def test_packs_get_the_chunk_replication_too(webhdfs_server, tmp_path):
+    """A pack holds chunk data: the replication asked for chunks applies to it."""
+    root = f"/stores/{uuid.uuid4().hex[:12]}"
+    url = webhdfs_server.store_url(root=root, user="cas") + "&replication=2"
+    with Store.open(url, cache_dir=False) as store:
+        m = store.put(str(write(tmp_path / "small.bin", os.urandom(300_000))), "net")
+        pack_keys = [o.key for o in store.backend.walk("packs")]
+    assert len(pack_keys) == 1 == len(m.pack_ids())
+    assert _replication(webhdfs_server, f"{root}/{pack_keys[0]}") == 2
+
+
 @pytest.mark.parametrize("value", ["0", "x", "513", ""])
 def test_a_bad_replication_is_refused(value):
     with pytest.raises(ValueError, match="replication must be a whole number from 1 to 512"):

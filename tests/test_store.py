@@ -355,7 +355,7 @@ def test_stats_report_dedup_compression_and_new_bytes(store, tmp_path):
 
 def test_corrupt_chunk_is_detected_and_never_reaches_the_destination(local_store, tmp_path):
     src = write(tmp_path / "w.bin", weights(256 * KIB))
-    m = local_store.put(str(src), "m", chunk_size=CHUNK)
+    m = local_store.put(str(src), "m", chunk_size=CHUNK, pack_below=0)  # packed chunks: tests/test_packs.py
     key = chunk_key(m.files[0].digests[2].hex())
     path = os.path.join(local_store.backend.root, *key.split("/"))
     data = bytearray(open(path, "rb").read())
@@ -371,7 +371,7 @@ def test_corrupt_chunk_is_detected_and_never_reaches_the_destination(local_store
 
 def test_missing_chunk_fails_clearly(local_store, tmp_path):
     src = write(tmp_path / "w.bin", weights(256 * KIB))
-    m = local_store.put(str(src), "m", chunk_size=CHUNK)
+    m = local_store.put(str(src), "m", chunk_size=CHUNK, pack_below=0)  # packed chunks: tests/test_packs.py
     local_store.backend.delete(chunk_key(m.files[0].digests[0].hex()))
     with pytest.raises(NotFound, match="missing from the store"):
         local_store.get("m", str(tmp_path / "o"))

@@ -236,7 +236,9 @@ def test_save_rejects_unknown_format(store, tiny):
 
 
 def _chunk_files(store_root):
-    return sorted(os.path.join(d, f) for d, _, fs in os.walk(os.path.join(store_root, "chunks")) for f in fs)
+    """Chunk objects and packs (a small model's chunks are packed)."""
+    return sorted(os.path.join(d, f) for sub in ("chunks", "packs")
+                  for d, _, fs in os.walk(os.path.join(store_root, sub)) for f in fs)
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])

@@ -13,6 +13,7 @@ from cas.leases import GC, WRITER, Lease, gc_lease, live_leases, writer_lease
 from tests.conftest import write
 
 CHUNK = 64 * 1024
+ONE_OBJECT_EACH = {"pack_below": 0}  # these tests reach into chunk objects; packed chunks: tests/test_packs.py
 
 
 def rand(n, seed=0):
@@ -54,8 +55,8 @@ def test_unknown_strong_hash_is_refused_before_any_work(local_store, tmp_path):
 
 def test_verify_names_model_version_file_and_chunk(local_store, tmp_path):
     src = write(tmp_path / "w.bin", rand(512 * 1024))
-    m1 = local_store.put(str(src), "m", chunk_size=CHUNK)
-    local_store.put(str(src), "m", chunk_size=CHUNK)
+    m1 = local_store.put(str(src), "m", chunk_size=CHUNK, **ONE_OBJECT_EACH)
+    local_store.put(str(src), "m", chunk_size=CHUNK, **ONE_OBJECT_EACH)
     assert local_store.verify().problems == []
     assert local_store.verify(full=True).problems == []
     d_missing, d_corrupt = m1.files[0].digests[1], m1.files[0].digests[4]
@@ -72,7 +73,7 @@ def test_verify_names_model_version_file_and_chunk(local_store, tmp_path):
 
 def test_repair_restores_chunks_from_a_local_copy(local_store, tmp_path):
     src = write(tmp_path / "w.bin", rand(512 * 1024))
-    m = local_store.put(str(src), "m", chunk_size=CHUNK)
+    m = local_store.put(str(src), "m", chunk_size=CHUNK, **ONE_OBJECT_EACH)
     os.unlink(_object_path(local_store, m.files[0].digests[0]))
     _corrupt(local_store, m.files[0].digests[3])
     report = local_store.repair("m", str(src))
@@ -95,8 +96,8 @@ def test_verify_repair_and_get_handle_a_mix_of_codecs(local_store, tmp_path):
     weights = _float_weights(4 * CHUNK // 4)
     old = write(tmp_path / "old.bin", weights[:2 * CHUNK])
     new = write(tmp_path / "new.bin", weights)  # shares its first two chunks with old.bin
-    m_old = local_store.put(str(old), "m", chunk_size=CHUNK, codec="zstd")
-    m_new = local_store.put(str(new), "m", chunk_size=CHUNK)
+    m_old = local_store.put(str(old), "m", chunk_size=CHUNK, codec="zstd", **ONE_OBJECT_EACH)
+    m_new = local_store.put(str(new), "m", chunk_size=CHUNK, **ONE_OBJECT_EACH)
     codecs = local_store.stats("m")["codecs"]
     assert (codecs["zstd"]["chunks"], codecs["planes"]["chunks"]) == (2, 2)
     assert local_store.verify(full=True).problems == []
@@ -113,7 +114,7 @@ def test_verify_repair_and_get_handle_a_mix_of_codecs(local_store, tmp_path):
 
 def test_repair_from_a_copy_that_lacks_the_bytes_says_so(local_store, tmp_path):
     src = write(tmp_path / "w.bin", rand(256 * 1024))
-    m = local_store.put(str(src), "m", chunk_size=CHUNK)
+    m = local_store.put(str(src), "m", chunk_size=CHUNK, **ONE_OBJECT_EACH)
     os.unlink(_object_path(local_store, m.files[0].digests[0]))
     other = write(tmp_path / "other.bin", rand(256 * 1024, seed=5))
     report = local_store.repair("m", str(other))
@@ -125,9 +126,9 @@ def test_repair_from_a_copy_that_lacks_the_bytes_says_so(local_store, tmp_path):
 def test_gc_deletes_only_what_no_version_references(local_store, tmp_path):
     a = write(tmp_path / "a", rand(256 * 1024, 1))
     b = write(tmp_path / "b", rand(256 * 1024, 2))
-    local_store.put(str(a), "m", chunk_size=CHUNK)
-    local_store.put(str(b), "m", chunk_size=CHUNK)
-    local_store.put(str(a), "other", chunk_size=CHUNK)
+    local_store.put(str(a), "m", chunk_size=CHUNK, **ONE_OBJECT_EACH)
+    local_store.put(str(b), "m", chunk_size=CHUNK, **ONE_OBJECT_EACH)
+    local_store.put(str(a), "other", chunk_size=CHUNK, **ONE_OBJECT_EACH)
     local_store.rm("m@2")
     dry = local_store.gc(dry_run=True, grace=0)
     assert dry.deleted_chunks == 4 and dry.deleted_bytes >= 256 * 1024
@@ -149,7 +150,7 @@ def test_gc_deletes_only_what_no_version_references(local_store, tmp_path):
 def test_gc_refuses_to_run_when_a_manifest_is_unreadable(local_store, tmp_path):
     from cas.layout import manifest_key
     src = write(tmp_path / "a", b"x" * 1000)
-    local_store.put(str(src), "m", chunk_size=CHUNK)
+    local_store.put(str(src), "m", chunk_size=CHUNK, **ONE_OBJECT_EACH)
     local_store.backend.create(manifest_key("m", "2"), b"garbage")
     with pytest.raises(CasError, match="gc stopped before deleting anything: m@2"):
         local_store.gc()

@@ -728,7 +728,8 @@ def test_an_endless_body_is_read_only_as_far_as_asked(server, root):
     assert len(store.read("obj", 0, 5)) == 5
 
 
-def test_a_get_from_a_trickling_datanode_fails_naming_the_chunk_within_the_deadline(server, root, tmp_path):
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_get_from_a_trickling_datanode_fails_naming_the_chunk_within_the_deadline(server, root, tmp_path, packed):
     from cas import Store
     from cas.errors import StoreUnavailable
 
@@ -736,12 +737,13 @@ def test_a_get_from_a_trickling_datanode_fails_naming_the_chunk_within_the_deadl
                        **dict(FAST, timeout=1.0, retries=1), min_rate=100_000)
     src = tmp_path / "w.bin"
     src.write_bytes(os.urandom(200_000))
-    m = store.put(str(src), "m")
-    digest = m.files[0].digests[0].hex()
-    server.inject("trickle", op="OPEN", node="datanode", path_prefix=f"{root}/chunks/", times=None,
+    m = store.put(str(src), "m", pack_below=1 << 20 if packed else 0)
+    digest = m.files[0].digests[0]
+    name = f"packs/../../{m.packed[digest].pack.hex()}" if packed else f"chunks/../../{digest.hex()}"
+    server.inject("trickle", op="OPEN", node="datanode", path_prefix=f"{root}/{name.split('/')[0]}/", times=None,
                   size=1, interval=0.3)
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable, match=f"get of 'm' stopped .* to read 'chunks/../../{digest}' after 2 attempts: "
+    with pytest.raises(StoreUnavailable, match=f"get of 'm' stopped .* to read '{name}' after 2 attempts: "
                                                 "transfer too slow") as info:
         store.get("m", str(tmp_path / "out.bin"))
     assert time.monotonic() - started < 2 * (1.0 + 200_000 / 100_000) + 2

@@ -7,7 +7,8 @@
 
 ``local`` reads files or directories (versions of one model, oldest first) and reports, for each
 chunker and chunk size, the logical, unique and stored bytes (cut as a put with that chunker cuts
-them, so the figures are what such a put stores, to the byte), objects per 100 MB stored, what each version adds after the earlier ones,
+them, so the figures are what such a put stores, to the byte, packs included: ``--pack-below``),
+objects (chunk objects and packs) per 100 MB stored, what each version adds after the earlier ones,
 and which files and byte regions are new or shared. ``store`` reports the same for the stored
 versions of a model, plus a version x version matrix of shared bytes and where the stored bytes go.
 The analysis lives in cas.dedup; this script parses, calls it and prints. ``--chart`` needs
@@ -28,6 +29,7 @@ from cas.cli import describe_error, size_arg
 from cas.codec import DEFAULT_LEVEL, DEFAULT_POLICY, POLICIES
 from cas.dedup import NEW, analyze_local, analyze_store, default_workers, largest_regions
 from cas.errors import CasError
+from cas.packing import DEFAULT_PACK_BELOW
 from cas.sizes import human_bytes
 from cas.store import default_store_url
 
@@ -73,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
     c.add_argument("--codec", choices=POLICIES, default=DEFAULT_POLICY,
                    help=f"codec policy as for `cas put --codec` (default {DEFAULT_POLICY})")
+    c.add_argument("--pack-below", type=size_arg, default=DEFAULT_PACK_BELOW, metavar="SIZE",
+                   help="as for `cas put --pack-below`: chunks shorter than this go in packs (default 1MiB; 0: none)")
     common(c)
 
     c = sub.add_parser("store", help="the stored versions of one model")
@@ -198,10 +202,11 @@ def render_local(result: dict, top: int) -> str:
     rows = [[_cut_label(r), human_bytes(r["logical_bytes"]), human_bytes(r["unique_bytes"]),
              human_bytes(r["stored_bytes"]), human_bytes(r["manifest_bytes"]),
              human_bytes(r["stored_bytes"] + r["manifest_bytes"]), ratio(r["dedup_ratio"]), ratio(r["compression_ratio"]),
-             r["unique_chunks"], r["objects_per_100mb"], f"{r['stored']['sampled_chunks']} chunks"] for r in reports]
+             r["unique_chunks"], f"{r['objects']} ({r['packs']} packs)", r["objects_per_100mb"],
+             f"{r['stored']['sampled_chunks']} chunks"] for r in reports]
     lines += ["  " + line for line in table(["chunker", "logical", "unique", "stored", "manifests",
                                               "stored + manifests", "dedup", "compression", "unique chunks",
-                                              "objects / 100 MB", "compressed"], rows)]
+                                              "objects", "objects / 100 MB", "compressed"], rows)]
     lines += ["  " + codecs_line(r["stored"]["codecs"], f"codecs, {_cut_label(r)} (encoded chunks)") for r in reports]
     finest = min(reports, key=lambda r: r["stored_bytes"] + r["manifest_bytes"])
     size = _cut_label(finest)
@@ -421,7 +426,8 @@ def run(args) -> tuple[dict, str]:
     if args.mode == "local":
         result = analyze_local(args.paths, args.chunk_size or list(DEFAULT_CHUNK_SIZES),
                                chunkers=args.chunker or [DEFAULT_CHUNKER], sample=args.sample, policy=args.codec,
-                               level=args.level, n_workers=args.workers or default_workers(), progress=True)
+                               level=args.level, pack_below=args.pack_below,
+                               n_workers=args.workers or default_workers(), progress=True)
         if args.chart:
             chart_local(result, args.chart)
         return result, render_local(result, args.top)

@@ -14,7 +14,7 @@ URL grammar and options: ``cas.backends.webhdfs_config`` (``WebHdfsConfig``, par
   ``auth=kerberos`` -> ``hdfs.ext.kerberos.KerberosClient`` (needs ``requests-kerberos``).
   HdfsCLI only configures the shared ``requests.Session``; the requests themselves are built
   here, so that every answer's HTTP status reaches the one error-mapping function.
-- ``replication=N``: chunk objects are created with HDFS replication N (CREATE's ``replication``);
+- ``replication=N``: chunk objects and packs are created with HDFS replication N (CREATE's ``replication``);
   manifests, tags and leases keep the cluster default.
 - ``min_rate``: a read's body must arrive within ``timeout + size / min_rate`` seconds, however
   the server paces it. A read never takes more than the ``length`` it asked for, whatever the
@@ -58,7 +58,7 @@ import posixpath
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from ..layout import CHUNKS, staging_key
+from ..layout import CHUNKS, PACKS, staging_key
 from .base import Backend, StoredObject, check_key, closed_error
 from .webhdfs_client import Transient, WebHdfsClient, past_end
 from .webhdfs_config import WebHdfsConfig, parse_webhdfs_url, redact
@@ -223,7 +223,8 @@ class WebHdfsBackend(Backend):
 
     def _stage(self, staged: str, data: bytes, key: str) -> None:
         """CREATE overwrite=false at a tmp name: NN 307, then the body to the datanode."""
-        extra = {"replication": self.chunk_replication} if self.chunk_replication and key.strip("/").startswith(f"{CHUNKS}/") else {}
+        data_objects = (f"{CHUNKS}/", f"{PACKS}/")
+        extra = {"replication": self.chunk_replication} if self.chunk_replication and key.strip("/").startswith(data_objects) else {}
         resp = self.client.check(self.client.nn("PUT", staged, "CREATE", overwrite="false", **extra), key, "create", ok=(307,))
         location = resp.headers.get("Location")
         if not location:

@@ -13,7 +13,9 @@ bytes) or one get (into a fresh destination), then checks the outcome from outsi
 A *transient* fault hits a few requests (fewer than the retry budget) and must end in success; a
 *persistent* one hits every matching request and must end in a clean failure. Faults match only
 requests for the chunk transfers (paths under tmp/ for a put, chunks/ for a get) and start after
-the first two of those, so they land midway, among the chunk transfers. Run it as
+the first two of those, so they land midway, among the chunk transfers. Puts store one object
+per chunk (``pack_below=0``) so there are chunk transfers to hit; a get's ranged reads of packs go
+through the same backend calls (tests/test_webhdfs_backend.py trickles one). Run it as
 ``python tools/fault_table.py`` for the table in docs/faults.md.
 """
 
@@ -105,7 +107,7 @@ def run_trial(server, fault: Fault, op: str, persistent: bool, workdir: str) -> 
     with open(src, "wb") as f:
         f.write(os.urandom(SIZE))
     if op == "get":
-        clean.put(src, "m", chunk_size=CHUNK)
+        clean.put(src, "m", chunk_size=CHUNK, pack_below=0)
     dest = os.path.join(workdir, f"dest-{uuid.uuid4().hex[:8]}")
     faulty = Store.open(url, cache_dir=False, n_workers=4, **BACKEND_OPTIONS)
     disarm = _arm(server, fault, persistent, root, op)
@@ -120,7 +122,7 @@ def attempt(faulty: Store, op: str, src: str, dest: str) -> tuple[str, str]:
     """Run one put or get through a faulty store: ("succeeded" | "failed_cleanly" | "crashed", error)."""
     try:
         if op == "put":
-            faulty.put(src, "m", chunk_size=CHUNK)
+            faulty.put(src, "m", chunk_size=CHUNK, pack_below=0)
         else:
             faulty.get("m", dest)
         return "succeeded", ""

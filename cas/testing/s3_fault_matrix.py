@@ -51,7 +51,7 @@ def run_trial(server, fault: S3Fault, op: str, persistent: bool, workdir: str) -
     with open(src, "wb") as f:
         f.write(os.urandom(SIZE))
     if op == "get":
-        clean.put(src, "m", chunk_size=CHUNK)
+        clean.put(src, "m", chunk_size=CHUNK, pack_below=0)  # one object per chunk: transfers to hit
     dest = os.path.join(workdir, f"dest-{uuid.uuid4().hex[:8]}")
     with FaultProxy(server.endpoint, stall_seconds=2.0) as proxy:
         faulty = Store.open(url.replace(server.endpoint, proxy.endpoint), cache_dir=False, n_workers=4,
