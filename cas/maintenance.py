@@ -112,7 +112,7 @@ def read_chunk(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
     of this thread's chunk buffer: valid until this thread's next read_chunk.
     """
     if where is not None and where.in_pack:
-        problem, data = _read_packed(backend, digest, length, chunk_hash, where)
+        problem, data = read_packed(backend, digest, length, chunk_hash, where)
         if problem is None:
             return None, data
         own_problem, data = read_chunk(backend, digest, length, chunk_hash)
@@ -143,7 +143,7 @@ def _lost(problem: str) -> str:
     return f"{problem} and it has no object of its own"
 
 
-def _read_packed(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
+def read_packed(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
                  where: ChunkLocation) -> tuple[str | None, memoryview | None]:
     """The chunk from its pack range (at most ``where.length`` bytes, which the manifest bounds by
     the largest encoding of ``length``), or what is wrong with it there."""
@@ -151,6 +151,8 @@ def _read_packed(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
         obj = backend.read(where.key, where.offset, where.length)
     except FileNotFoundError:
         return f"missing: its pack {where.key} is missing", None
+    if len(obj) != where.length:  # a table entry that runs past the end of its pack
+        return f"corrupt: pack {where.key} ends {where.length - len(obj)} bytes before its object at {where.offset}", None
     try:
         data = codec.decode_into(obj, aligned_buffer(length, "chunk"), expected_length=length,
                                  name=f"its object at offset {where.offset} of pack {where.key}")

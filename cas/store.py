@@ -31,7 +31,7 @@ from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, ma
                      tombstone_key)
 from .leases import DEFAULT_TTL, Lease, writer_lease
 from .localfs import Staging, check_unchanged, scan_source
-from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, PackedChunk, pack, unpack
+from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, PackedChunk, location, pack, unpack
 from .packing import DEFAULT_PACK_BELOW, REUSE_VERSIONS, Packing, reusable_locations
 from .names import LATEST, Ref, check_name, is_valid_name, parse_ref
 from .progress import byte_bar
@@ -322,11 +322,12 @@ class Store:
         first_piece: dict[bytes, Piece] = {}
         for d, p in zip(digests, pieces):
             first_piece.setdefault(d, p)
-        # the pack table's largest form: every small chunk packed (checked again once it is known)
-        _check_manifest_size(replace(draft, packed={d: PackedChunk(d, 1 << 30, 1 << 30) for d, p in
-                                                    first_piece.items() if packing.packs(p.length)}), local_path)
-        # Small chunks of the versions a fine-tune most likely shares bytes with; confirmed present under the lease.
-        reuse = reusable_locations(self._reuse_manifests(model)) if packing.pack_below else {}
+        # before anything is sent, the manifest without its pack table (checked again with it, once known)
+        _check_manifest_size(draft, local_path)
+        # Small chunks of the versions a fine-tune most likely shares bytes with: read back and
+        # checked here, their packs confirmed present under the lease.
+        reuse = (self._checked_reuse(reusable_locations(self._reuse_manifests(model)), first_piece, packing,
+                                     chunk_hash) if packing.pack_below else {})
         located: dict[bytes, PackedChunk] = {}  # this put's pack table, filled by the send rounds
 
         # From asking what is missing to moving the tags, hold an unbroken writer lease: gc cannot
@@ -344,7 +345,9 @@ class Store:
             if not lease.intact(margin=lease.ttl / 2):  # paused since: gc may have deleted chunks or packs
                 lease = self._store_missing(lease, sends, lapsed=True, **keys)
             draft = replace(draft, packed={d: located[d] for d in first_piece if d in located})
-            _check_manifest_size(draft, local_path)
+            _check_manifest_size(draft, local_path, packed=True)
+            # every reader must accept what is published (a put never publishes a manifest it would refuse)
+            unpack(pack(replace(draft, version=draft.version or "1")), name=f"the manifest of {local_path!r}")
             published = self._publish(draft, explicit=version is not None)
             self.backend.flush()  # and the manifest before a tag can point at it
             if not lease.intact():  # paused while publishing: make sure gc left every chunk and pack
@@ -359,6 +362,24 @@ class Store:
                                            sent_stored_bytes=sum(n for _, n in sent.values()), sent_packs=sends.packs,
                                            reused_packed_chunks=sum(1 for d in published.packed if d not in sent))
         return published
+
+    def _checked_reuse(self, reuse: dict[bytes, PackedChunk], first_piece: dict[bytes, Piece], packing: Packing,
+                       chunk_hash: ChunkHash) -> dict[bytes, PackedChunk]:
+        """The pack-table entries of older versions this put may point at, each read from its pack,
+        decoded at this put's length and hashed. A damaged or hostile older manifest (an offset
+        that points at other bytes, a length this chunk does not have) must not make a new version
+        name bytes nobody checked: such an entry is dropped, and the chunk is packed anew. These are
+        the small chunks of a version (about 7 MB of a 95 MB ResNet50), read once."""
+        wanted = [(d, at) for d, at in reuse.items() if d in first_piece and packing.packs(first_piece[d].length)]
+
+        def holds(item: tuple[bytes, PackedChunk]) -> bool:
+            d, at = item
+            problem, _ = maintenance.read_packed(self.backend, d, first_piece[d].length, chunk_hash, location(d, at))
+            if problem:
+                log.info("not reusing chunk %s from an older version's pack: %s", d.hex(), problem)
+            return problem is None
+
+        return {d: at for (d, at), ok in zip(wanted, run_bounded(holds, wanted, self.n_workers)) if ok}
 
     def _reuse_manifests(self, model: str) -> list[Manifest]:
         """The versions whose packed chunks a put of ``model`` may point at: the one tagged
@@ -740,11 +761,13 @@ class _Sends:
         return to_send, to_pack
 
 
-def _check_manifest_size(draft: Manifest, local_path: str) -> None:
+def _check_manifest_size(draft: Manifest, local_path: str, *, packed: bool = False) -> None:
     packed_size = len(pack(draft))
     if packed_size > MAX_MANIFEST_BYTES:
+        fix = ("put it with --pack-below 0 (its pack table is what does not fit), or store it as several models"
+               if packed else "store it as several models")
         raise CasError(f"the manifest of {local_path!r} would be {packed_size} bytes, over the {MAX_MANIFEST_BYTES}-byte "
-                       "limit (too many files or too much metadata); store it as several models")
+                       f"limit (too many files or too much metadata); {fix}")
 
 
 def _too_many_chunks(local_path: str, n_pieces: int, total: int, cutter) -> CasError:

@@ -15,7 +15,8 @@ import pytest
 
 from cas import Store
 from cas import manifest as manifest_module
-from cas.errors import BadManifest, CorruptChunk, MissingChunk
+from cas.codec import encoded_capacity
+from cas.errors import BadManifest, CasError, CorruptChunk, MissingChunk
 from cas.layout import chunk_key, pack_key
 from cas.manifest import (
     FORMAT,
@@ -493,3 +494,71 @@ def test_copy_never_holds_more_of_a_pack_than_a_put_writes(tmp_path):
         assert report.sent_packs == 0 and report.sent_chunks == len(m.chunk_lengths())
         b.get("m@1", str(tmp_path / "back"))
         assert _same_tree(src, tmp_path / "back")
+
+
+# -- a put never trusts an older version's pack table blindly (review findings) ------------------
+
+def _rewrite_manifest(store, model, version, doc):
+    path = os.path.join(store.backend.root, "manifests", model, f"{version}.msgpack")
+    os.chmod(path, 0o644)
+    with open(path, "wb") as f:
+        f.write(msgpack.packb(doc, use_bin_type=True))
+
+
+def test_a_damaged_offset_in_an_older_pack_table_is_not_copied_into_a_new_version(local_store, tmp_path):
+    """v1's table has two entries swapped (bit rot, a buggy writer): a put of the same files must
+    not point v2 at those ranges, which hold the other chunk's bytes."""
+    src = tmp_path / "v"
+    write(src / "a.bin", os.urandom(20 * KIB))
+    write(src / "b.bin", os.urandom(20 * KIB))  # same size and incompressible: same stored length
+    m1 = local_store.put(str(src), "m", codec="raw")
+    assert len(m1.packed) == 2
+    doc = msgpack.unpackb(pack(m1), raw=False)
+    offsets = doc["packs"]["offset"]
+    doc["packs"]["offset"] = [offsets[1], offsets[0]]
+    _rewrite_manifest(local_store, "m", m1.version, doc)
+    m2 = local_store.put(str(src), "m", codec="raw")
+    # checked, found wrong and packed again: the same bytes, so the same pack, now at the right offsets
+    assert {d: at.offset for d, at in m2.packed.items()} != {d: at.offset for d, at in
+                                                             local_store.manifest(f"m@{m1.version}").packed.items()}
+    assert local_store.verify(f"m@{m2.version}", full=True).problems == []
+    local_store.get(f"m@{m2.version}", str(tmp_path / "out"))
+    assert all((tmp_path / "out" / n).read_bytes() == (src / n).read_bytes() for n in ("a.bin", "b.bin"))
+
+
+def test_an_older_manifest_that_misstates_a_chunk_length_cannot_make_put_publish_an_unreadable_one(local_store,
+                                                                                                   tmp_path):
+    """v1 claims its chunk is 5000 bytes with a stored length no 100-byte chunk can have: reusing
+    that entry would publish a manifest every reader refuses, and stop gc for the whole store."""
+    write(tmp_path / "f.bin", os.urandom(100))
+    m1 = local_store.put(str(tmp_path / "f.bin"), "m", codec="raw")
+    doc = msgpack.unpackb(pack(m1), raw=False)
+    doc["files"][0]["size"] = 5000
+    doc["files"][0]["lengths"] = [5000]
+    doc["packs"]["length"] = [encoded_capacity(100) + 100]
+    _rewrite_manifest(local_store, "m", m1.version, doc)
+    m2 = local_store.put(str(tmp_path / "f.bin"), "m", codec="raw")
+    local_store.manifest(f"m@{m2.version}")  # readable
+    local_store.get(f"m@{m2.version}", str(tmp_path / "out.bin"))
+    assert (tmp_path / "out.bin").read_bytes() == (tmp_path / "f.bin").read_bytes()
+
+
+def test_a_put_whose_real_manifest_fits_is_not_refused_on_a_worst_case_estimate(local_store, tmp_path, monkeypatch):
+    """The size check before sending counted every small chunk as packed at the largest offsets;
+    a put whose actual manifest fits under the limit was refused, and told nothing of --pack-below."""
+    from dataclasses import replace
+
+    import cas.store
+
+    src = tmp_path / "v"
+    for i in range(1500):
+        write(src / "shards" / f"part-{i:06d}.json", os.urandom(100))
+    m = local_store.put(str(src), "a")
+    real = len(pack(m))
+    estimate = len(pack(replace(m, packed={d: PackedChunk(d, 1 << 30, 1 << 30) for d in m.packed})))
+    limit = (real + estimate) // 2
+    monkeypatch.setattr(cas.store, "MAX_MANIFEST_BYTES", limit)
+    local_store.put(str(src), "b")  # its manifest is `real` bytes: it fits
+    monkeypatch.setattr(cas.store, "MAX_MANIFEST_BYTES", len(pack(replace(m, packed={}))) + 10)
+    with pytest.raises(CasError, match="--pack-below 0"):  # only the pack table does not fit: say what helps
+        local_store.put(str(src), "c")
