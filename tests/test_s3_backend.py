@@ -470,3 +470,22 @@ def test_no_credentials_anywhere_is_one_line(monkeypatch, tmp_path):
         assert fake.requests == []
     finally:
         fake.close()
+
+
+def test_a_ranged_read_from_a_store_that_ignores_range_returns_just_the_range(tmp_path, s3_server):
+    """Packed chunks are read by range; a store that answers 200 with the whole object must not
+    make a read return (or hold) the whole pack."""
+    from cas.backends.s3 import open_s3
+
+    url = s3_server.store_url(prefix="ranges")
+    data = os.urandom(3 << 20)
+    with FaultProxy(s3_server.endpoint) as proxy:
+        backend = open_s3(url.replace(s3_server.endpoint, proxy.endpoint))
+        try:
+            backend.create("packs/ab/cd/abcd", data)
+            proxy.add("ignore_range", method="GET", path_contains="/packs/", times=None)
+            assert backend.read("packs/ab/cd/abcd", 1000, 5000) == data[1000:6000]
+            assert backend.read("packs/ab/cd/abcd", (3 << 20) - 10) == data[-10:]
+            assert proxy.hits["ignore_range"] == 2
+        finally:
+            backend.close()

@@ -9,7 +9,9 @@ then fire ``times`` times (None: for ever):
 - ``reset``: close the connection (RST) without forwarding;
 - ``slowdown``: answer 503 SlowDown (S3's "reduce your request rate") without forwarding;
 - ``cut_body``: forward, then send the answer's headers and half its body, and close;
-- ``stall``: forward, then wait ``stall_seconds`` before answering (a client times out first).
+- ``stall``: forward, then wait ``stall_seconds`` before answering (a client times out first);
+- ``ignore_range``: forward without the request's Range header, as a store that does not support
+  ranged reads answers 200 with the whole object.
 
 ``hits`` counts how many times each action fired; ``requests`` logs (method, path) of every request.
 """
@@ -27,7 +29,7 @@ from urllib.parse import urlsplit
 
 __all__ = ["FaultProxy", "ACTIONS"]
 
-ACTIONS = ("drop_answer", "reset", "slowdown", "cut_body", "stall")
+ACTIONS = ("drop_answer", "reset", "slowdown", "cut_body", "stall", "ignore_range")
 _SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
              b"<Message>Please reduce your request rate.</Message></Error>")
 
@@ -131,7 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         conn = http.client.HTTPConnection(self.owner.upstream_host, self.owner.upstream_port, timeout=60)
         try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "expect")}
+            dropped = ("connection", "expect", "range") if action == "ignore_range" else ("connection", "expect")
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
             conn.request(self.command, self.path, body=body, headers=headers)
             answer = conn.getresponse()
             data = answer.read()
