@@ -18,7 +18,7 @@ This module is pure: it decides which chunks go in a pack and in which packs (``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .codec import encoded_capacity
@@ -114,12 +114,12 @@ class FinishedPack:
     members: dict[bytes, PackedChunk]
 
 
-def reusable_locations(manifests: Iterable[Manifest]) -> dict[bytes, PackedChunk]:
-    """Packed chunks a put may point at instead of storing them again (once their packs are
-    confirmed present): those of the versions it reads for reuse, first manifest first."""
+def reusable_locations(tables: Iterable[Mapping[bytes, PackedChunk]]) -> dict[bytes, PackedChunk]:
+    """Packed chunks a put may point at instead of storing them again (once checked and their packs
+    confirmed present): those in the pack tables of the versions it reads for reuse, first first."""
     out: dict[bytes, PackedChunk] = {}
-    for m in manifests:
-        for d, at in m.packed.items():
+    for table in tables:
+        for d, at in table.items():
             out.setdefault(d, at)
     return out
 
@@ -140,7 +140,7 @@ def simulate(versions: Sequence[Manifest], stored_size: Callable[[bytes, int], i
     individual: set[bytes] = set()  # digests stored as objects of their own
     done: list[Manifest] = []
     for vi, m in enumerate(versions):
-        previous = reusable_locations(reversed(done[-window:])) if window else {}
+        previous = reusable_locations(m.packed for m in reversed(done[-window:])) if window else {}
         placed: dict[bytes, PackedChunk] = {}
         current, filled, count = b"", 0, 0
         for d, length in m.chunk_lengths().items():

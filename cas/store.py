@@ -326,8 +326,9 @@ class Store:
         _check_manifest_size(draft, local_path)
         # Small chunks of the versions a fine-tune most likely shares bytes with: read back and
         # checked here, their packs confirmed present under the lease.
-        reuse = (self._checked_reuse(reusable_locations(self._reuse_manifests(model)), first_piece, packing,
-                                     chunk_hash) if packing.pack_below else {})
+        small = {d for d, p in first_piece.items() if packing.packs(p.length)}
+        reuse = (self._checked_reuse(reusable_locations(self._reuse_tables(model, small)), first_piece, packing,
+                                     chunk_hash) if small else {})
         located: dict[bytes, PackedChunk] = {}  # this put's pack table, filled by the send rounds
 
         # From asking what is missing to moving the tags, hold an unbroken writer lease: gc cannot
@@ -381,11 +382,13 @@ class Store:
 
         return {d: at for (d, at), ok in zip(wanted, run_bounded(holds, wanted, self.n_workers)) if ok}
 
-    def _reuse_manifests(self, model: str) -> list[Manifest]:
-        """The versions whose packed chunks a put of ``model`` may point at: the one tagged
-        ``latest`` (what a fine-tune starts from) and the ``REUSE_VERSIONS`` newest (a put that did
-        not move ``latest``, a tensor that comes back), read in parallel. Reuse only saves bytes, so
-        a version that cannot be read is skipped."""
+    def _reuse_tables(self, model: str, wanted: set[bytes]) -> list[dict[bytes, PackedChunk]]:
+        """The pack-table entries, for the chunks in ``wanted``, of the versions a put of ``model``
+        may point at: the one tagged ``latest`` (what a fine-tune starts from) and the
+        ``REUSE_VERSIONS`` newest (a put that did not move ``latest``, a tensor that comes back),
+        read in parallel, each manifest dropped once its entries are taken (a manifest of a
+        million packed chunks holds ~165 MiB parsed). Reuse only saves bytes, so a version that
+        cannot be read is skipped."""
         try:
             latest = refs.target(self.backend, model, LATEST)
             newest = self.versions(model)[-REUSE_VERSIONS:]
@@ -393,15 +396,16 @@ class Store:
             log.info("no packs to reuse for %s (%s)", model, exc)
             return []
 
-        def load(v: str) -> Manifest | None:
+        def load(v: str) -> dict[bytes, PackedChunk]:
             try:
-                return self._load(model, v)[0]
+                packed = self._load(model, v)[0].packed
             except (CasError, OSError) as exc:
                 log.info("not reusing the packs of %s@%s (%s)", model, v, exc)
-                return None
+                return {}
+            return {d: at for d, at in packed.items() if d in wanted}
 
         chosen = [v for v in dict.fromkeys([latest, *reversed(newest)]) if v is not None]
-        return [m for m in run_bounded(load, chosen, self.n_workers) if m is not None]
+        return run_bounded(load, chosen, self.n_workers)
 
     def _store_missing(self, lease: Lease, sends: _Sends, *, policy: str, level: int, model: str,
                        chunk_hash: ChunkHash, source_checks: dict, lapsed: bool = False) -> Lease:
