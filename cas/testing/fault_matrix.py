@@ -14,8 +14,9 @@ A *transient* fault hits a few requests (fewer than the retry budget) and must e
 *persistent* one hits every matching request and must end in a clean failure. Faults match only
 requests for the chunk transfers (paths under tmp/ for a put, chunks/ for a get) and start after
 the first two of those, so they land midway, among the chunk transfers. Puts store one object
-per chunk (``pack_below=0``) so there are chunk transfers to hit; a get's ranged reads of packs go
-through the same backend calls (tests/test_webhdfs_backend.py trickles one). Run it as
+per chunk (``pack_below=0``) so there are chunk transfers to hit, except in the rows marked
+"(packs)": there the version's chunks go in one pack (the default), a put's fault hits the pack's
+upload and a get's its ranged reads (from the first: a packed get reads the pack once). Run it as
 ``python tools/fault_table.py`` for the table in docs/faults.md.
 """
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 
 from cas import Store
 from cas.errors import CasError
+from cas.packing import DEFAULT_PACK_BELOW
 
 # Small timeouts and backoff so a persistent fault fails in seconds, not minutes.
 BACKEND_OPTIONS = {"retries": 4, "backoff": 0.05, "backoff_max": 0.5, "timeout": 1.0, "connect_timeout": 1.0}
@@ -43,6 +45,11 @@ class Fault:
     ops: tuple[str, ...]  # which of "put", "get" it applies to
     params: dict | None  # server.inject(**params); None = take datanode 0 down
     slow: bool = False  # tens of seconds a trial: in docs/faults.md, left out of the test suite
+    packed: bool = False  # the version's chunks in a pack (the default), not an object each
+
+    @property
+    def pack_below(self) -> int:
+        return DEFAULT_PACK_BELOW if self.packed else 0
 
 
 FAULTS = (
@@ -60,6 +67,11 @@ FAULTS = (
           dict(kind="trickle", node="datanode", op="OPEN", size=1024, interval=0.1), slow=True),
     Fault("endless datanode answer (read)", ("get",), dict(kind="endless", node="datanode", op="OPEN")),
     Fault("datanode taken down", ("put", "get"), None),
+    Fault("HTTP 503 from the datanode (packs)", ("put", "get"), dict(kind="status", code=503, node="datanode"),
+          packed=True),
+    Fault("upload cut midway (packs)", ("put",), dict(kind="cut_upload", op="CREATE"), packed=True),
+    Fault("response cut midway (ranged read of a pack)", ("get",),
+          dict(kind="cut_response", node="datanode", op="OPEN"), packed=True),
 )
 
 
@@ -89,8 +101,11 @@ def _arm(server, fault: Fault, persistent: bool, root: str, op: str):
     # Only requests under the chunk paths match: a put stages every object under tmp/ (its writer
     # lease first: two namenode requests, one datanode request), a get reads chunks/. skip=2 lets
     # the first two matching requests through, so the fault lands among the chunk transfers.
-    params.setdefault("path_prefix", f"{root}/tmp/" if op == "put" else f"{root}/chunks/")
-    server.inject(params.pop("kind"), times=None if persistent else 2, skip=2, **params)
+    read_from = "packs" if fault.packed else "chunks"
+    params.setdefault("path_prefix", f"{root}/tmp/" if op == "put" else f"{root}/{read_from}/")
+    # a packed put uploads its writer lease, then its one pack; a packed get reads that pack once
+    skip = (1 if op == "put" else 0) if fault.packed else 2
+    server.inject(params.pop("kind"), times=None if persistent else 2, skip=skip, **params)
     return server.clear_faults
 
 
@@ -107,22 +122,22 @@ def run_trial(server, fault: Fault, op: str, persistent: bool, workdir: str) -> 
     with open(src, "wb") as f:
         f.write(os.urandom(SIZE))
     if op == "get":
-        clean.put(src, "m", chunk_size=CHUNK, pack_below=0)
+        clean.put(src, "m", chunk_size=CHUNK, pack_below=fault.pack_below)
     dest = os.path.join(workdir, f"dest-{uuid.uuid4().hex[:8]}")
     faulty = Store.open(url, cache_dir=False, n_workers=4, **BACKEND_OPTIONS)
     disarm = _arm(server, fault, persistent, root, op)
     try:
-        outcome, error = attempt(faulty, op, src, dest)
+        outcome, error = attempt(faulty, op, src, dest, pack_below=fault.pack_below)
     finally:
         disarm()
     return _check(clean, op, outcome, src, dest), error
 
 
-def attempt(faulty: Store, op: str, src: str, dest: str) -> tuple[str, str]:
+def attempt(faulty: Store, op: str, src: str, dest: str, *, pack_below: int = 0) -> tuple[str, str]:
     """Run one put or get through a faulty store: ("succeeded" | "failed_cleanly" | "crashed", error)."""
     try:
         if op == "put":
-            faulty.put(src, "m", chunk_size=CHUNK, pack_below=0)
+            faulty.put(src, "m", chunk_size=CHUNK, pack_below=pack_below)
         else:
             faulty.get("m", dest)
         return "succeeded", ""
