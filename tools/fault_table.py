@@ -27,7 +27,8 @@ def main() -> None:
     print(f"Each operation moves a {SIZE // 1024} KiB version in 64 KiB chunks; backend options {BACKEND_OPTIONS}.")
     print("Each fault matches only the chunk transfers (paths under tmp/ for a put, chunks/ for a get) and starts "
           "after the first 2 of them; transient = it then hits 2 requests (a datanode outage: 0.3 s), "
-          "persistent = every one.\n")
+          "persistent = every one. Rows marked (packs) store the version in one pack (the default for small "
+          "chunks): the fault then hits the pack's upload, or the get's ranged reads of it (packs/).\n")
     print(markdown(rows))
     print("\nSucceeded and failed-cleanly outcomes are checked from outside after each trial: `verify --full` "
           "of the store, the bytes of the version or destination, no version published by a failed put, "
