@@ -14,13 +14,18 @@ from cas.backends import LocalBackend
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
-@pytest.fixture
-def legacy(tmp_path):
-    root = tmp_path / "store"
-    shutil.copytree(os.path.join(FIXTURES, "store-v1"), root)
-    with open(os.path.join(FIXTURES, "store-v1.json")) as f:
+def _fixture_store(tmp_path, name: str) -> tuple[Store, dict]:
+    """A copy of the committed store ``name`` and what it holds (``name``.json)."""
+    root = tmp_path / name
+    shutil.copytree(os.path.join(FIXTURES, name), root)
+    with open(os.path.join(FIXTURES, f"{name}.json")) as f:
         expected = json.load(f)
     return Store(LocalBackend(str(root)), cache_dir=False), expected
+
+
+@pytest.fixture
+def legacy(tmp_path):
+    return _fixture_store(tmp_path, "store-v1")
 
 
 def _sha256_tree(path: str) -> dict:
@@ -61,11 +66,7 @@ def test_old_store_takes_new_versions_that_share_its_chunks(legacy, tmp_path):
 
 @pytest.fixture
 def packed(tmp_path):
-    root = tmp_path / "store-packs"
-    shutil.copytree(os.path.join(FIXTURES, "store-v2-packs"), root)
-    with open(os.path.join(FIXTURES, "store-v2-packs.json")) as f:
-        expected = json.load(f)
-    return Store(LocalBackend(str(root)), cache_dir=False), expected
+    return _fixture_store(tmp_path, "store-v2-packs")
 
 
 def test_a_packed_store_reads_back_byte_for_byte_and_verifies(packed, tmp_path):

@@ -16,7 +16,7 @@ from cas.backends import open_backend
 from cas.backends.s3 import S3Backend
 from cas.backends.s3_config import S3Config, parse_s3_url
 from cas.errors import StoreMisconfigured
-from cas.testing.conformance import BackendConformance
+from cas.testing.conformance import BackendConformance, race_create
 from cas.testing.s3_proxy import FaultProxy
 
 from tests.conftest import s3_bucket_url, write
@@ -171,24 +171,7 @@ def test_eight_threads_racing_one_create_have_exactly_one_winner_50_rounds(s3_se
     try:
         for round_number in range(50):
             key = f"manifests/m/{round_number}.msgpack"
-            results: list[object] = [None] * n
-            barrier = threading.Barrier(n)
-
-            def attempt(i):
-                barrier.wait()
-                try:
-                    backend.create(key, f"writer {i}".encode())
-                    results[i] = "won"
-                except FileExistsError:
-                    results[i] = "lost"
-                except BaseException as exc:  # noqa: BLE001 - asserted below
-                    results[i] = exc
-
-            threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            results = race_create(backend, key, [f"writer {i}".encode() for i in range(n)])
             assert results.count("won") == 1, (round_number, results)
             assert results.count("lost") == n - 1, (round_number, results)
             assert raw(key) == f"writer {results.index('won')}".encode()

@@ -61,6 +61,30 @@ def _raised(call, seconds: float = 30.0) -> BaseException | None:
     return outcome[0]
 
 
+def race_create(backend, key: str, payloads: list[bytes]) -> list[object]:
+    """One thread per payload creates ``key`` at the same moment; each result is "won", "lost"
+    (FileExistsError) or the exception it raised."""
+    results: list[object] = [None] * len(payloads)
+    barrier = threading.Barrier(len(payloads))
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        try:
+            backend.create(key, payloads[i])
+            results[i] = "won"
+        except FileExistsError:
+            results[i] = "lost"
+        except BaseException as exc:  # noqa: BLE001 - recorded and asserted by the caller
+            results[i] = exc
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(len(payloads))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def _all_text(exc: BaseException) -> str:
     """What a user can see of an error: its message and the whole traceback (``cas -v``)."""
     return str(exc) + "".join(traceback.format_exception(exc))
@@ -156,25 +180,7 @@ class BackendConformance:
 
     def test_concurrent_creators_of_one_key_exactly_one_wins(self, backend, raw_read):
         n = 6
-        results: list[object] = [None] * n
-        barrier = threading.Barrier(n)
-
-        def attempt(i):
-            payload = bytes([i]) * 200_000
-            barrier.wait()
-            try:
-                backend.create("race/key", payload)
-                results[i] = "won"
-            except FileExistsError:
-                results[i] = "lost"
-            except BaseException as exc:  # noqa: BLE001 - recorded and asserted below
-                results[i] = exc
-
-        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = race_create(backend, "race/key", [bytes([i]) * 200_000 for i in range(n)])
         assert results.count("won") == 1, results
         assert results.count("lost") == n - 1, results
         winner = results.index("won")

@@ -87,6 +87,14 @@ class Row:
     crashed: int = 0
     example_error: str = ""
 
+    @property
+    def as_expected(self) -> bool:
+        """Nothing corrupted or crashed; a transient fault survived every time, a persistent one
+        failed cleanly every time."""
+        if self.corrupted or self.crashed:
+            return False
+        return (self.succeeded if self.mode == "transient" else self.failed_cleanly) == self.tried
+
 
 def _arm(server, fault: Fault, persistent: bool, root: str, op: str):
     """Arm the fault for requests of the operation's chunk transfers; returns a function that disarms it."""

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import threading
 import urllib.request
 import uuid
+
+from cas.testing import wait_until_stopped
 
 __all__ = ["S3TestServer", "ensure_test_credentials", "main"]
 
@@ -94,15 +94,10 @@ def main(argv: list[str] | None = None) -> None:
                                      description="Serve moto's S3 on 127.0.0.1 until Ctrl-C.")
     parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     args = parser.parse_args(argv)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     with S3TestServer(port=args.port) as server:
         print(f"endpoint  {server.endpoint}", flush=True)
         print(f"store     {server.store_url()}", flush=True)
-        try:
-            done.wait()
-        except KeyboardInterrupt:
-            pass
+        wait_until_stopped()
 
 
 if __name__ == "__main__":

@@ -45,9 +45,8 @@ Test-control API: ``raw_read``/``raw_write``/``raw_delete`` (bypassing HTTP), ``
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 
+from cas.testing import wait_until_stopped
 from cas.testing.webhdfs import WebHdfsServer
 
 __all__ = ["WebHdfsServer", "main"]
@@ -67,15 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     server = WebHdfsServer(datanodes=args.datanodes, bandwidth=args.bandwidth, latency=args.latency,
                            data_dir=args.root, permissions=not args.no_permissions, port=args.port)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     with server:
         print(f"namenode  {server.namenode_url}", flush=True)
         print(f"store     {server.store_url(args.store_root, args.user)}", flush=True)
-        try:
-            done.wait()
-        except KeyboardInterrupt:
-            pass
+        wait_until_stopped()
 
 
 if __name__ == "__main__":
