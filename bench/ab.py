@@ -13,7 +13,8 @@ summary gives the B/A ratio of both per round and their medians. The machine is 
 compare round by round, and trust the CPU ratio more than the wall one. Each side's stored/raw (the
 bytes of its chunk objects over the file's) is printed too. ``--data`` lists data kinds
 (``workload.DATA_KINDS``, generated at ``--size``) or existing files (default: f32 weights).
-``--direct-writes/--no-direct-writes`` is passed to both sides' Store.open for get.
+``--direct-writes/--no-direct-writes`` is passed to both sides' Store.open for get. ``--cold``
+drops the source file from the page cache before each put, so the put reads it from disk.
 
 ``--a-chunk-hash/--b-chunk-hash`` create that side's store with those chunk keys first, so one
 checkout can be compared with itself, e.g. xxh3-128 against blake3-256 keys:
@@ -39,12 +40,16 @@ from workload import DATA_KINDS, parse_size, tree_bytes, write_data  # noqa: E40
 CHILD = r"""
 import os, resource, sys, time
 from cas import Store
-op, root, path, chunk_hash = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5]
+op, root, path, chunk_hash, cold = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5], sys.argv[6] == "1"
 options = {} if sys.argv[4] == "default" else {"direct_writes": sys.argv[4] == "1"}
 if op == "put" and chunk_hash != "default":
     Store.create(root, chunk_hash=chunk_hash).close()
 store = Store.open(root, cache_dir=False, **options)
 os.sync()
+if cold and op == "put":  # the source's pages leave the page cache: the put reads it from disk
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -57,11 +62,12 @@ print(f"{time.perf_counter() - t0:.3f} {cpu() - c0:.3f}")
 """
 
 
-def run(checkout: str, op: str, root: str, path: str, direct: str, chunk_hash: str | None = None) -> tuple[float, float]:
+def run(checkout: str, op: str, root: str, path: str, direct: str, chunk_hash: str | None = None, *,
+        cold: bool = False) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child) of one put or get."""
     env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout), OPENBLAS_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", CHILD, op, root, path, direct, chunk_hash or "default"], env=env, check=True,
-                         capture_output=True, text=True, cwd=tempfile.gettempdir())
+    out = subprocess.run([sys.executable, "-c", CHILD, op, root, path, direct, chunk_hash or "default", "1" if cold else "0"],
+                         env=env, check=True, capture_output=True, text=True, cwd=tempfile.gettempdir())
     wall, cpu = out.stdout.split()[-2:]
     return float(wall), float(cpu)
 
@@ -78,6 +84,8 @@ def main(argv=None) -> int:
     ap.add_argument("--a-chunk-hash", help="create side A's store with these chunk keys (default: the store default)")
     ap.add_argument("--b-chunk-hash", help="create side B's store with these chunk keys")
     ap.add_argument("--tmp", default=None, help="parent directory for data and stores (deleted afterwards)")
+    ap.add_argument("--cold", action="store_true", help="drop the source from the page cache before each put, "
+                    "as for a model file that was not just written or read (POSIX_FADV_DONTNEED)")
     opts = ap.parse_args(argv)
     direct = "default" if opts.direct is None else ("1" if opts.direct else "0")
     work = tempfile.mkdtemp(prefix="cas-ab-", dir=opts.tmp)
@@ -104,7 +112,7 @@ def compare(opts, path: str, label: str, work: str, direct: str) -> None:
         for side, checkout, chunk_hash in (("A", opts.a, opts.a_chunk_hash), ("B", opts.b, opts.b_chunk_hash)):
             root, dest = os.path.join(work, f"store-{side}"), os.path.join(work, f"got-{side}")
             shutil.rmtree(root, ignore_errors=True)
-            times[side, "put"].append(run(checkout, "put", root, path, direct, chunk_hash))
+            times[side, "put"].append(run(checkout, "put", root, path, direct, chunk_hash, cold=opts.cold))
             stored[side] = tree_bytes(os.path.join(root, "chunks")) / os.path.getsize(path)
             times[side, "get"].append(run(checkout, "get", root, dest, direct))
             os.unlink(dest)

@@ -15,12 +15,11 @@ from cas import codec
 from cas.backends import LocalBackend
 from cas.backends.base import read_into
 from cas.chunking import Chunker
-from cas.digest import digest
 from cas.directio import aligned_buffer, write_at
 from cas.layout import chunk_key
 from cas.localfs import scan_source
 from cas.planning import plan
-from cas.transfer import cpu_threads, hash_pieces, read_piece, run_bounded
+from cas.transfer import DEFAULT_MEMORY_BUDGET, cpu_threads, read_piece, run_bounded, workers_within
 
 from workload import BENCH_CHUNK_HASH, CHUNK_SIZE, LEVEL, MIN_SAVING, MODEL
 
@@ -77,23 +76,23 @@ def decode_all_oneshot(encoded, n_workers: int) -> list[int]:
 def put_io_only(weights: str, encoded, root: str, n_workers: int) -> None:
     """A put's I/O with the compression taken out, into an empty local store at ``root``.
 
-    The hash pass (read + key every chunk), then per chunk: read it again, xxh3 it, copy its
-    ready-made stored object into the page-aligned buffer (where put's compressor writes it) and
-    create it (O_DIRECT, link into place), in ``n_workers`` threads; then the syncfs barrier.
+    Per chunk, in the threads put's hash pass runs: read it, key it, ask whether the store has
+    it, copy its ready-made stored object into the page-aligned buffer (where put's compressor
+    writes it) and create it (O_DIRECT, link into place); then the syncfs barrier.
     """
     backend = LocalBackend(root)
     _kind, sources, _dirs = scan_source(weights)
     pieces = plan(sources, Chunker("fixed", CHUNK_SIZE)).pieces()
-    digests = hash_pieces(pieces, n_workers, chunk_hash=BENCH_CHUNK_HASH)
 
     def one(i: int) -> None:
-        digest(read_piece(pieces[i].source, pieces[i].offset, pieces[i].length))
-        obj = encoded[i][0]
-        out = aligned_buffer(len(obj), "object")
-        out[: len(obj)] = obj
-        backend.create(chunk_key(digests[i].hex()), memoryview(out)[: len(obj)])
+        key = chunk_key(BENCH_CHUNK_HASH.digest(read_piece(pieces[i].source, pieces[i].offset, pieces[i].length)).hex())
+        if backend.missing([key]):
+            obj = encoded[i][0]
+            out = aligned_buffer(len(obj), "object")
+            out[: len(obj)] = obj
+            backend.create(key, memoryview(out)[: len(obj)])
 
-    run_bounded(one, range(len(pieces)), n_workers)
+    run_bounded(one, range(len(pieces)), workers_within(n_workers, CHUNK_SIZE, 3, DEFAULT_MEMORY_BUDGET))
     backend.flush()
 
 

@@ -37,8 +37,8 @@ from .names import LATEST, Ref, check_name, is_valid_name, parse_ref
 from .progress import byte_bar
 from .dedup import store_stats
 from .planning import plan
-from .transfer import (DEFAULT_MEMORY_BUDGET, ChunkJob, Piece, check_memory_budget, download_chunks, hash_pieces,
-                       hash_pieces_with_strong, pack_pieces, run_bounded, upload_pieces)
+from .transfer import (DEFAULT_MEMORY_BUDGET, ChunkJob, EagerSends, Piece, check_memory_budget, download_chunks,
+                       hash_pieces, hash_pieces_with_strong, pack_pieces, run_bounded, upload_pieces)
 
 MAX_VERSION_RACE_RETRIES = 1000
 MAX_LEASE_RENEWALS = 3  # a put whose lease lapses this often in a row gives up
@@ -296,51 +296,63 @@ class Store:
         fewest = sum(-(-s.size // cutter.max_piece) for s in sources)  # no chunker cuts fewer pieces
         if fewest > MAX_CHUNKS:
             raise _too_many_chunks(local_path, fewest, total, cutter)
-        planned = plan(sources, cutter)
-        strong: dict[str, bytes] = {}
-        with byte_bar(f"hash {model}", total, self.progress) as bar:
-            if strong_hash:  # a strong digest hashes each file in order: plan it all first
-                digests, strong = hash_pieces_with_strong(planned.pieces(), strong_hash, self.n_workers, bar,
-                                                          memory_budget=self.memory_budget, chunk_hash=chunk_hash,
-                                                          source_checks=source_checks)
-            else:  # cdc cuts lazily in this thread while the workers hash what is cut
-                digests = hash_pieces(planned, self.n_workers, bar, memory_budget=self.memory_budget,
-                                      largest=cutter.max_piece, chunk_hash=chunk_hash, source_checks=source_checks)
-        pieces = planned.produced
-        if len(pieces) > MAX_CHUNKS:
-            raise _too_many_chunks(local_path, len(pieces), total, cutter)
 
-        entries = []
-        for fp, file_digests in planned.group(digests):
-            src = fp.source
-            file_strong = (strong.get(src.local_path) or new_hasher(strong_hash).digest()) if strong_hash else None
-            entries.append(FileEntry(src.rel_path, src.size, src.mode, tuple(file_digests),
-                                     tuple(n for _, n in fp.pieces), strong=file_strong, chunker=fp.chunker))
-        draft = Manifest(model=model, version=version or "", kind=kind, chunk_size=cutter.max_piece, level=level,
-                         files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=chunk_hash.name,
-                         strong_hash=strong_hash, codec=policy)
-        first_piece: dict[bytes, Piece] = {}
-        for d, p in zip(digests, pieces):
-            first_piece.setdefault(d, p)
-        # before anything is sent, the manifest without its pack table (checked again with it, once known)
-        _check_manifest_size(draft, local_path)
-        # Small chunks of the versions a fine-tune most likely shares bytes with: read back and
-        # checked here, their packs confirmed present under the lease.
-        small = {d for d, p in first_piece.items() if packing.packs(p.length)}
-        reuse = (self._checked_reuse(reusable_locations(self._reuse_tables(model, small)), first_piece, packing,
-                                     chunk_hash) if small else {})
-        located: dict[bytes, PackedChunk] = {}  # this put's pack table, filled by the send rounds
+        def draft_with(entries) -> Manifest:
+            return Manifest(model=model, version=version or "", kind=kind, chunk_size=cutter.max_piece, level=level,
+                            files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=chunk_hash.name,
+                            strong_hash=strong_hash, codec=policy)
 
-        # From asking what is missing to moving the tags, hold an unbroken writer lease: gc cannot
-        # delete a chunk this put decided not to send. A lease that lapsed (this process was paused
-        # past its TTL) proves nothing, so the put asks again rather than publish on its word.
+        # before anything is sent: the manifest's names and metadata (its chunk lists are checked once known)
+        _check_manifest_size(draft_with(FileEntry(s.rel_path, s.size, s.mode, (), ()) for s in sources), local_path)
+
+        # From the first question about a chunk to moving the tags, hold an unbroken writer lease:
+        # gc cannot delete a chunk this put decided not to send. A lease that lapsed (this process
+        # was paused past its TTL) proves nothing, so the put asks again rather than publish on its word.
         lease = self._writing()
         try:
             self._refuse_changed_chunk_hash(chunk_hash)
+            planned = plan(sources, cutter)
+            strong: dict[str, bytes] = {}
+            # Large chunks are sent as the hash pass reads them; small ones wait for their packs.
+            # A strong digest reads each file in one thread, too slow to compress in: sent after.
+            eager = None if strong_hash else EagerSends(self.backend, own_object=lambda n: not packing.packs(n),
+                                                       policy=policy, level=level, min_saving=self.min_saving)
+            with byte_bar(f"put {model}", total, self.progress) as bar:
+                if strong_hash:  # a strong digest hashes each file in order: plan it all first
+                    digests, strong = hash_pieces_with_strong(planned.pieces(), strong_hash, self.n_workers, bar,
+                                                              memory_budget=self.memory_budget, chunk_hash=chunk_hash,
+                                                              source_checks=source_checks)
+                else:  # cdc cuts lazily in this thread while the workers hash what is cut
+                    digests = hash_pieces(planned, self.n_workers, bar, memory_budget=self.memory_budget,
+                                          largest=cutter.max_piece, chunk_hash=chunk_hash,
+                                          source_checks=source_checks, eager=eager)
+            pieces = planned.produced
+            if len(pieces) > MAX_CHUNKS:
+                raise _too_many_chunks(local_path, len(pieces), total, cutter)
+
+            entries = []
+            for fp, file_digests in planned.group(digests):
+                src = fp.source
+                file_strong = (strong.get(src.local_path) or new_hasher(strong_hash).digest()) if strong_hash else None
+                entries.append(FileEntry(src.rel_path, src.size, src.mode, tuple(file_digests),
+                                         tuple(n for _, n in fp.pieces), strong=file_strong, chunker=fp.chunker))
+            draft = draft_with(entries)
+            first_piece: dict[bytes, Piece] = {}
+            for d, p in zip(digests, pieces):
+                first_piece.setdefault(d, p)
+            _check_manifest_size(draft, local_path)  # without its pack table (checked again with it, once known)
+            # Small chunks of the versions a fine-tune most likely shares bytes with: read back and
+            # checked here, their packs confirmed present under the lease.
+            small = {d for d, p in first_piece.items() if packing.packs(p.length)}
+            reuse = (self._checked_reuse(reusable_locations(self._reuse_tables(model, small)), first_piece, packing,
+                                         chunk_hash) if small else {})
+            located: dict[bytes, PackedChunk] = {}  # this put's pack table, filled by the send rounds
+
             keys = {"chunk_hash": chunk_hash, "source_checks": source_checks, "policy": policy, "level": level,
                     "model": model}
-            sent: dict[bytes, tuple[Piece, int]] = {}  # digest -> (piece, stored size): what this put stored
-            sends = _Sends(first_piece, packing, reuse, located, sent)
+            # digest -> (piece, stored size): what this put stored
+            sent: dict[bytes, tuple[Piece, int]] = dict(eager.sent) if eager else {}
+            sends = _Sends(first_piece, packing, reuse, located, sent, confirmed=eager.confirmed if eager else set())
             lease = self._store_missing(lease, sends, **keys)
             check_unchanged(sources)  # a file rewritten during the put must not publish a mix
             if not lease.intact(margin=lease.ttl / 2):  # paused since: gc may have deleted chunks or packs
@@ -714,7 +726,8 @@ class Store:
 
 class _Sends:
     """What one put must store, decided afresh each send round from one bulk ``missing`` question
-    (so a round after a lapsed lease re-checks reused packs exactly as it re-checks chunks).
+    (so a round after a lapsed lease re-checks reused packs exactly as it re-checks chunks); the
+    first round skips the chunks the hash pass already found or sent (``confirmed``).
 
     A small chunk (``packing.packs``) is taken from, in order: its own object if the store has one
     (a store written before packs); the pack this put already placed it in; a pack of a version read
@@ -724,8 +737,11 @@ class _Sends:
     """
 
     def __init__(self, first_piece: dict[bytes, Piece], packing: Packing, reuse: dict[bytes, PackedChunk],
-                 located: dict[bytes, PackedChunk], sent: dict) -> None:
+                 located: dict[bytes, PackedChunk], sent: dict, confirmed: set[bytes] = frozenset()) -> None:
         self.first_piece = first_piece
+        # chunks whose own object the hash pass found or sent under the lease the first round runs
+        # under: that round need not ask about them again (if the lease lapses, the next asks all)
+        self.confirmed = set(confirmed)
         self.packing = packing
         self.small = {d for d, p in first_piece.items() if packing.packs(p.length)}
         self.reuse = {d: at for d, at in reuse.items() if d in self.small}
@@ -740,11 +756,13 @@ class _Sends:
         if not self.frozen:
             pack_ids |= {at.pack for at in self.reuse.values()}
         pack_keys = {pid: pack_key(pid.hex()) for pid in pack_ids}
-        missing = backend.missing([chunk_key(d.hex()) for d in self.first_piece] + list(pack_keys.values()))
+        confirmed, self.confirmed = self.confirmed, set()
+        missing = backend.missing([chunk_key(d.hex()) for d in self.first_piece if d not in confirmed]
+                                  + list(pack_keys.values()))
         gone = {pid for pid, key in pack_keys.items() if key in missing}
         to_send, to_pack = [], []
         for d, p in self.first_piece.items():
-            has_own = chunk_key(d.hex()) not in missing
+            has_own = d in confirmed or chunk_key(d.hex()) not in missing
             if d not in self.small or self.frozen:
                 at = self.located.get(d)
                 if not has_own and (at is None or at.pack in gone):

@@ -179,27 +179,79 @@ def _largest(pieces) -> int:
     return max((p.length for p in pieces), default=0)
 
 
+class EagerSends:
+    """A put's chunks that get objects of their own, sent by the hash pass as it reads them.
+
+    Each such piece is asked about (``missing``) the moment it is hashed and, if the store lacks
+    it, compressed from the bytes just hashed and created: the file is read once, compression
+    starts with the first chunk instead of after the last one is hashed, and what is stored is
+    exactly the bytes the key names. The caller must hold its writer lease from before the first
+    question until it publishes (or ask again): gc keeps every chunk found or sent meanwhile.
+    Only the first piece with a given key is sent; the others are hashed only.
+    """
+
+    def __init__(self, backend, *, own_object: Callable[[int], bool], policy: str, level: int,
+                 min_saving: float) -> None:
+        self.backend = backend
+        self.own_object = own_object  # piece length -> sent here (False: left for the caller, e.g. to pack)
+        self.policy, self.level, self.min_saving = policy, level, min_saving
+        self.sent: dict[bytes, tuple[Piece, int]] = {}  # key -> (piece, stored size)
+        self.present: set[bytes] = set()  # keys whose object the store already had
+        self._claimed: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def confirmed(self) -> set[bytes]:
+        """Keys whose own object exists: found or created by this pass."""
+        return self.present | set(self.sent)
+
+    def offer(self, key: bytes, piece: Piece, raw, cpu: threading.Semaphore) -> None:
+        if not self.own_object(piece.length):
+            return
+        with self._lock:
+            if key in self._claimed:
+                return
+            self._claimed.add(key)
+        name = chunk_key(key.hex())
+        if not self.backend.missing([name]):
+            self.present.add(key)
+            return
+        obj = _encode(raw, cpu, policy=self.policy, level=self.level, min_saving=self.min_saving)
+        try:
+            self.backend.create(name, obj)
+        except FileExistsError:
+            pass  # content-addressed: another writer stored the same bytes first
+        self.sent[key] = (piece, len(obj))
+
+
 def hash_pieces(pieces: Iterable[Piece], n_workers: int, progress: Progress = _no_progress, *,
                 memory_budget: int = DEFAULT_MEMORY_BUDGET, largest: int | None = None,
-                chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH, source_checks: dict | None = None) -> list[bytes]:
+                chunk_hash: ChunkHash = DEFAULT_CHUNK_HASH, source_checks: dict | None = None,
+                eager: EagerSends | None = None) -> list[bytes]:
     """The chunk key of every piece, in order, hashed in parallel (one read buffer per thread).
 
     ``largest`` (the longest piece, when the caller knows it) lets ``pieces`` be a lazy iterator,
     consumed once while the threads hash: a content-defined plan cuts as the hashing goes.
     ``source_checks``, if given, is filled with {key: fast fingerprint of the bytes} for
     ``upload_pieces``, when the key hash is slower than the fingerprint (see ``_SourceCheck``).
+    ``eager``: also send the pieces it takes as they are hashed (see EagerSends); each thread
+    then holds the buffers of an upload.
     """
     check = _SourceCheck(chunk_hash, source_checks)
+    longest = _largest(pieces) if largest is None else largest
+    n_workers = workers_within(n_workers, longest, 3 if eager else 1, memory_budget)
+    cpu = threading.BoundedSemaphore(cpu_threads(n_workers))
 
     def one(piece: Piece) -> bytes:
         raw = read_piece(piece.source, piece.offset, piece.length)
         d = chunk_hash.digest(raw)
         check.record(d, raw)
+        if eager is not None:
+            eager.offer(d, piece, raw, cpu)
         progress(piece.length)
         return d
 
-    longest = _largest(pieces) if largest is None else largest
-    return run_bounded(one, pieces, workers_within(n_workers, longest, 1, memory_budget))
+    return run_bounded(one, pieces, n_workers)
 
 
 def hash_pieces_with_strong(pieces: Sequence[Piece], strong_hash: str, n_workers: int,
@@ -273,7 +325,12 @@ def _encode_piece(expected: bytes, piece: Piece, check: _SourceCheck, cpu, *, po
             f"{piece.source.local_path!r} changed while being stored (bytes at offset {piece.offset}); "
             "nothing was published, run the put again once the file is stable"
         )
-    out = aligned_buffer(codec.encoded_capacity(piece.length), "object")
+    return _encode(raw, cpu, policy=policy, level=level, min_saving=min_saving)
+
+
+def _encode(raw, cpu, *, policy: str, level: int, min_saving: float) -> memoryview:
+    """``raw`` encoded into this thread's object buffer (valid until the thread's next call)."""
+    out = aligned_buffer(codec.encoded_capacity(len(raw)), "object")
     with cpu:
         size = codec.encode_into(raw, out, policy=policy, level=level, min_saving=min_saving)
     return memoryview(out)[:size]
