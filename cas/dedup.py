@@ -103,12 +103,18 @@ def analyze(versions: Sequence[Manifest], stored_size: StoredSize, pack_size: Pa
     missing = 0
     own_objects: set[bytes] = set()  # digests with an object of their own, as versions brought them
     packs_seen: set[bytes] = set()
+    # packs the store lacks: their chunks count as the objects of their own a repair writes, or missing
+    packs_gone: set[bytes] = set()
     out_versions = []
     for vi, m in enumerate(versions):
         new_packs = m.pack_ids() - packs_seen
         packs_seen |= new_packs
+        pack_bytes = {p: pack_size(p) for p in new_packs} if pack_size else {}
+        packs_gone |= {p for p, n in pack_bytes.items() if n is None}
+        new_packs -= packs_gone
+        packed = {d: at for d, at in m.packed.items() if at.pack not in packs_gone}
         packed_bytes = {p: 0 for p in new_packs}  # this version's chunks in each new pack
-        for at in m.packed.values():
+        for at in packed.values():
             if at.pack in packed_bytes:
                 packed_bytes[at.pack] += at.length
         row = {"version": m.version, "created": m.created, "chunk_size": m.chunk_size, "chunker": version_chunkers(m),
@@ -124,10 +130,10 @@ def analyze(versions: Sequence[Manifest], stored_size: StoredSize, pack_size: Pa
                 lengths.setdefault(d, n)
             fr["new_stored_bytes"] = 0
             for d in new_digests:
-                at = m.packed.get(d)
+                at = packed.get(d)
                 stored[d] = at.length if at is not None else stored_size(d, lengths[d])
             for d in dict.fromkeys(f.digests):
-                at = m.packed.get(d)
+                at = packed.get(d)
                 if at is None and d not in own_objects:
                     own_objects.add(d)
                     row["new_objects"] += 1
@@ -156,12 +162,7 @@ def analyze(versions: Sequence[Manifest], stored_size: StoredSize, pack_size: Pa
             p["new_raw_bytes"] += fr["new_raw_bytes"]
             p["new_stored_bytes"] += fr["new_stored_bytes"]
         for p in new_packs:  # a pack's bytes beyond this version's chunks (another writer's) count too
-            whole = pack_size(p) if pack_size else packed_bytes[p]
-            if whole is None:
-                missing += sum(1 for at in m.packed.values() if at.pack == p)
-                row["new_stored_bytes"] -= packed_bytes[p]
-            else:
-                row["new_stored_bytes"] += whole - packed_bytes[p]
+            row["new_stored_bytes"] += pack_bytes.get(p, packed_bytes[p]) - packed_bytes[p]
         row["new_objects"] += len(new_packs)
         distinct = m.chunk_lengths()
         row["distinct_chunks"] = len(distinct)
@@ -191,7 +192,7 @@ def analyze(versions: Sequence[Manifest], stored_size: StoredSize, pack_size: Pa
         "unique_chunks": len(first_seen),
         "stored_bytes": stored_total,
         "objects": objects,
-        "packs": len(packs_seen),
+        "packs": len(packs_seen - packs_gone),
         "objects_per_100mb": objects_per_100mb(objects, stored_total),
         "manifest_bytes": sum(r["manifest_bytes"] for r in out_versions),
         "dedup_ratio": _ratio(logical, unique),

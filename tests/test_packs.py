@@ -188,10 +188,16 @@ def test_a_missing_pack_is_named_by_get_and_verify_and_repair_fixes_it(local_sto
     assert len(problems) == len(m.packed)
     assert all(f"pack {pack_key(pid.hex())} is missing" in p.problem for p in problems)
     assert {p.chunk for p in local_store.verify(full=True).problems} == {d.hex() for d in m.packed}
+    lost = local_store.stats()
+    assert (lost["missing_chunks"], lost["packs"]) == (len(m.packed), 0)
     report = local_store.repair("m", str(src))
     assert report.bad_chunks == len(m.packed) and len(report.repaired) == len(m.packed) and not report.unrepairable
     assert _objects(local_store) == (3 + len(m.packed), 0)  # written as objects of their own: the manifest is immutable
     assert local_store.verify(full=True).problems == []
+    # cas stats counts what the store holds now: the repaired objects, nothing missing
+    stats = local_store.stats()
+    assert (stats["missing_chunks"], stats["packs"], stats["objects"]) == (0, 0, 3 + len(m.packed))
+    assert stats["stored_bytes"] == stats["all_chunk_objects_bytes"]
     local_store.get("m", str(tmp_path / "back"))
     assert _same_tree(src, tmp_path / "back")
 
