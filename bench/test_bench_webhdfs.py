@@ -160,10 +160,11 @@ def test_requests_per_chunk(webhdfs_log_server, weights, weights_v2, bench_tmp):
     ops = [op for _method, _node, op, _path in server.request_log]
     # a new chunk: CREATE (namenode 307) + the data PUT (datanode) + RENAME, and MKDIRS the first time
     # its fan-out directory is used; the bulk existence question: at most one per fan-out directory.
-    # The rest: writer lease (create + delete), manifest (create), latest tag (list, read, create).
+    # The rest: writer lease (create + delete), the record of the version about to be published
+    # (create + delete, cas.intents), manifest (create), latest tag (list, read, create).
     # Packs (the file's short last chunk is packed) add the versions whose packs a put may reuse
     # (the latest tag's list and read, the model's versions, v1's manifest) and the packs' directory.
-    assert ops.count("RENAME") == len(changed) + 3
+    assert ops.count("RENAME") == len(changed) + 4
     assert ops.count("LISTSTATUS") + ops.count("GETFILESTATUS") <= chunks + 4 + 3
     put_requests = len(ops)
     dest = os.path.join(bench_tmp, "counted.f32")

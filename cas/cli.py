@@ -309,12 +309,16 @@ def cmd_gc(store: Store, args) -> None:
     partials = f", {_plural(r.deleted_partials, 'leftover')} of killed gets" if r.deleted_partials else ""
     restored = (f"; put back {_plural(r.restored_chunks, 'object')} a stopped gc had set aside"
                 if r.restored_chunks else "")
+    pending = (f"; kept what {_plural(r.pending_versions, 'version')} being published name"
+               if r.pending_versions else "")
+    if r.deleted_pending:
+        pending += f"; {verb} {_plural(r.deleted_pending, 'record')} of puts that ended without publishing"
     _emit(args, r.as_dict(), f"{verb} {_plural(r.deleted_chunks, 'unreferenced chunk')} and "
                              f"{_plural(r.deleted_packs, 'unreferenced pack')} ({human_bytes(r.deleted_bytes)}), "
                              f"{_plural(r.deleted_staging, 'staging leftover')}, "
                              f"{_plural(r.deleted_leases, 'expired lease')}{partials}; "
                              f"kept {_plural(r.referenced_chunks, 'chunk')} and {_plural(r.referenced_packs, 'pack')} "
-                             f"of {_plural(r.versions, 'version')}{young}{restored}")
+                             f"of {_plural(r.versions, 'version')}{young}{restored}{pending}")
 
 
 def cmd_stats(store: Store, args) -> None:

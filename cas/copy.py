@@ -16,6 +16,7 @@ the individual objects of the version's chunks in it, which every reader falls b
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 from . import codec, refs
 from .backends.base import ObjectTooLarge, read_into, read_limited
@@ -67,21 +68,29 @@ def copy_version(source, ref, destination, *, tags=(), progress: bool = False) -
     lengths = manifest.chunk_lengths()
     sent: dict[bytes, int] = {}  # digest -> stored size: what this copy sent
     sent_packs: dict[bytes, int] = {}  # pack id -> bytes
-    lease = destination._writing()
+    lease, intent = destination._writing(), None
+    label = f"{model}@{version}"
     try:
-        lease = _send_missing(source, destination, lease, manifest, sent, sent_packs, f"{model}@{version}", progress)
+        lease = _send_missing(source, destination, lease, manifest, sent, sent_packs, label, progress)
         if not present:
+            # on record before it is published, so a gc keeps its chunks however late it lands (cas.intents)
+            lease, intent = destination.record_fenced(
+                lease, lambda: packed, partial(_send_missing, source, destination, manifest=manifest, sent=sent,
+                                               sent_packs=sent_packs, label=label, progress=progress, lapsed=True),
+                f"publishing {label}")
             try:
                 dst.create(manifest_key(model, version), packed)
             except FileExistsError:
                 _destination_has(destination, model, version, packed)  # raises unless it is ours, byte for byte
             dst.flush()
             if not lease.intact():  # paused while publishing: make sure gc left every chunk
-                lease = _send_missing(source, destination, lease, manifest, sent, sent_packs, f"{model}@{version}",
-                                      progress, lapsed=True)
+                lease = _send_missing(source, destination, lease, manifest, sent, sent_packs, label, progress,
+                                      lapsed=True)
         for tag in tags:
             refs.set_tag(dst, model, tag, version)
     finally:
+        if intent is not None:
+            intent.withdraw()
         lease.release()
 
     report.sent_chunks = len(sent) + sum(1 for d, at in manifest.packed.items() if at.pack in sent_packs and d not in sent)

@@ -13,6 +13,8 @@
     tmp/<ms>-<random>                staging: backends write here, then rename/link into place
     trash/<gc owner>+<key, / as +>   chunks a running gc set aside, deleted from here once its lease
                                      held through the move (see cas.maintenance.gc)
+    pending/<ms>-<random>            the manifest a writer is about to publish, recorded under its lease
+                                     so gc keeps what it names (see cas.intents)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ MANIFESTS = "manifests"
 REFS = "refs"
 TMP = "tmp"
 TRASH = "trash"
+PENDING = "pending"
 SETTINGS = "settings.msgpack"
 
 MANIFEST_SUFFIX = ".msgpack"
@@ -104,9 +107,15 @@ def staging_key() -> str:
     return f"{TMP}/{int(time.time() * 1000):013d}-{uuid.uuid4().hex}"
 
 
-def staging_age(key: str, now: float | None = None) -> float | None:
-    """Seconds since a staging key was made, or None if the name is not one of ours."""
+def key_age(key: str, now: float | None = None) -> float | None:
+    """Seconds since a staging or pending key was made, or None if the name is not one of ours."""
     stamp = key.rsplit("/", 1)[-1].split("-", 1)[0]
     if not stamp.isdigit():
         return None
     return (time.time() if now is None else now) - int(stamp) / 1000
+
+
+def pending_key() -> str:
+    """A fresh name for a record of a version being published, stamped with its creation time."""
+    return f"{PENDING}/{int(time.time() * 1000):013d}-{uuid.uuid4().hex}"
+

@@ -12,11 +12,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
-from . import codec, layout
+from . import codec, intents, layout
 from .backends.base import StoredObject, read_into
 from .directio import aligned_buffer
 from .digest import ChunkHash
-from .errors import CasError, CorruptChunk
+from .errors import BadManifest, CasError, CorruptChunk
 from .layout import CHUNKS, PACKS, TMP, TRASH, chunk_key, digest_of_chunk_key, id_of_pack_key
 from .leases import all_leases, gc_lease, holder_is_dead, writer_lease
 from .localfs import scan_source
@@ -346,6 +346,8 @@ class GcReport:
     deleted_leases: int = 0
     deleted_partials: int = 0  # leftovers of killed gets on this host (see localfs.sweep_dead_partials)
     restored_chunks: int = 0  # chunks a stopped gc had set aside (trash/) that a version names: put back
+    pending_versions: int = 0  # versions writers recorded and may still publish: their chunks are kept
+    deleted_pending: int = 0  # such records of writers known dead, or older than cas.intents.MAX_AGE
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -384,6 +386,10 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
       its own listing: a stalled gc's move may land after that listing, with the trash holding
       the only copy of a chunk a version published meanwhile names.
 
+    A writer paused on its way to publishing may land its manifest after this gc listed the
+    versions; it records that manifest under ``pending/`` first (cas.intents), and gc keeps
+    whatever a record names until the record is stale.
+
     A dry run takes no lease and deletes nothing; its figures are what a real run would free now.
     """
     grace = store.lease_ttl if grace is None else grace
@@ -396,25 +402,32 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
         if not dry_run:
             trashed = [o.key for o in store.backend.walk(TRASH)]
             put_back = [k for k in run_bounded(lambda k: _put_back(store.backend, k), trashed, store.n_workers) if k]
+        # The versions writers may still publish, read before the published ones: a record withdrawn
+        # in between belongs to a manifest that was out by then.
+        try:
+            waiting = intents.pending(store.backend)
+        except BadManifest as exc:
+            raise CasError(f"gc stopped before deleting anything: {exc}") from None
         manifests, problems = _manifests(store, None)
         if problems:
             raise CasError(f"gc stopped before deleting anything: {problems[0]}; "
                            "fix or remove that version first (gc must know every chunk a version needs)")
-        referenced = {d.hex() for m in manifests for f in m.files for d in f.digests}
-        referenced_packs = {p.hex() for m in manifests for p in m.pack_ids()}
+        referenced = {d.hex() for m in manifests for f in m.files for d in f.digests} | waiting.chunks
+        referenced_packs = {p.hex() for m in manifests for p in m.pack_ids()} | waiting.packs
         unreferenced = [o for o in store.backend.walk(CHUNKS) if digest_of_chunk_key(o.key) not in referenced]
         unreferenced_packs = [o for o in store.backend.walk(PACKS) if id_of_pack_key(o.key) not in referenced_packs]
         young_after = time.time() - grace  # the same grace for packs as for chunks: a put may be reusing it
         garbage = [o for o in unreferenced if o.mtime < young_after]
         garbage_packs = [o for o in unreferenced_packs if o.mtime < young_after]
-        staging = [o.key for o in store.backend.walk(TMP) if (layout.staging_age(o.key) or 0) > staging_age]
+        staging = [o.key for o in store.backend.walk(TMP) if (layout.key_age(o.key) or 0) > staging_age]
         stale = [lease_.key for lease_ in all_leases(store.backend)
                  if lease_.expires < time.time() or holder_is_dead(lease_)]
         report = GcReport(dry_run=dry_run, versions=len(manifests), referenced_chunks=len(referenced),
                           deleted_chunks=len(garbage), deleted_bytes=sum(o.size for o in garbage + garbage_packs),
                           young_chunks=len(unreferenced) - len(garbage), referenced_packs=len(referenced_packs),
                           deleted_packs=len(garbage_packs), young_packs=len(unreferenced_packs) - len(garbage_packs),
-                          deleted_staging=len(staging), deleted_leases=len(stale))
+                          deleted_staging=len(staging), deleted_leases=len(stale), pending_versions=waiting.kept,
+                          deleted_pending=len(waiting.stale))
         if not dry_run:
             stopped = ("deleting unreferenced objects; gc stopped without deleting the rest, since writers "
                        "may have reused them: run `cas gc` again")
@@ -445,7 +458,7 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
             report.restored_chunks = sum(digest_of_chunk_key(k) in (referenced_packs if k.startswith(f"{PACKS}/")
                                                                     else referenced) for k in put_back)
             run_bounded(delete_chunk, garbage + garbage_packs, store.n_workers)
-            run_bounded(delete, staging + [k for k in stale if k != lease.key], store.n_workers)
+            run_bounded(delete, staging + waiting.stale + [k for k in stale if k != lease.key], store.n_workers)
             if store.cache:
                 report.deleted_partials = len(store.cache.sweep_dead_partials())
         return report

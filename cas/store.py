@@ -18,7 +18,7 @@ from functools import partial
 
 import msgpack
 
-from . import codec, maintenance, refs, settings as store_settings
+from . import codec, intents, maintenance, refs, settings as store_settings
 from .backends import Backend, open_backend
 from .backends.base import ObjectTooLarge, read_limited
 from .cache import LocalCache, default_cache_root
@@ -29,7 +29,7 @@ from .errors import (BadManifest, BadName, CasError, InUse, IntegrityError, NoSu
 from .integrity import file_digest, new_hasher
 from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, manifest_key, model_dir, pack_key,
                      tombstone_key)
-from .leases import DEFAULT_TTL, Lease, writer_lease
+from .leases import DEFAULT_TTL, Lease, LeaseLost, writer_lease
 from .localfs import Staging, check_unchanged, scan_source
 from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, PackedChunk, location, pack, unpack
 from .packing import DEFAULT_PACK_BELOW, REUSE_VERSIONS, Packing, reusable_locations
@@ -308,7 +308,7 @@ class Store:
         # From the first question about a chunk to moving the tags, hold an unbroken writer lease:
         # gc cannot delete a chunk this put decided not to send. A lease that lapsed (this process
         # was paused past its TTL) proves nothing, so the put asks again rather than publish on its word.
-        lease = self._writing()
+        lease, intent = self._writing(), None
         try:
             self._refuse_changed_chunk_hash(chunk_hash)
             planned = plan(sources, cutter)
@@ -355,12 +355,18 @@ class Store:
             sends = _Sends(first_piece, packing, reuse, located, sent, confirmed=eager.confirmed if eager else set())
             lease = self._store_missing(lease, sends, **keys)
             check_unchanged(sources)  # a file rewritten during the put must not publish a mix
-            if not lease.intact(margin=lease.ttl / 2):  # paused since: gc may have deleted chunks or packs
-                lease = self._store_missing(lease, sends, lapsed=True, **keys)
-            draft = replace(draft, packed={d: located[d] for d in first_piece if d in located})
-            _check_manifest_size(draft, local_path, packed=True)
-            # every reader must accept what is published (a put never publishes a manifest it would refuse)
-            unpack(pack(replace(draft, version=draft.version or "1")), name=f"the manifest of {local_path!r}")
+
+            def recorded() -> bytes:
+                nonlocal draft
+                draft = replace(draft, packed={d: located[d] for d in first_piece if d in located})
+                _check_manifest_size(draft, local_path, packed=True)
+                body = pack(replace(draft, version=draft.version or "1"))
+                # every reader must accept what is published (a put never publishes a manifest it would refuse)
+                unpack(body, name=f"the manifest of {local_path!r}")
+                return body
+
+            lease, intent = self.record_fenced(lease, recorded, partial(self._store_missing, sends=sends, lapsed=True,
+                                                                        **keys), f"publishing {model}")
             published = self._publish(draft, explicit=version is not None)
             self.backend.flush()  # and the manifest before a tag can point at it
             if not lease.intact():  # paused while publishing: make sure gc left every chunk and pack
@@ -369,6 +375,8 @@ class Store:
             for tag in ([LATEST] if latest else []) + tags:
                 refs.set_tag(self.backend, model, tag, published.version)
         finally:
+            if intent is not None:
+                intent.withdraw()
             lease.release()
         self.last_transfer = TransferStats(chunks=len(pieces), distinct_chunks=len(first_piece),
                                            sent_chunks=len(sent), sent_raw_bytes=sum(p.length for p, _ in sent.values()),
@@ -470,6 +478,28 @@ class Store:
         except BaseException:
             lease.release()  # the caller knows only the lease it passed: a fresh one would renew forever
             raise
+
+    def record_fenced(self, lease: Lease, manifest_bytes: Callable[[], bytes], resend: Callable[[Lease], Lease],
+                      doing: str) -> tuple[Lease, intents.Intent]:
+        """Record the manifest about to be published (``manifest_bytes()``, cas.intents) and make
+        sure the writer lease held until the record was stored, so every gc from then on keeps what
+        it names, however late the manifest lands. If the lease lapsed, the record may have come
+        after a gc listed the records: withdraw it, ask the store again (``resend``, which returns
+        the lease then held) and record anew. Returns (the lease held, the record). Put and copy share it.
+        """
+        try:
+            for _ in range(MAX_LEASE_RENEWALS):
+                intent = intents.record(self.backend, lease, manifest_bytes())
+                if lease.intact(margin=lease.ttl / 2):
+                    return lease, intent
+                intent.withdraw()
+                lease = resend(lease)
+        except BaseException:
+            lease.release()  # the caller knows only the lease it passed (see send_fenced)
+            raise
+        lease.release()
+        raise LeaseLost(f"the writer lease on {self.backend.url} lapsed {MAX_LEASE_RENEWALS} times in a row while "
+                        f"{doing} (this process keeps being paused or cut off); nothing was published, run it again")
 
     def _refuse_changed_chunk_hash(self, chunk_hash: ChunkHash) -> None:
         """Under the writer lease: a store that had no settings object may have been created

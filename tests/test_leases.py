@@ -69,6 +69,29 @@ m = store.put(src := sys.argv[2], "m", chunk_size=65536, pack_below=0)
 print(store.last_transfer.sent_chunks, len(m.chunk_lengths()))
 """
 
+# Paused on its way to publishing (inside the manifest's create, past its lease), then killed the
+# moment the manifest has landed: no check after publishing can run.
+KILLED_AFTER_A_LATE_PUBLISH = """
+import os, signal, sys
+from cas import Store
+store = Store.open(sys.argv[1], cache_dir=False)
+store.lease_ttl = float(sys.argv[3])
+real_create = store.backend.create
+def create(key, data):
+    if key.startswith("manifests/") and key.endswith(".msgpack"):
+        os.kill(os.getpid(), signal.SIGSTOP)
+        real_create(key, data)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_create(key, data)
+store.backend.create = create
+"""
+PUT_KILLED_AFTER_A_LATE_PUBLISH = KILLED_AFTER_A_LATE_PUBLISH + """
+store.put(sys.argv[2], "m", chunk_size=65536, pack_below=0)
+"""
+COPY_KILLED_AFTER_A_LATE_PUBLISH = KILLED_AFTER_A_LATE_PUBLISH + """
+Store.open(sys.argv[2], cache_dir=False).copy("m@1", store)
+"""
+
 # The end of every gc child: the chunks it deleted on stdout, or its one-line error and exit 1.
 RUN_GC = """
 try:
@@ -195,6 +218,33 @@ def test_a_put_paused_just_before_publishing_never_publishes_missing_chunks(tmp_
     missing_at_publish = int(err.split("missing-at-publish ")[1].split()[0])
     assert missing_at_publish == 0  # no reader could ever see the version without its chunks
     assert _store(url).verify(full=True).problems == []
+
+
+@pytest.mark.parametrize("writer", ["put", "copy"])
+def test_a_writer_that_publishes_after_gc_ran_and_dies_at_once_leaves_a_whole_version(tmp_path, garbage_base,
+                                                                                      writer):
+    """The manifest lands after a gc that started once the writer's lease expired, and the writer
+    is killed before it can check anything: gc kept what the writer recorded before publishing."""
+    url, base = garbage_base
+    (base.parent / "new.bin").write_bytes(os.urandom(1 << 20))
+    if writer == "put":
+        child = _start_paused(PUT_KILLED_AFTER_A_LATE_PUBLISH, url, str(base.parent), str(TTL))
+    else:  # a copy from another store, which the destination's garbage partly holds already
+        source = tmp_path / "source-store"
+        Store.open(str(source), cache_dir=False).put(str(base.parent), "m", chunk_size=CHUNK, pack_below=0)
+        child = _start_paused(COPY_KILLED_AFTER_A_LATE_PUBLISH, url, str(source), str(TTL))
+    time.sleep(TTL * 1.5)  # its lease expires: gc goes ahead while the version is not out yet
+    report = _store(url).gc(grace=TTL)
+    assert (report.pending_versions, report.deleted_chunks) == (1, 0)  # base.bin's reused chunks, new.bin's sent ones
+    code, _, err = _resume(child)
+    assert code == -signal.SIGKILL, err
+    store = _store(url)
+    assert store.verify(full=True).problems == []
+    store.get("m@1", str(tmp_path / "out"))  # killed before it moved `latest`
+    assert (tmp_path / "out" / "base.bin").read_bytes() == base.read_bytes()
+    report = store.gc(grace=0)  # the dead put's record goes; the version it published keeps its chunks
+    assert (report.deleted_pending, report.pending_versions, report.deleted_chunks) == (1, 0, 0)
+    assert store.verify(full=True).problems == []
 
 
 def test_a_gc_paused_past_its_lease_deletes_nothing_a_put_made_meanwhile(tmp_path, garbage_base):

@@ -157,6 +157,30 @@ def test_gc_refuses_to_run_when_a_manifest_is_unreadable(local_store, tmp_path):
     assert len(list(local_store.backend.walk("chunks"))) == 1
 
 
+def test_gc_keeps_what_a_recorded_version_names_until_the_record_is_stale(local_store, tmp_path):
+    """A record of a version being published (cas.intents) keeps its chunks while its writer may
+    still publish: one on another host for MAX_AGE; a damaged one stops gc, naming it."""
+    import msgpack
+    from cas import intents
+    from cas.layout import PENDING
+    from cas.manifest import pack
+    src = write(tmp_path / "a", rand(4 * CHUNK, 3))
+    m = local_store.put(str(src), "m", chunk_size=CHUNK, **ONE_OBJECT_EACH)
+    local_store.rm("m@1")  # its chunks are garbage now, but a paused writer on another host recorded them
+    record = msgpack.packb({"host": "elsewhere:123", "manifest": pack(m)}, use_bin_type=True)
+    local_store.backend.create(f"{PENDING}/{int(time.time() * 1000):013d}-paused", record)
+    report = local_store.gc(grace=0)
+    assert (report.pending_versions, report.deleted_chunks) == (1, 0)
+    old = int((time.time() - intents.MAX_AGE - 60) * 1000)
+    local_store.backend.move(f"{PENDING}/{next(o.key for o in local_store.backend.walk(PENDING)).split('/')[-1]}",
+                             f"{PENDING}/{old:013d}-paused-for-a-week")
+    report = local_store.gc(grace=0)
+    assert (report.deleted_pending, report.deleted_chunks) == (1, 4)
+    local_store.backend.create(f"{PENDING}/{int(time.time() * 1000):013d}-damaged", b"\x93junk")
+    with pytest.raises(CasError, match="gc stopped before deleting anything: pending/.*-damaged .* remove it if no put"):
+        local_store.gc()
+
+
 def test_gc_cleans_staging_and_expired_leases(local_store):
     local_store.backend.create("tmp/0001700000000-leftover-from-a-crash-in-2023", b"x")
     local_store.backend.create("tmp/9999999999999-a-write-in-progress", b"x")
