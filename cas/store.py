@@ -313,10 +313,13 @@ class Store:
             self._refuse_changed_chunk_hash(chunk_hash)
             planned = plan(sources, cutter)
             strong: dict[str, bytes] = {}
-            # Large chunks are sent as the hash pass reads them; small ones wait for their packs.
+            # Chunks of their own up to the chunk size are sent as the hash pass reads them; small
+            # ones wait for their packs, and cdc's longer pieces (up to 4x) for the send round, so
+            # no hashing thread holds more than a chunk-sized object buffer besides what it reads.
             # A strong digest reads each file in one thread, too slow to compress in: sent after.
-            eager = None if strong_hash else EagerSends(self.backend, own_object=lambda n: not packing.packs(n),
-                                                       policy=policy, level=level, min_saving=self.min_saving)
+            eager = None if strong_hash else EagerSends(
+                self.backend, own_object=lambda n: not packing.packs(n) and n <= cutter.chunk_size,
+                policy=policy, level=level, min_saving=self.min_saving)
             with byte_bar(f"put {model}", total, self.progress) as bar:
                 if strong_hash:  # a strong digest hashes each file in order: plan it all first
                     digests, strong = hash_pieces_with_strong(planned.pieces(), strong_hash, self.n_workers, bar,
