@@ -432,8 +432,10 @@ def analyze_local(paths: Sequence[str], chunk_sizes: Sequence[int], *, chunkers:
         manifests, first_piece = chunk_local(scanned, cutter, level=level, n_workers=n_workers, progress=progress)
         stored_size, info = measure_stored(first_piece, sample=sample, policy=policy, level=level,
                                            min_saving=min_saving, n_workers=n_workers, progress=progress)
+        # pack ids the size of a real one (the hash of the pack's bytes), so manifest bytes come out exact
         manifests, pack_sizes = simulate(manifests, stored_size, packing,
-                                         lambda vi, k: f"simulated pack {k} of version {vi}".encode(), REUSE_VERSIONS)
+                                         lambda vi, k: digest_of(f"simulated pack {k} of version {vi}".encode()),
+                                         REUSE_VERSIONS)
         report = {"chunker": cutter.name, "chunk_size": cutter.chunk_size, "pack_below": pack_below, "stored": info}
         report.update(analyze(manifests, stored_size, pack_sizes.get))
         reports.append(report)

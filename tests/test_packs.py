@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
+from dataclasses import replace
 
 import msgpack
 import pytest
@@ -288,7 +289,7 @@ def test_copy_of_a_version_whose_pack_was_lost_sends_its_repaired_chunks(tmp_pat
 # -- the dedup prediction counts packs exactly ------------------------------------------------------
 
 def test_the_dedup_prediction_counts_pack_objects_and_bytes_exactly(local_store, tmp_path):
-    from cas.dedup import analyze_local
+    from cas.dedup import LOCAL_MODEL, analyze_local
     versions = [_model_dir(tmp_path / f"v{i}", changed=tuple(range(i))) for i in range(1, 4)]
     predicted = analyze_local([str(v) for v in versions], [1 * MIB], n_workers=2)["reports"][0]
     for v in versions:
@@ -298,6 +299,10 @@ def test_the_dedup_prediction_counts_pack_objects_and_bytes_exactly(local_store,
     assert (predicted["objects"], predicted["packs"], predicted["stored_bytes"]) == (chunks + packs, packs, on_disk)
     stats = local_store.stats("m")
     assert (stats["objects"], stats["packs"], stats["stored_bytes"]) == (chunks + packs, packs, on_disk)
+    # and each version's manifest, to the byte, once the fields a local analysis cannot know are alike
+    stored = [replace(local_store.manifest(f"m@{i}"), model=LOCAL_MODEL, version=row["version"], created=0.0)
+              for i, row in enumerate(predicted["versions"], 1)]
+    assert [row["manifest_bytes"] for row in predicted["versions"]] == [len(pack(m)) for m in stored]
     off = analyze_local([str(v) for v in versions], [1 * MIB], pack_below=0, n_workers=2)["reports"][0]
     assert off["packs"] == 0 and off["objects"] == off["unique_chunks"] > predicted["objects"]
 
