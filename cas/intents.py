@@ -84,6 +84,8 @@ def pending(backend, *, max_age: float = MAX_AGE, now: float | None = None) -> P
         if len(data) > MAX_RECORD_BYTES:
             raise BadManifest(f"{obj.key} in {backend.url} is over {MAX_RECORD_BYTES} bytes, too long for a record of "
                               "a version being published; remove it if no put or copy is running")
+        damaged = BadManifest(f"{obj.key} in {backend.url} is not a record of a version being published; remove it "
+                              "if no put or copy is running")
         try:
             doc = msgpack.unpackb(data, raw=False)
             writer = LeaseInfo(obj.key, WRITER, "", str(doc["host"]), 0.0,
@@ -91,13 +93,17 @@ def pending(backend, *, max_age: float = MAX_AGE, now: float | None = None) -> P
                                str(doc["node"]) if doc.get("node") is not None else None)
             manifest_bytes = doc["manifest"]
         except Exception:
-            raise BadManifest(f"{obj.key} in {backend.url} is not a record of a version being published; remove it "
-                              "if no put or copy is running") from None
+            raise damaged from None
         age = key_age(obj.key, now)
-        if holder_is_dead(writer) or age is None or age > max_age:
+        # stale: its writer is gone, or it is too old; or stamped over a day ahead, which no clock
+        # kept within seconds by NTP writes (it would otherwise never age)
+        if holder_is_dead(writer) or age is None or not -86400.0 <= age <= max_age:
             out.stale.append(obj.key)
             continue
-        m = unpack(manifest_bytes, name=f"the version recorded in {obj.key}")
+        try:
+            m = unpack(manifest_bytes, name=f"the version recorded in {obj.key}")
+        except Exception:
+            raise damaged from None
         out.chunks |= {d.hex() for f in m.files for d in f.digests}
         out.packs |= {p.hex() for p in m.pack_ids()}
         out.kept += 1

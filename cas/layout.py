@@ -110,7 +110,7 @@ def staging_key() -> str:
 def key_age(key: str, now: float | None = None) -> float | None:
     """Seconds since a staging or pending key was made, or None if the name is not one of ours."""
     stamp = key.rsplit("/", 1)[-1].split("-", 1)[0]
-    if not stamp.isdigit():
+    if not (stamp.isascii() and stamp.isdigit()):  # isdigit alone takes "²", which int() refuses
         return None
     return (time.time() if now is None else now) - int(stamp) / 1000
 

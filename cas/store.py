@@ -302,8 +302,10 @@ class Store:
                             files=tuple(entries), dirs=tuple(empty_dirs), metadata=metadata, hash=chunk_hash.name,
                             strong_hash=strong_hash, codec=policy)
 
-        # before anything is sent: the manifest's names and metadata (its chunk lists are checked once known)
-        _check_manifest_size(draft_with(FileEntry(s.rel_path, s.size, s.mode, (), ()) for s in sources), local_path)
+        # Before anything is sent: the smallest manifest these files can make (their names, metadata
+        # and the fewest chunks any chunker cuts, each with the shortest length entry); exact for
+        # fixed chunks, and checked again once the chunks are known.
+        _check_manifest_size(draft_with(_fewest_chunks(sources, cutter.max_piece, chunk_hash.digest_size)), local_path)
 
         # From the first question about a chunk to moving the tags, hold an unbroken writer lease:
         # gc cannot delete a chunk this put decided not to send. A lease that lapsed (this process
@@ -491,12 +493,13 @@ class Store:
         the lease then held) and record anew. Returns (the lease held, the record). Put and copy share it.
         """
         try:
-            for _ in range(MAX_LEASE_RENEWALS):
+            for attempt in range(MAX_LEASE_RENEWALS):
                 intent = intents.record(self.backend, lease, manifest_bytes())
                 if lease.intact(margin=lease.ttl / 2):
                     return lease, intent
                 intent.withdraw()
-                lease = resend(lease)
+                if attempt + 1 < MAX_LEASE_RENEWALS:
+                    lease = resend(lease)
         except BaseException:
             lease.release()  # the caller knows only the lease it passed (see send_fenced)
             raise
@@ -822,7 +825,15 @@ def _check_manifest_size(draft: Manifest, local_path: str, *, packed: bool = Fal
         fix = ("put it with --pack-below 0 (its pack table is what does not fit), or store it as several models"
                if packed else "store it as several models")
         raise CasError(f"the manifest of {local_path!r} would be {packed_size} bytes, over the {MAX_MANIFEST_BYTES}-byte "
-                       f"limit (too many files or too much metadata); {fix}")
+                       f"limit (too many files or chunks, or too much metadata); {fix}")
+
+
+def _fewest_chunks(sources, max_piece: int, digest_size: int) -> list[FileEntry]:
+    """Each file with the fewest chunks any chunker cuts it into, each with the shortest length
+    entry: the smallest manifest these files can make."""
+    placeholder = b"\0" * digest_size
+    return [FileEntry(s.rel_path, s.size, s.mode, (placeholder,) * (n := -(-s.size // max_piece)), (1,) * n)
+            for s in sources]
 
 
 def _too_many_chunks(local_path: str, n_pieces: int, total: int, cutter) -> CasError:

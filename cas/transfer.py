@@ -219,8 +219,9 @@ class EagerSends:
         obj = _encode(raw, cpu, policy=self.policy, level=self.level, min_saving=self.min_saving)
         try:
             self.backend.create(name, obj)
-        except FileExistsError:
-            pass  # content-addressed: another writer stored the same bytes first
+        except FileExistsError:  # content-addressed: another writer stored the same bytes first
+            self.present.add(key)
+            return
         self.sent[key] = (piece, len(obj))
 
 

@@ -86,3 +86,28 @@ def test_a_manifest_too_big_for_its_names_alone_is_refused_before_any_chunk_is_s
     with pytest.raises(CasError, match="manifest of .* would be .* bytes"):
         local_store.put(str(root), "m", chunk_size=CHUNK, pack_below=0)
     assert local_store.backend.list("chunks") == []  # nothing sent that no version could ever name
+
+
+def test_a_manifest_too_big_for_its_chunk_lists_is_refused_before_any_chunk_is_sent(local_store, tmp_path,
+                                                                                    monkeypatch):
+    src = write(tmp_path / "w.bin", os.urandom(200 * CHUNK))
+    monkeypatch.setattr("cas.store.MAX_MANIFEST_BYTES", 3000)  # 200 chunk entries do not fit
+    with pytest.raises(CasError, match="too many files or chunks"):
+        local_store.put(str(src), "m", chunk_size=CHUNK, pack_below=0)
+    assert local_store.backend.list("chunks") == []
+
+
+def test_a_chunk_another_writer_stored_first_is_not_counted_as_sent(local_store, tmp_path, monkeypatch):
+    src = write(tmp_path / "w.bin", os.urandom(8 * CHUNK))
+    real = local_store.backend.create
+
+    def lose_the_race(key, data):
+        real(key, data)
+        if key.startswith("chunks/"):
+            raise FileExistsError(key)  # as if another put had created it a moment before
+
+    monkeypatch.setattr(local_store.backend, "create", lose_the_race)
+    local_store.put(str(src), "m", chunk_size=CHUNK, pack_below=0)
+    assert local_store.last_transfer.sent_chunks == 0
+    local_store.get("m", str(tmp_path / "out"))
+    assert (tmp_path / "out").read_bytes() == src.read_bytes()

@@ -176,9 +176,17 @@ def test_gc_keeps_what_a_recorded_version_names_until_the_record_is_stale(local_
                              f"{PENDING}/{old:013d}-paused-for-a-week")
     report = local_store.gc(grace=0)
     assert (report.deleted_pending, report.deleted_chunks) == (1, 4)
-    local_store.backend.create(f"{PENDING}/{int(time.time() * 1000):013d}-damaged", b"\x93junk")
-    with pytest.raises(CasError, match="gc stopped before deleting anything: pending/.*-damaged .* remove it if no put"):
-        local_store.gc()
+    # names no clock makes: a stamp over a day ahead would never age, "²" is a digit int() refuses
+    ahead = int((time.time() + 2 * 86400) * 1000)
+    for name in (f"{ahead:013d}-from-the-future", "²-odd"):
+        local_store.backend.create(f"{PENDING}/{name}", record)
+    assert local_store.gc(grace=0).deleted_pending == 2
+    for name, body in (("damaged", b"\x93junk"), ("not-a-manifest", msgpack.packb({"host": "h:1", "manifest": 7}))):
+        key = f"{PENDING}/{int(time.time() * 1000):013d}-{name}"
+        local_store.backend.create(key, body)
+        with pytest.raises(CasError, match=f"gc stopped before deleting anything: {key} .* remove it if no put"):
+            local_store.gc()
+        local_store.backend.delete(key)
 
 
 def test_gc_cleans_staging_and_expired_leases(local_store):
