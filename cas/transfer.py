@@ -421,15 +421,10 @@ def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.
             except FileNotFoundError:
                 pack_problem = f"its pack {where.key} is missing"
                 break
-            with cpu:
-                try:
-                    data = codec.decode_into(obj, out, expected_length=length, name=f"chunk {hex_digest}")
-                except CorruptChunk as exc:
-                    pack_problem = f"in pack {where.key}: {exc}"
-                    continue
-                if chunk_hash.digest(data) == digest:
-                    return data
-            pack_problem = f"in pack {where.key}: its bytes do not match its digest"
+            data, problem = _decoded(obj, out, digest, length, chunk_hash, cpu)
+            if data is not None:
+                return data
+            pack_problem = f"in pack {where.key}: {problem}"
     try:
         return _fetch_individual(backend, digest, length, label, cpu, chunk_hash)
     except MissingChunk:
@@ -443,6 +438,20 @@ def fetch_chunk(backend, digest: bytes, length: int, label: str, cpu: threading.
         if not pack_problem:
             raise
         raise CorruptChunk(f"{exc} ({pack_problem})", digest=hex_digest) from None
+
+
+def _decoded(obj, out, digest: bytes, length: int, chunk_hash: ChunkHash,
+             cpu: threading.Semaphore) -> tuple[memoryview | None, str]:
+    """A stored object decoded into ``out`` and checked against ``digest``: (its bytes, "") or
+    (None, what is wrong with it)."""
+    with cpu:
+        try:
+            data = codec.decode_into(obj, out, expected_length=length, name=f"chunk {digest.hex()}")
+        except CorruptChunk as exc:
+            return None, str(exc)
+        if chunk_hash.digest(data) == digest:
+            return data, ""
+    return None, "its bytes do not match its digest"
 
 
 def _fetch_individual(backend, digest: bytes, length: int, label: str, cpu: threading.Semaphore,
@@ -460,15 +469,9 @@ def _fetch_individual(backend, digest: bytes, length: int, label: str, cpu: thre
         except BufferError:
             problem = f"its object is longer than any encoding of {length} bytes"
             continue
-        with cpu:
-            try:
-                data = codec.decode_into(obj, out, expected_length=length, name=f"chunk {hex_digest}")
-            except CorruptChunk as exc:
-                problem = str(exc)
-                continue
-            if chunk_hash.digest(data) == digest:
-                return data
-        problem = "its bytes do not match its digest"
+        data, problem = _decoded(obj, out, digest, length, chunk_hash, cpu)
+        if data is not None:
+            return data
     raise CorruptChunk(f"chunk {hex_digest} of {label} is corrupt ({problem}); run `cas verify` and `cas repair`",
                        digest=hex_digest)
 
