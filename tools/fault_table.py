@@ -53,7 +53,9 @@ def main_s3(args) -> None:
     print(f"Each operation moves a {s3.SIZE // 1024} KiB version in 64 KiB chunks; backend options "
           f"{s3.BACKEND_OPTIONS}.")
     print("Each fault matches only the chunk transfers (PUTs under chunks/ for a put, GETs of chunks/ for a get) "
-          "and starts after the first 2 of them; transient = it then hits 2 requests, persistent = every one.\n")
+          "and starts after the first 2 of them; transient = it then hits 2 requests, persistent = every one. "
+          "Rows marked (packs) store the version in one pack (the default for small chunks): the fault then hits "
+          "the pack's upload, or the get's ranged reads of it (packs/), from the first.\n")
     print(markdown(rows))
     print("\nSucceeded and failed-cleanly outcomes are checked from outside after each trial (no proxy): "
           "`verify --full` of the store, the bytes of the version or destination, no version published by a "
