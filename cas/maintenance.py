@@ -8,6 +8,7 @@ chunk (manifests are immutable, so a repair writes lost packed chunks as objects
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -23,8 +24,8 @@ from .localfs import scan_source
 from .integrity import new_hasher
 from .manifest import ChunkLocation, FileEntry, Manifest, PackedChunk, location
 from .planning import replan
-from .transfer import (DEFAULT_MEMORY_BUDGET, hash_pieces, map_ordered, read_piece, run_bounded,
-                       workers_within)
+from .transfer import (DEFAULT_MEMORY_BUDGET, ChunkJob, coalesce, hash_pieces, map_ordered, read_piece, run_bounded,
+                       run_bytes, workers_within)
 
 log = logging.getLogger("cas.gc")
 
@@ -144,13 +145,15 @@ def _lost(problem: str) -> str:
 
 
 def read_packed(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
-                 where: ChunkLocation) -> tuple[str | None, memoryview | None]:
+                where: ChunkLocation, obj=None) -> tuple[str | None, memoryview | None]:
     """The chunk from its pack range (at most ``where.length`` bytes, which the manifest bounds by
-    the largest encoding of ``length``), or what is wrong with it there."""
-    try:
-        obj = backend.read(where.key, where.offset, where.length)
-    except FileNotFoundError:
-        return f"missing: its pack {where.key} is missing", None
+    the largest encoding of ``length``; ``obj``: those bytes, if a coalesced read fetched them), or
+    what is wrong with it there."""
+    if obj is None:
+        try:
+            obj = backend.read(where.key, where.offset, where.length)
+        except FileNotFoundError:
+            return f"missing: its pack {where.key} is missing", None
     if len(obj) != where.length:  # a table entry that runs past the end of its pack
         return f"corrupt: pack {where.key} ends {where.length - len(obj)} bytes before its object at {where.offset}", None
     try:
@@ -161,6 +164,31 @@ def read_packed(backend, digest: bytes, length: int, chunk_hash: ChunkHash,
     if chunk_hash.digest(data) != digest:
         return f"corrupt: its bytes at offset {where.offset} of pack {where.key} do not match the digest", None
     return None, data
+
+
+def check_packed(backend, items: Sequence[tuple[bytes, int, PackedChunk]], chunk_hash: ChunkHash,
+                 n_workers: int) -> list[str | None]:
+    """``read_packed``'s verdict on each (digest, raw length, pack-table entry), in order. Adjacent
+    entries of a pack are fetched with one ranged read (``cas.transfer.coalesce``, as get reads
+    them): a few requests per pack instead of one per chunk."""
+
+    def check_run(run: list[ChunkJob]) -> list[tuple[bytes, str | None]]:
+        first, block = run[0].packed, None
+        if len(run) > 1:
+            try:
+                block = memoryview(backend.read(location(run[0].digest, first).key, first.offset, run_bytes(run)))
+            except FileNotFoundError:
+                pass  # each member says so on its own read
+        out = []
+        for job in run:
+            obj = None if block is None else block[job.packed.offset - first.offset:][:job.packed.length]
+            problem, _ = read_packed(backend, job.digest, job.length, chunk_hash, location(job.digest, job.packed), obj)
+            out.append((job.digest, problem))
+        return out
+
+    runs = coalesce([ChunkJob(d, n, (), "", at) for d, n, at in items])
+    verdicts = {d: problem for run in run_bounded(check_run, runs, n_workers) for d, problem in run}
+    return [verdicts[d] for d, _, _ in items]
 
 
 # A chunk and its entry in one version's pack table (None: its own object). The entries are the

@@ -31,7 +31,7 @@ from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, ma
                      tombstone_key)
 from .leases import DEFAULT_TTL, Lease, LeaseLost, writer_lease
 from .localfs import Staging, check_unchanged, scan_source
-from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, PackedChunk, location, pack, unpack
+from .manifest import MAX_CHUNKS, MAX_MANIFEST_BYTES, FileEntry, Manifest, PackedChunk, pack, unpack
 from .packing import DEFAULT_PACK_BELOW, REUSE_VERSIONS, Packing, reusable_locations
 from .names import LATEST, Ref, check_name, is_valid_name, parse_ref
 from .progress import byte_bar
@@ -397,15 +397,12 @@ class Store:
         name bytes nobody checked: such an entry is dropped, and the chunk is packed anew. These are
         the small chunks of a version (about 7 MB of a 95 MB ResNet50), read once."""
         wanted = [(d, at) for d, at in reuse.items() if d in first_piece and packing.packs(first_piece[d].length)]
-
-        def holds(item: tuple[bytes, PackedChunk]) -> bool:
-            d, at = item
-            problem, _ = maintenance.read_packed(self.backend, d, first_piece[d].length, chunk_hash, location(d, at))
+        problems = maintenance.check_packed(self.backend, [(d, first_piece[d].length, at) for d, at in wanted],
+                                            chunk_hash, self.n_workers)
+        for (d, _), problem in zip(wanted, problems):
             if problem:
                 log.info("not reusing chunk %s from an older version's pack: %s", d.hex(), problem)
-            return problem is None
-
-        return {d: at for (d, at), ok in zip(wanted, run_bounded(holds, wanted, self.n_workers)) if ok}
+        return {d: at for (d, at), problem in zip(wanted, problems) if problem is None}
 
     def _reuse_tables(self, model: str, wanted: set[bytes]) -> list[dict[bytes, PackedChunk]]:
         """The pack-table entries, for the chunks in ``wanted``, of the versions a put of ``model``

@@ -489,7 +489,7 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
     lock = threading.Lock()
     use_direct = [direct]
     runs = coalesce(jobs)
-    largest = max(max((j.length for j in jobs), default=0), max((_run_bytes(r) for r in runs), default=0))
+    largest = max(max((j.length for j in jobs), default=0), max((run_bytes(r) for r in runs), default=0))
     n_workers = workers_within(n_workers, largest, 3 if seed else 2, memory_budget)
     cpu = threading.BoundedSemaphore(cpu_threads(n_workers))
 
@@ -514,7 +514,7 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
                 read_block = False
                 try:  # a member that fails in it is read again on its own, with fallback
                     block = memoryview(backend.read(location(run[0].digest, run[0].packed).key, run[0].packed.offset,
-                                                    _run_bytes(run)))
+                                                    run_bytes(run)))
                 except FileNotFoundError:
                     block = None
             first = None
@@ -533,7 +533,8 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
 MAX_RUN_BYTES = 8 << 20
 
 
-def _run_bytes(run: list[ChunkJob]) -> int:
+def run_bytes(run: list[ChunkJob]) -> int:
+    """Bytes of the one range a run of adjacent packed chunks is read with (0 for a chunk alone)."""
     if len(run) == 1:
         return 0
     return run[-1].packed.offset + run[-1].packed.length - run[0].packed.offset

@@ -175,6 +175,27 @@ def test_coalesced_reads_fetch_adjacent_packed_chunks_in_one_request(local_store
     assert sum(k.startswith("packs/") for k in reads) == 1  # one range for the 30 chunks, not 30
 
 
+def test_a_put_checks_the_packed_chunks_it_reuses_with_one_read_per_pack(local_store, tmp_path, monkeypatch):
+    """A fine-tune's unchanged small tensors are read back before they are pointed at: on WebHDFS or
+    S3 each read is a request, so adjacent ones are read as one range."""
+    m1 = local_store.put(str(_model_dir(tmp_path / "v1", n_small=30)), "m", chunk_size=1 * MIB)
+    reads = []
+    real_read = local_store.backend.read
+
+    def read(key, offset=0, length=None):
+        reads.append(key)
+        return real_read(key, offset, length)
+
+    monkeypatch.setattr(local_store.backend, "read", read)
+    v2 = _model_dir(tmp_path / "v2", n_small=30, changed=(5,))
+    m2 = local_store.put(str(v2), "m", chunk_size=1 * MIB)
+    reused = [d for d, at in m2.packed.items() if m1.packed.get(d) == at]
+    assert len(reused) >= 28  # every unchanged small chunk pointed at, not stored again
+    assert sum(k.startswith("packs/") for k in reads) <= 2 * len(m1.pack_ids())  # not one per reused chunk
+    local_store.get("m@2", str(tmp_path / "back"))
+    assert _same_tree(v2, tmp_path / "back")
+
+
 # -- damage: get falls back, verify names the pack, repair restores ------------------------------
 
 def test_a_missing_pack_is_named_by_get_and_verify_and_repair_fixes_it(local_store, tmp_path):
