@@ -172,7 +172,7 @@ def check_packed(backend, items: Sequence[tuple[bytes, int, PackedChunk]], chunk
     entries of a pack are fetched with one ranged read (``cas.transfer.coalesce``, as get reads
     them): a few requests per pack instead of one per chunk."""
 
-    def check_run(run: list[ChunkJob]) -> list[tuple[bytes, str | None]]:
+    def check_run(run: list[ChunkJob]) -> list[tuple[int, str | None]]:
         first, block = run[0].packed, None
         if len(run) > 1:
             try:
@@ -183,12 +183,14 @@ def check_packed(backend, items: Sequence[tuple[bytes, int, PackedChunk]], chunk
         for job in run:
             obj = None if block is None else block[job.packed.offset - first.offset:][:job.packed.length]
             problem, _ = read_packed(backend, job.digest, job.length, chunk_hash, location(job.digest, job.packed), obj)
-            out.append((job.digest, problem))
+            out.append((id(job), problem))
         return out
 
-    runs = coalesce([ChunkJob(d, n, (), "", at) for d, n, at in items])
-    verdicts = {d: problem for run in run_bounded(check_run, runs, n_workers) for d, problem in run}
-    return [verdicts[d] for d, _, _ in items]
+    jobs = [ChunkJob(d, n, (), "", at) for d, n, at in items]
+    verdicts: dict[int, str | None] = {}  # by job: a chunk may sit in two packs
+    for run in run_bounded(check_run, coalesce(jobs), n_workers):
+        verdicts.update(run)
+    return [verdicts[id(j)] for j in jobs]
 
 
 # A chunk and its entry in one version's pack table (None: its own object). The entries are the
@@ -210,6 +212,9 @@ def _check_workers(store, lengths: dict) -> int:
                           getattr(store, "memory_budget", DEFAULT_MEMORY_BUDGET))
 
 
+CHECK_BATCH = 1 << 16  # packed chunks verify checks at once
+
+
 def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
     """Check that every chunk referenced (by one version, or all) exists; with ``full``, that it decodes
     to its digest, and that every file with a strong digest hashes to it (its chunks streamed in
@@ -227,8 +232,17 @@ def verify(store, ref=None, *, full: bool = False) -> VerifyReport:
         verdicts: dict[Item, str | None] = {}
         report.problems += _verify_strong_files(store, manifests, chunk_hash, verdicts, report, lengths)
         rest = [item for item in lengths if item not in verdicts]
-        verdicts.update(zip(rest, run_bounded(lambda item: _check_item(store, item, lengths[item], chunk_hash), rest,
-                                              _check_workers(store, lengths))))
+        workers = _check_workers(store, lengths)
+        # packed chunks first, adjacent ones read together; one that fails in its pack is then judged
+        # as any chunk is (its own object, if it has one, is what get falls back to)
+        packed = [item for item in rest if item[1] is not None]
+        for start in range(0, len(packed), CHECK_BATCH):  # a job per chunk: bounded for a million of them
+            batch = packed[start:start + CHECK_BATCH]
+            in_pack = check_packed(store.backend, [(d, lengths[(d, at)], at) for d, at in batch], chunk_hash, workers)
+            verdicts.update((item, None) for item, problem in zip(batch, in_pack) if problem is None)
+        again = [item for item in rest if item not in verdicts]
+        verdicts.update(zip(again, run_bounded(lambda item: _check_item(store, item, lengths[item], chunk_hash), again,
+                                               workers)))
         bad = {item: v for item, v in verdicts.items() if v}
         report.checked_bytes += sum(lengths[item] for item in rest)
     else:

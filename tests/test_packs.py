@@ -173,6 +173,9 @@ def test_coalesced_reads_fetch_adjacent_packed_chunks_in_one_request(local_store
     local_store.get("m", str(tmp_path / "back"))
     assert _same_tree(src, tmp_path / "back")
     assert sum(k.startswith("packs/") for k in reads) == 1  # one range for the 30 chunks, not 30
+    reads.clear()
+    assert local_store.verify(full=True).problems == []
+    assert sum(k.startswith("packs/") for k in reads) == 1  # verify --full reads them the same way
 
 
 def test_a_put_checks_the_packed_chunks_it_reuses_with_one_read_per_pack(local_store, tmp_path, monkeypatch):
