@@ -93,9 +93,9 @@ def copy_version(source, ref, destination, *, tags=(), progress: bool = False) -
             intent.withdraw()
         lease.release()
 
-    report.sent_chunks = len(sent) + sum(1 for d, at in manifest.packed.items() if at.pack in sent_packs and d not in sent)
-    report.sent_raw_bytes = sum(lengths[d] for d in sent) + sum(lengths[d] for d, at in manifest.packed.items()
-                                                                 if at.pack in sent_packs and d not in sent)
+    in_sent_packs = [d for d, at in manifest.packed.items() if at.pack in sent_packs and d not in sent]
+    report.sent_chunks = len(sent) + len(in_sent_packs)
+    report.sent_raw_bytes = sum(lengths[d] for d in (*sent, *in_sent_packs))
     report.sent_stored_bytes = sum(sent.values()) + sum(sent_packs.values())
     report.sent_packs = len(sent_packs)
     report.manifest_copied = not present

@@ -118,4 +118,3 @@ def key_age(key: str, now: float | None = None) -> float | None:
 def pending_key() -> str:
     """A fresh name for a record of a version being published, stamped with its creation time."""
     return f"{PENDING}/{int(time.time() * 1000):013d}-{uuid.uuid4().hex}"
-

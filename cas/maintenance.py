@@ -24,8 +24,8 @@ from .localfs import scan_source
 from .integrity import new_hasher
 from .manifest import ChunkLocation, FileEntry, Manifest, PackedChunk, location
 from .planning import replan
-from .transfer import (DEFAULT_MEMORY_BUDGET, ChunkJob, coalesce, hash_pieces, map_ordered, read_piece, run_bounded,
-                       run_bytes, workers_within)
+from .transfer import (DEFAULT_MEMORY_BUDGET, ChunkJob, coalesce, hash_pieces, map_ordered, read_piece, read_run,
+                       run_bounded, run_member, workers_within)
 
 log = logging.getLogger("cas.gc")
 
@@ -173,18 +173,9 @@ def check_packed(backend, items: Sequence[tuple[bytes, int, PackedChunk]], chunk
     them): a few requests per pack instead of one per chunk."""
 
     def check_run(run: list[ChunkJob]) -> list[tuple[int, str | None]]:
-        first, block = run[0].packed, None
-        if len(run) > 1:
-            try:
-                block = memoryview(backend.read(location(run[0].digest, first).key, first.offset, run_bytes(run)))
-            except FileNotFoundError:
-                pass  # each member says so on its own read
-        out = []
-        for job in run:
-            obj = None if block is None else block[job.packed.offset - first.offset:][:job.packed.length]
-            problem, _ = read_packed(backend, job.digest, job.length, chunk_hash, location(job.digest, job.packed), obj)
-            out.append((id(job), problem))
-        return out
+        block = read_run(backend, run)
+        return [(id(job), read_packed(backend, job.digest, job.length, chunk_hash, location(job.digest, job.packed),
+                                      run_member(block, run, job))[0]) for job in run]
 
     jobs = [ChunkJob(d, n, (), "", at) for d, n, at in items]
     verdicts: dict[int, str | None] = {}  # by job: a chunk may sit in two packs

@@ -504,25 +504,17 @@ def download_chunks(backend, jobs: Sequence[ChunkJob], *, n_workers: int, seed: 
     def one(run: list[ChunkJob]) -> None:
         # One member at a time (a run of small compressible chunks can be far larger raw than its
         # 8 MiB stored); the run's range is read once, at the first member no local copy has.
-        block, read_block = None, len(run) > 1
+        block, unread = None, True
         for job in run:
             data = seed(job.digest, job.length) if seed else None
             if data is not None:
                 place(job, data, True)
                 continue
-            if read_block:
-                read_block = False
-                try:  # a member that fails in it is read again on its own, with fallback
-                    block = memoryview(backend.read(location(run[0].digest, run[0].packed).key, run[0].packed.offset,
-                                                    run_bytes(run)))
-                except FileNotFoundError:
-                    block = None
-            first = None
-            if block is not None:
-                rel = job.packed.offset - run[0].packed.offset
-                first = block[rel:rel + job.packed.length]
+            if unread:  # a member that fails in it is read again on its own, with fallback
+                block, unread = read_run(backend, run), False
             where = location(job.digest, job.packed) if job.packed else None
-            place(job, fetch_chunk(backend, job.digest, job.length, job.label, cpu, chunk_hash, where, first), False)
+            place(job, fetch_chunk(backend, job.digest, job.length, job.label, cpu, chunk_hash, where,
+                                   run_member(block, run, job)), False)
 
     run_bounded(one, runs, n_workers)
     return counts[0], counts[1]
@@ -538,6 +530,26 @@ def run_bytes(run: list[ChunkJob]) -> int:
     if len(run) == 1:
         return 0
     return run[-1].packed.offset + run[-1].packed.length - run[0].packed.offset
+
+
+def read_run(backend, run: list[ChunkJob]) -> memoryview | None:
+    """The bytes of a run of adjacent packed chunks (``coalesce``) in one ranged read; None for a
+    chunk alone or a pack that is gone (each member is then read, and judged, on its own)."""
+    if len(run) < 2:
+        return None
+    first = run[0].packed
+    try:
+        return memoryview(backend.read(location(run[0].digest, first).key, first.offset, run_bytes(run)))
+    except FileNotFoundError:
+        return None
+
+
+def run_member(block: memoryview | None, run: list[ChunkJob], job: ChunkJob) -> memoryview | None:
+    """``job``'s stored bytes within its run's ``read_run`` block (short if the pack ends early)."""
+    if block is None:
+        return None
+    start = job.packed.offset - run[0].packed.offset
+    return block[start:start + job.packed.length]
 
 
 def coalesce(jobs: Sequence[ChunkJob], max_run_bytes: int = MAX_RUN_BYTES) -> list[list[ChunkJob]]:

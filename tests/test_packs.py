@@ -57,6 +57,19 @@ def _model_dir(root, seed: int = 0, n_small: int = 12, big: int = 3 * MIB, chang
     return root
 
 
+def _recording_reads(store, monkeypatch) -> list[str]:
+    """The keys of every ``backend.read`` of ``store`` from now on, in order."""
+    reads: list[str] = []
+    real_read = store.backend.read
+
+    def read(key, offset=0, length=None):
+        reads.append(key)
+        return real_read(key, offset, length)
+
+    monkeypatch.setattr(store.backend, "read", read)
+    return reads
+
+
 def _objects(store) -> tuple[int, int]:
     return len(list(store.backend.walk("chunks"))), len(list(store.backend.walk("packs")))
 
@@ -163,13 +176,7 @@ def test_coalesced_reads_fetch_adjacent_packed_chunks_in_one_request(local_store
         write(src / f"t{i:02d}.bin", _rand(10 * KIB + i, i))
     m = local_store.put(str(src), "m", chunk_size=1 * MIB)
     assert len(m.packed) == 30
-    reads = []
-    real_read = local_store.backend.read
-
-    def read(key, offset=0, length=None):
-        reads.append(key)
-        return real_read(key, offset, length)
-    monkeypatch.setattr(local_store.backend, "read", read)
+    reads = _recording_reads(local_store, monkeypatch)
     local_store.get("m", str(tmp_path / "back"))
     assert _same_tree(src, tmp_path / "back")
     assert sum(k.startswith("packs/") for k in reads) == 1  # one range for the 30 chunks, not 30
@@ -182,14 +189,7 @@ def test_a_put_checks_the_packed_chunks_it_reuses_with_one_read_per_pack(local_s
     """A fine-tune's unchanged small tensors are read back before they are pointed at: on WebHDFS or
     S3 each read is a request, so adjacent ones are read as one range."""
     m1 = local_store.put(str(_model_dir(tmp_path / "v1", n_small=30)), "m", chunk_size=1 * MIB)
-    reads = []
-    real_read = local_store.backend.read
-
-    def read(key, offset=0, length=None):
-        reads.append(key)
-        return real_read(key, offset, length)
-
-    monkeypatch.setattr(local_store.backend, "read", read)
+    reads = _recording_reads(local_store, monkeypatch)
     v2 = _model_dir(tmp_path / "v2", n_small=30, changed=(5,))
     m2 = local_store.put(str(v2), "m", chunk_size=1 * MIB)
     reused = [d for d, at in m2.packed.items() if m1.packed.get(d) == at]
