@@ -90,6 +90,21 @@ def test_encoding_a_view_at_an_offset_gives_the_same_object():
     assert encode_into_bytes(writable) == encode_into_bytes(readonly) == encode_into_bytes(WEIGHTS) == expected
 
 
+@pytest.mark.parametrize("cut", [0, 1, 2, 3])
+@pytest.mark.parametrize("data, width", [(WEIGHTS, 4), (bfloat16_weights(32_768), 2)], ids=["float32", "bfloat16"])
+def test_plane_k_holds_bytes_k_k_plus_width_and_so_on_whatever_the_length_and_start(data, width, cut):
+    """The format, pinned: objects from any cas (and any gather method) are byte-identical."""
+    raw = memoryview(b"z" * cut + data[:len(data) - cut])[cut:]  # a start off the page, a length cut short
+    obj = memoryview(encode_into_bytes(raw))
+    assert obj[codec.HEADER_SIZE] == width
+    _, planes = byteplanes.read_table(obj[codec.HEADER_SIZE:], len(raw), NAME)
+    for k, (mode, start, stored) in enumerate(planes):
+        plane = obj[codec.HEADER_SIZE + start:codec.HEADER_SIZE + start + stored]
+        if mode == byteplanes.PLANE_ZSTD:
+            plane = zstandard.ZstdDecompressor().decompress(plane)
+        assert bytes(plane) == bytes(raw)[k::width]
+
+
 def test_a_plane_that_does_not_save_enough_is_stored_raw():
     obj = codec.encode(WEIGHTS)
     width, planes = byteplanes.read_table(memoryview(obj)[codec.HEADER_SIZE:], len(WEIGHTS), NAME)
