@@ -84,9 +84,9 @@ def _plane_compressor() -> zstandard.ZstdCompressor:
 # Splitting a chunk into planes and merging them back are strided copies. Python's own
 # ``bytes[k::4]`` runs them at ~3 GB/s but holds the GIL, so on 2 cores the threads of a put or
 # get queued behind each other's copies (put took 1.2x longer with planes than with plain zstd).
-# numpy copies strided uint8 arrays in C with the GIL released (3.4 GB/s a thread here, 2 threads
-# 1.9-2x) and views any buffer without copying it. It is imported on the first planes chunk
-# (~90 ms), so a put or get that meets no float chunk never pays for it.
+# numpy copies (and casts, see ``_gather``) in C with the GIL released (a strided uint8 copy 3.4
+# GB/s a thread here, 2 threads 1.9-2x) and views any buffer without copying it. It is imported
+# on the first planes chunk (~90 ms), so a put or get that meets no float chunk never pays for it.
 
 def _numpy():
     import numpy
