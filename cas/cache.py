@@ -3,7 +3,9 @@
 It never holds a second copy of chunks. It remembers where each version of a model was last
 materialised (``places``) and keeps small copies of those manifests, so a later get of another
 version can read the chunks they share from local disk instead of the store. Every reused
-chunk is re-hashed before use: a file the user edited since is simply not reused.
+chunk is re-hashed before use: a file the user edited since is simply not reused. For a directory
+version it also records the identity of the tree the get left there (``trees``: inodes, sizes,
+modification times), so ``get --force`` replaces only a checkout nobody has touched since.
 
 ``checkouts/<model>/<version>/`` holds whole versions materialised for loaders (``Store.checkout``), each with a
 marker that records sizes and modification times, so reusing a checkout moves no bytes.
@@ -17,8 +19,8 @@ import os
 import uuid
 
 from .digest import DEFAULT_CHUNK_HASH, ChunkHash
-from .localfs import sweep_dead_partials
-from .manifest import KIND_FILE, MAX_MANIFEST_BYTES, Manifest, unpack
+from .localfs import sweep_dead_partials, tree_identity
+from .manifest import KIND_DIR, KIND_FILE, MAX_MANIFEST_BYTES, Manifest, unpack
 from .names import is_valid_name
 
 MAX_PLACES_PER_VERSION = 4
@@ -68,6 +70,8 @@ class LocalCache:
         places = [p for p in self._places(model, version) if p != destination]
         places = [destination] + places[: MAX_PLACES_PER_VERSION - 1]
         _write_atomic(self._places_path(model, version), json.dumps(places).encode())
+        if manifest.kind == KIND_DIR:
+            self.remember_tree(destination)
 
     def _places(self, model: str, version: str) -> list[str]:
         try:
@@ -77,30 +81,31 @@ class LocalCache:
         except (OSError, ValueError):
             return []
 
-    def versions_at(self, destination: str) -> list[Manifest]:
-        """The versions this cache remembers having materialised at ``destination``."""
+    # -- what a get left at a destination (for get --force, see localfs.replace_refusal) ---------
+
+    def _tree_path(self, destination: str) -> str:
+        return os.path.join(self.root, "trees", hashlib.sha256(destination.encode()).hexdigest()[:32] + ".json")
+
+    def remember_tree(self, destination: str) -> None:
+        """Record the identity of the directory tree a get just left at ``destination``."""
         destination = os.path.abspath(destination)
-        found = []
-        places_root = os.path.join(self.root, "places")
+        record = {"destination": destination, "tree": tree_identity(destination)}
+        _write_atomic(self._tree_path(destination), json.dumps(record).encode())
+
+    def tree_at(self, destination: str) -> dict | None:
+        """The ``tree_identity`` the last get recorded at ``destination``; None if none (or damaged)."""
+        destination = os.path.abspath(destination)
         try:
-            models = os.listdir(places_root)
-        except OSError:
-            return found
-        for model in models:
-            try:
-                names = os.listdir(os.path.join(places_root, model))
-            except OSError:
-                continue
-            for name in names:
-                version = name[: -len(".json")]
-                if destination not in self._places(model, version):
-                    continue
-                try:
-                    with open(self._manifest_path(model, version), "rb") as f:
-                        found.append(unpack(f.read(MAX_MANIFEST_BYTES + 1), name=f"cached manifest {model}@{version}"))
-                except Exception:  # a damaged cache entry: that version simply does not count
-                    continue
-        return found
+            with open(self._tree_path(destination), "rb") as f:
+                record = json.load(f)
+            tree = record["tree"]
+            if record["destination"] != destination or not isinstance(tree, dict) or not all(
+                    isinstance(k, str) and (v is None or (isinstance(v, list) and all(type(x) is int for x in v)))
+                    for k, v in tree.items()):
+                return None
+            return tree
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # no record, or a damaged one: nothing there counts as a checkout
 
     def seeds(self, model: str) -> "Seeds":
         """Local copies of chunks from every remembered version of ``model``."""

@@ -125,18 +125,16 @@ class Staging:
     """
 
     def __init__(self, manifest: Manifest, destination: str, *, force: bool,
-                 earlier_versions: tuple[Manifest, ...] = (), owned: bool = False) -> None:
-        """``earlier_versions``: versions cas materialised at ``destination`` before; with ``force``
-        a directory holding nothing but their files may be replaced.
-        ``owned``: ``destination`` is the cache's checkout of this version, no user's directory:
-        with ``force`` it is replaced whatever files were added to it."""
+                 previous_checkout: dict | None = None, owned: bool = False) -> None:
+        """``previous_checkout``: ``tree_identity`` of the tree the last get left at ``destination``
+        (from the local cache); with ``force`` a directory that is still exactly that tree may be
+        replaced. ``owned``: ``destination`` is the cache's checkout of this version, no user's
+        directory: with ``force`` it is replaced whatever files were added to it."""
         self.manifest = manifest
         self.destination = os.path.abspath(destination)
         self.force = force
         self.owned = owned
-        # Only what earlier versions put there: a directory of the user's own files that happen to
-        # carry the new version's names (config.json, saved_model.pb) is still the user's.
-        self._replaceable = _tree_paths(tuple(earlier_versions))
+        self._previous = previous_checkout
         if os.path.lexists(self.destination):
             self._check_replaceable()
         parent, name = os.path.split(self.destination)
@@ -148,7 +146,7 @@ class Staging:
         if not self.force:
             raise AlreadyExists(f"destination {self.destination!r} exists; choose another path or pass --force "
                                 "(force=True) to replace it")
-        refusal = replace_refusal(self.destination, self.manifest, None if self.owned else self._replaceable)
+        refusal = replace_refusal(self.destination, self.manifest, self._previous, owned=self.owned)
         if refusal:
             raise AlreadyExists(f"--force will not replace {self.destination!r}: {refusal}")
 
@@ -254,48 +252,77 @@ class Staging:
         _remove(self.path)
 
 
-def _tree_paths(manifests: tuple[Manifest, ...]) -> frozenset[str]:
-    """Every file and directory path (with their ancestors) that the given directory versions hold."""
-    paths = set()
-    for m in manifests:
-        if m.kind != KIND_DIR:
-            continue
-        for p in [f.path for f in m.files] + list(m.dirs):
-            while p:
-                paths.add(p)
-                p = p.rpartition("/")[0]
-    return frozenset(paths)
+def _identity(st: os.stat_result) -> list[int] | None:
+    """What tells a file or directory cas wrote from one put in its place (inodes are reused at
+    once on ext4): inode and modification time, and a file's size. None for anything else (a
+    symlink, a device, a FIFO)."""
+    if stat.S_ISREG(st.st_mode):
+        return [st.st_ino, st.st_size, st.st_mtime_ns]
+    if stat.S_ISDIR(st.st_mode):
+        return [st.st_ino, st.st_mtime_ns]
+    return None
 
 
-def replace_refusal(destination: str, manifest: Manifest, replaceable: frozenset[str] | None) -> str | None:
+def tree_identity(root: str) -> dict[str, list[int] | None]:
+    """{path relative to ``root`` ("" for root itself): ``_identity``} of every entry of a tree."""
+    found = {"": _identity(os.lstat(root))}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for name in dirnames + filenames:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            found[rel] = _identity(os.lstat(os.path.join(dirpath, name)))
+    return found
+
+
+def replace_refusal(destination: str, manifest: Manifest, previous: dict | None, *, owned: bool = False) -> str | None:
     """Why ``--force`` must not replace ``destination`` with ``manifest``'s version, or None if it may.
 
-    --force replaces a file (or symlink) with a file, and a directory with a version's tree only
-    when the directory is empty or holds nothing but paths of versions (``replaceable``): a
-    previous checkout. It never deletes the working directory or a directory that contains it,
-    and never a directory of the user's own files.
+    --force replaces a regular file (or a symlink) with a file, never a device, FIFO or socket. It
+    replaces a directory with a version's tree only when the directory is empty or is still
+    exactly the tree the last get left there (``previous``: its ``tree_identity``, as the local
+    cache recorded it): same directories, same files, none edited, replaced or added. A directory
+    made anew where a checkout was, or of the user's own files with the version's names, is the
+    user's. It never deletes the working directory or a directory that contains it.
     """
-    if os.path.islink(destination) or not os.path.isdir(destination):
+    what = f"{manifest.model}@{manifest.version}"
+    st = os.lstat(destination)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        if not (stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return "it is a device, FIFO or socket, not a regular file; choose another path"
         if manifest.kind == KIND_DIR:
-            return (f"it is a file and {manifest.model}@{manifest.version} is a directory; remove the file yourself "
-                    "or choose another path")
+            kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
+            return f"it is a {kind} and {what} is a directory; remove the {kind} yourself or choose another path"
         return None
     real = os.path.realpath(destination)
     cwd = os.path.realpath(os.getcwd())
     if cwd == real or cwd.startswith(real.rstrip(os.sep) + os.sep):
         return "it is the working directory or contains it; choose another path"
     if manifest.kind == KIND_FILE:
-        return (f"it is a directory and {manifest.model}@{manifest.version} is a single file; give a file path "
+        return (f"it is a directory and {what} is a single file; give a file path "
                 f"such as {os.path.join(destination, manifest.files[0].path)!r}")
-    if replaceable is None:  # the cache's own checkout
+    if owned:  # the cache's own checkout
         return None
-    for dirpath, dirnames, filenames in os.walk(destination):
-        rel_dir = os.path.relpath(dirpath, destination).replace(os.sep, "/")
-        for name in sorted(dirnames) + sorted(filenames):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if rel not in replaceable:
-                return (f"it holds {rel!r}, which no version cas put there has (it is not a previous checkout); "
-                        "move your files away or choose another path")
+    now = tree_identity(destination)
+    if len(now) == 1:  # empty
+        return None
+    previous = previous or {}
+    if not previous:
+        return ("it is not a checkout this machine's cache knows of; move your files away or choose another "
+                "path")
+    # Name what makes it the user's: an entry cas did not put there, then an edited or replaced file
+    # or one removed; a directory changed otherwise (made anew where the checkout was) comes last.
+    for rel in sorted(now):
+        if rel not in previous:
+            return (f"it holds {rel!r}, which cas did not put there; move your files away or choose another path")
+    for rel in sorted(now):
+        if now[rel] != previous[rel] and (now[rel] is None or len(now[rel]) != 2):
+            return f"it holds {rel!r}, changed or replaced since cas put it there; move it away if it is yours"
+    for rel in sorted(previous):
+        if rel not in now:
+            return f"{rel!r} was removed from it since cas put it there; remove the rest yourself if it is not yours"
+    if now != previous:
+        return ("it is not a checkout as cas left it (a directory in it was made anew since); move your files "
+                "away or choose another path")
     return None
 
 

@@ -590,8 +590,8 @@ class Store:
 
     def _materialise(self, manifest: Manifest, local_path: str, *, force: bool, owned: bool = False) -> None:
         """``owned``: ``local_path`` is the cache's own checkout of this version, replaced whatever it holds."""
-        earlier = self.cache.versions_at(local_path) if self.cache and force else ()
-        staging = Staging(manifest, local_path, force=force, earlier_versions=tuple(earlier), owned=owned)
+        previous = self.cache.tree_at(local_path) if self.cache and force and not owned else None
+        staging = Staging(manifest, local_path, force=force, previous_checkout=previous, owned=owned)
         self._cache_quietly("note where this get stages", self.cache.note_staging_dir if self.cache else None,
                             os.path.dirname(staging.path))
         staging.prepare()

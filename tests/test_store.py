@@ -1,6 +1,8 @@
 """End to end through the Store API, on every backend the `store` fixture provides."""
 
 import os
+import shutil
+import socket
 import stat
 import threading
 
@@ -205,10 +207,56 @@ def test_existing_destination_is_refused_unless_forced(store, tmp_path):
     write(tmp_path / "v2" / "new.txt", b"new")
     store.put(str(tmp_path / "v2"), "dm", chunk_size=CHUNK)
     store.get("dm@1", str(d))
-    (d / "old.txt").write_bytes(b"edited")  # an edited checkout is still a checkout
-    store.get("dm@2", str(d), force=True)
+    store.get("dm@2", str(d), force=True)  # an untouched checkout is replaced
     assert sorted(os.listdir(d)) == ["new.txt"]
     assert [n for n in os.listdir(tmp_path) if "cas-partial" in n] == []
+
+
+def test_force_keeps_a_checkout_once_the_user_has_touched_it(store, tmp_path):
+    write(tmp_path / "v1" / "cfg.json", b"stored config")
+    write(tmp_path / "v1" / "sub" / "w.bin", b"stored weights")
+    store.put(str(tmp_path / "v1"), "dm", chunk_size=CHUNK)
+    co = tmp_path / "co"
+    store.get("dm", str(co))
+    (co / "cfg.json").write_bytes(b"my edit")  # edited in place
+    with pytest.raises(AlreadyExists, match=r"holds 'cfg.json', changed"):
+        store.get("dm", str(co), force=True)
+    assert (co / "cfg.json").read_bytes() == b"my edit"
+    # deleted and made anew with the version's names: the user's directory, not a checkout
+    shutil.rmtree(co)
+    write(co / "cfg.json", b"my precious config")
+    with pytest.raises(AlreadyExists, match="holds 'cfg.json', changed|made anew"):
+        store.get("dm", str(co), force=True)
+    assert (co / "cfg.json").read_bytes() == b"my precious config"
+    # a subdirectory replaced by one of the user's own
+    shutil.rmtree(co)
+    store.get("dm", str(co))
+    shutil.rmtree(co / "sub")
+    write(co / "sub" / "w.bin", b"my weights")
+    with pytest.raises(AlreadyExists, match="holds 'sub/w.bin', changed|made anew"):
+        store.get("dm", str(co), force=True)
+    assert (co / "sub" / "w.bin").read_bytes() == b"my weights"
+
+
+def test_force_never_replaces_a_device_fifo_or_socket(store, tmp_path):
+    write(tmp_path / "w", b"model bytes")
+    store.put(str(tmp_path / "w"), "m", chunk_size=CHUNK)
+    specials = [tmp_path / "fifo", tmp_path / "sock"]
+    os.mkfifo(specials[0])
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(specials[1]))
+    try:  # a copy of /dev/null (the destination a user times a fetch with), where we may make one
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        specials.append(tmp_path / "null")
+    except OSError:
+        pass
+    try:
+        for special in specials:
+            with pytest.raises(AlreadyExists, match="device, FIFO or socket"):
+                store.get("m", str(special), force=True)
+            assert not stat.S_ISREG(os.lstat(special).st_mode)
+    finally:
+        sock.close()
 
 
 def test_force_never_deletes_a_directory_of_the_users_files(store, tmp_path, monkeypatch):
@@ -220,7 +268,7 @@ def test_force_never_deletes_a_directory_of_the_users_files(store, tmp_path, mon
     write(precious / "project" / "notes.txt", b"work")
     with pytest.raises(AlreadyExists, match=r"--force .*precious.* is a single file"):
         store.get("m", str(precious), force=True)  # a file version never replaces a directory
-    with pytest.raises(AlreadyExists, match=r"--force .*holds 'project'"):
+    with pytest.raises(AlreadyExists, match=r"--force .*not a checkout this machine's cache knows"):
         store.get("dm", str(precious), force=True)  # nor a tree one that is not a checkout
     assert (precious / "project" / "notes.txt").read_bytes() == b"work"
     # a checkout where the user added a file of their own is theirs now
@@ -231,7 +279,7 @@ def test_force_never_deletes_a_directory_of_the_users_files(store, tmp_path, mon
     assert (tmp_path / "co" / "mine.txt").read_bytes() == b"mine"
     # a directory of the user's own that merely has the version's file names is theirs too
     write(tmp_path / "own" / "a.txt", b"my own a")
-    with pytest.raises(AlreadyExists, match="a.txt"):
+    with pytest.raises(AlreadyExists, match="not a checkout this machine's cache knows"):
         store.get("dm", str(tmp_path / "own"), force=True)
     assert (tmp_path / "own" / "a.txt").read_bytes() == b"my own a"
     # never the working directory, nor one that contains it, even when it is empty
