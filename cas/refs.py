@@ -100,6 +100,26 @@ def set_tag(backend, model: str, tag: str, version: str) -> TagEntry:
     return _append(backend, model, tag, lambda now: (version, now.seq if now else 0, "set"))
 
 
+def advance_tag(backend, model: str, tag: str, version: str) -> TagEntry | None:
+    """Point ``tag`` at ``version``, unless both are numbered and the tag is on a higher number.
+
+    How a put moves ``latest``: puts number their versions in the order they publish them, but
+    move the tag afterwards, so of two that overlap the first to publish may move it last; it must
+    not take ``latest`` back to the older version. Returns None when the tag was left alone.
+    """
+    def make(now):
+        if now is not None and now.target is not None and _number(now.target) > _number(version) >= 0:
+            return None
+        return version, now.seq if now else 0, "set"
+
+    return _append(backend, model, tag, make)
+
+
+def _number(version: str) -> int:
+    """A numbered version's number; -1 for a label."""
+    return int(version) if version.isascii() and version.isdigit() else -1
+
+
 def remove_tag(backend, model: str, tag: str) -> TagEntry:
     def make(now):
         if now is None or now.target is None:

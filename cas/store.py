@@ -377,7 +377,9 @@ class Store:
             if not lease.intact():  # paused while publishing: make sure gc left every chunk and pack
                 sends.frozen = True  # the manifest is out: its pack table can no longer change
                 lease = self._store_missing(lease, sends, lapsed=True, **keys)
-            for tag in ([LATEST] if latest else []) + tags:
+            if latest:  # not back to an older version, should an overlapping put have moved it on
+                refs.advance_tag(self.backend, model, LATEST, published.version)
+            for tag in tags:
                 refs.set_tag(self.backend, model, tag, published.version)
         finally:
             if intent is not None:

@@ -141,3 +141,29 @@ def test_rm_of_the_latest_version_does_not_undo_a_put_that_moved_latest_meanwhil
     monkeypatch.setattr(refs, "current", current)
     local_store.rm("m@3")
     assert done and local_store.tags("m")["latest"] == "4"  # not moved back to m@2
+
+
+def test_a_put_that_moves_latest_last_does_not_take_it_back_to_its_older_version(local_store, tmp_path,
+                                                                                 monkeypatch):
+    """Two overlapping puts: m@1 publishes first, but m@2's put moves latest before m@1's does."""
+    from cas import refs
+    other = Store.open(local_store.backend.root, cache_dir=False)
+    first, second = tmp_path / "a.bin", tmp_path / "b.bin"
+    first.write_bytes(os.urandom(70_000))
+    second.write_bytes(os.urandom(70_000))
+    real_current = refs.current
+    done = []
+
+    def current(backend, model, tag):
+        if tag == "latest" and not done and sys._getframe(1).f_code.co_name == "_append":
+            done.append(1)
+            assert other.put(str(second), "m", chunk_size=64 * 1024).version == "2"  # and moves latest to it
+        return real_current(backend, model, tag)
+
+    monkeypatch.setattr(refs, "current", current)
+    assert local_store.put(str(first), "m", chunk_size=64 * 1024).version == "1"
+    assert done and local_store.tags("m")["latest"] == "2"
+    assert [e.target for e in local_store.tag_history("m", "latest")] == ["2"]
+    monkeypatch.setattr(refs, "current", real_current)
+    local_store.put(str(first), "m", "v-label", chunk_size=64 * 1024)  # a label still moves it
+    assert local_store.tags("m")["latest"] == "v-label"
