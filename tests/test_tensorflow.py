@@ -311,6 +311,12 @@ def test_cli_predict(tmp_path, tiny, monkeypatch, capsys):
         cli_main(["--store", root, "predict", "cli", str(tmp_path / "in.npy"), "-o", str(out), "--workers", "2"])
     assert "cas predict takes --processes N" in capsys.readouterr().err
     np.testing.assert_allclose(np.load(out), model.predict(x, batch_size=16, verbose=0), rtol=1e-6, atol=1e-7)
+    # as `python -m cas`, whose __main__ module is the main script its spawned workers re-import
+    by_module = subprocess.run([sys.executable, "-m", "cas", "--store", root, "predict", "cli", str(tmp_path / "in.npy"),
+                                "-o", str(tmp_path / "out2.npy"), "--processes", "2", "--batch-size", "16"],
+                               capture_output=True, text=True, timeout=600)
+    assert by_module.returncode == 0, by_module.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "out2.npy"), np.load(out))
 
     rc = cli_main(["--store", root, "predict", "nope", str(tmp_path / "in.npy"), "-o", str(out)])
     assert rc == 1 and "no model named 'nope'" in capsys.readouterr().err
