@@ -10,6 +10,7 @@ raises BadManifest before anything is written anywhere.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import time
 from collections.abc import Iterator
@@ -44,6 +45,13 @@ MAX_PATH_LENGTH = 4096
 MAX_STRING_BYTES = 1 << 20  # any one string in a manifest (paths are far shorter; metadata values)
 MAX_DIGEST_SIZE = max(h.digest_size for h in CHUNK_HASHES.values())
 STRONG_HASHES = ("sha256", "blake3")  # both 32-byte digests
+# The manifest's own checksum: its map's last entry, "check", holds the 16-byte BLAKE2b of every
+# byte before that entry. It catches damage that still parses (a flipped bit in a path, a mode, a
+# date), which nothing else would: chunk keys guard the content, not the names around it.
+# Manifests written before it have none and read as before; readers older than it ignore the key.
+CHECK_KEY = "check"
+CHECK_SIZE = 16
+_CHECK_ENTRY = msgpack.packb(CHECK_KEY) + msgpack.packb(bytes(CHECK_SIZE), use_bin_type=True)[:-CHECK_SIZE]
 
 
 @dataclass(frozen=True)
@@ -175,7 +183,13 @@ def pack(m: Manifest) -> bytes:
         doc["strong_hash"] = m.strong_hash
     if m.packed:
         doc["packs"] = _pack_locations(m.packed)
-    return msgpack.packb(doc, use_bin_type=True)
+    doc[CHECK_KEY] = bytes(CHECK_SIZE)  # last: filled in below, once the bytes before it are known
+    data = msgpack.packb(doc, use_bin_type=True)
+    return data[:-CHECK_SIZE] + _checksum(data[:-len(_CHECK_ENTRY) - CHECK_SIZE])
+
+
+def _checksum(body) -> bytes:
+    return hashlib.blake2b(body, digest_size=CHECK_SIZE).digest()
 
 
 def _pack_locations(packed: dict[bytes, PackedChunk]) -> dict:
@@ -219,6 +233,14 @@ def unpack(data: bytes, *, name: str = "manifest") -> Manifest:
         raise BadManifest(f"{name} has format {fmt!r}; this cas reads formats {FORMAT} and {FORMAT_PACKS} (upgrade cas?)")
     if (fmt == FORMAT_PACKS) != ("packs" in doc):
         raise BadManifest(f"{name} is malformed: format {fmt} " + ("lists packs" if fmt == FORMAT else "lists no packs"))
+    if CHECK_KEY in doc:
+        entry = len(_CHECK_ENTRY) + CHECK_SIZE
+        if not (isinstance(doc[CHECK_KEY], bytes) and data[-entry:-CHECK_SIZE] == _CHECK_ENTRY
+                and data[-CHECK_SIZE:] == doc[CHECK_KEY]):
+            raise BadManifest(f"{name} is malformed: its checksum is not a {CHECK_SIZE}-byte last entry")
+        if _checksum(memoryview(data)[:-entry]) != doc[CHECK_KEY]:
+            raise BadManifest(f"{name} does not match its checksum: it was damaged after it was written; "
+                              "restore it from another copy of the store, or remove the version")
     try:
         return _from_doc(doc, name)
     except BadManifest:

@@ -433,6 +433,7 @@ def test_hostile_manifest_is_refused_before_anything_is_written(local_store, tmp
     src = write(tmp_path / "w.bin", b"x" * 10)
     m = local_store.put(str(src), "m", chunk_size=CHUNK)
     doc = msgpack.unpackb(pack(m), raw=False)
+    doc.pop("check")  # edited by hand below: a hostile writer leaves no checksum
     doc["kind"] = "dir"
     doc["version"] = "2"
     doc["files"][0]["path"] = "../escaped"
@@ -603,6 +604,23 @@ def test_objects_follow_the_umask_so_a_private_store_stays_private(tmp_path, uma
     store.put(str(src.parent), "n")
     manifest = root / "manifests" / "n" / "1.msgpack"
     assert stat.S_IMODE(manifest.stat().st_mode) == 0o664
+
+
+def test_a_manifest_damaged_into_another_valid_one_is_refused_by_its_checksum(local_store, tmp_path):
+    from cas import maintenance
+    write(tmp_path / "src" / "config.json", b"{}")
+    local_store.put(str(tmp_path / "src"), "dm", chunk_size=CHUNK)
+    path = os.path.join(local_store.backend.root, manifest_key("dm", "1"))
+    data = open(path, "rb").read()
+    assert data.count(b"config.json") == 1
+    os.chmod(path, 0o644)
+    with open(path, "wb") as f:  # one byte of a file name: still a valid manifest, naming another file
+        f.write(data.replace(b"config.json", b"config.jsoo"))
+    with pytest.raises(BadManifest, match="dm@1.*does not match its checksum"):
+        local_store.get("dm", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    report = maintenance.verify(local_store, full=True)
+    assert [p for p in report.problems if "checksum" in p.problem and (p.model, p.version) == ("dm", "1")]
 
 
 def test_get_masks_modes_from_the_manifest_with_the_umask(tmp_path, local_store, umask):
