@@ -443,8 +443,9 @@ def gc(store, *, dry_run: bool = False, wait: float = 600.0, staging_age: float 
             raise CasError(f"gc stopped before deleting anything: {exc}") from None
         manifests, problems = _manifests(store, None)
         if problems:
-            raise CasError(f"gc stopped before deleting anything: {problems[0]}; "
-                           "fix or remove that version first (gc must know every chunk a version needs)")
+            raise CasError(f"gc stopped before deleting anything: {problems[0]}; restore that manifest from "
+                           f"another copy of the store or remove the version (`cas rm {problems[0].model}@"
+                           f"{problems[0].version}`) first: gc must know every chunk a version needs")
         referenced = {d.hex() for m in manifests for f in m.files for d in f.digests} | waiting.chunks
         referenced_packs = {p.hex() for m in manifests for p in m.pack_ids()} | waiting.packs
         unreferenced = [o for o in store.backend.walk(CHUNKS) if digest_of_chunk_key(o.key) not in referenced]

@@ -701,6 +701,8 @@ class Store:
             if tombstone_key(model, version) in self.backend.missing([tombstone_key(model, version)]):
                 raise
             # removed already (perhaps by an rm that was killed before it fixed the tags): finish the job
+        except BadManifest as exc:  # damaged: removing it is how the store gets past it (gc, stats)
+            log.warning("removing %s@%s, whose manifest is damaged (%s)", model, version, exc)
         pinned = [t for t, v in self.tags(model).items() if v == version and t != LATEST]
         if pinned and not force:
             raise InUse(f"{model}@{version} is tagged {', '.join(pinned)}; move or remove those tags first, or use --force",
@@ -717,8 +719,14 @@ class Store:
         for tag in pinned:
             refs.move_off(self.backend, model, tag, version, None)
         if refs.target(self.backend, model, LATEST) == version:
-            remaining = [v for v in self.versions(model) if v != version]
-            newest = max(remaining, key=lambda v: self._load(model, v)[0].created) if remaining else None
+            created = {}
+            for v in self.versions(model):
+                try:
+                    created[v] = self._load(model, v)[0].created
+                except BadManifest:  # a damaged version is no place for latest
+                    continue
+            created.pop(version, None)
+            newest = max(created, key=created.get) if created else None
             refs.move_off(self.backend, model, LATEST, version, newest)
         try:
             self.backend.create(tombstone_key(model, version), b"")

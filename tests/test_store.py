@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from cas import AlreadyExists, BadManifest, BadName, CorruptChunk, InUse, NotFound, Store
+from cas import AlreadyExists, BadManifest, BadName, CasError, CorruptChunk, InUse, NotFound, Store
 from cas.errors import NoSuchModel, NoSuchTag, NoSuchVersion
 from cas.backends import LocalBackend
 from cas.layout import chunk_key, manifest_key
@@ -621,6 +621,23 @@ def test_a_manifest_damaged_into_another_valid_one_is_refused_by_its_checksum(lo
     assert not (tmp_path / "out").exists()
     report = maintenance.verify(local_store, full=True)
     assert [p for p in report.problems if "checksum" in p.problem and (p.model, p.version) == ("dm", "1")]
+
+
+def test_a_version_whose_manifest_is_damaged_can_be_removed_and_gc_goes_on(local_store, tmp_path):
+    src = write(tmp_path / "w.bin", weights(256 * KIB))
+    for _ in range(3):
+        local_store.put(str(src), "m", chunk_size=CHUNK)
+    path = os.path.join(local_store.backend.root, manifest_key("m", "3"))
+    os.chmod(path, 0o644)
+    with open(path, "wb") as f:
+        f.write(b"hello world")
+    with pytest.raises(CasError, match=r"gc stopped before deleting anything: .*`cas rm m@3`"):
+        local_store.gc(wait=0)
+    assert local_store.rm("m@3") == "3"
+    assert local_store.versions("m") == ["1", "2"] and local_store.tags("m")["latest"] == "2"
+    local_store.gc(wait=0)
+    local_store.get("m", str(tmp_path / "out.bin"))
+    assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
 
 
 def test_get_masks_modes_from_the_manifest_with_the_umask(tmp_path, local_store, umask):
