@@ -5,29 +5,58 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
 
 from . import __version__
-from .chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, describe
-from .codec import DEFAULT_LEVEL, DEFAULT_POLICY, POLICIES
+from .chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, check_chunk_size, describe
+from .codec import DEFAULT_LEVEL, DEFAULT_POLICY, POLICIES, check_level
 from .digest import chunk_hash
 from .errors import CasError, NoSuchModel, NoSuchTag
 from .manifest import Manifest
-from .packing import DEFAULT_PACK_BELOW
+from .packing import DEFAULT_PACK_BELOW, Packing
 from .sizes import human_bytes, parse_size
 from .store import Store, default_store_url
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
-def size_arg(text: str) -> int:
-    """argparse type for a size (``cas.sizes.parse_size``), its error as a usage message."""
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+
+def _checked(parse, check=None):
+    """An argparse type: ``parse`` the text, then ``check`` the value with the library's own rule;
+    either one's ValueError becomes a usage error (exit 2) naming the option."""
+    def convert(text: str):
+        try:
+            value = parse(text)
+            return check(value) if check else value
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
+
+
+def _at_least_one(n: int) -> int:
+    if n < 1:
+        raise ValueError(f"must be at least 1, got {n}")
+    return n
+
+
+def _seconds(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"must be a number of seconds >= 0, got {value}")
+    return value
+
+
+def _pack_below(value: int) -> int:
+    return Packing(pack_below=value).pack_below  # its own limits (at most the pack size)
+
+
+count_arg = _checked(int, _at_least_one)
+chunk_size_arg = _checked(parse_size, check_chunk_size)
+level_arg = _checked(int, check_level)
+pack_below_arg = _checked(parse_size, _pack_below)
+seconds_arg = _checked(float, _seconds)
 
 
 def parse_meta(text: str) -> tuple[str, str]:
@@ -43,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-hash", dest="expect_chunk_hash", metavar="NAME", default=os.environ.get("CAS_CHUNK_HASH") or None,
                    help="refuse a store whose chunk keys are not NAME (xxh3-128 or blake3-256), and create a new "
                         "store with them (default: $CAS_CHUNK_HASH; unset: use the store's own)")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=count_arg, metavar="N",
                    help="parallel transfer threads (default: the backend's limit); cas predict's processes are --processes")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="say how each file was cut (and why a file was cut fixed); show tracebacks on errors")
@@ -62,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--version", dest="label", metavar="LABEL", help="explicit version label (default: next number)")
     c.add_argument("--tag", action="append", default=[], metavar="TAG", help="also point TAG at the new version")
     c.add_argument("--no-latest", action="store_true", help="do not move the 'latest' tag")
-    c.add_argument("--chunk-size", type=size_arg, default=DEFAULT_CHUNK_SIZE, metavar="SIZE",
+    c.add_argument("--chunk-size", type=chunk_size_arg, default=DEFAULT_CHUNK_SIZE, metavar="SIZE",
                    help="chunk size, e.g. 4MiB (default 4MiB); with --chunker cdc the average size (64KiB to 4MiB)")
     c.add_argument("--chunker", choices=CHUNKERS, default=DEFAULT_CHUNKER,
                    help="where chunks start: auto (default) restarts chunk-size runs at the tensors and members of "
@@ -70,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "variables) and "
                         "cuts other files fixed; fixed cuts every file in chunk-size pieces; cdc cuts content-defined "
                         "pieces (FastCDC) for opaque formats whose bytes shift. -v says how each file was cut")
-    c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
+    c.add_argument("--level", type=level_arg, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
     c.add_argument("--codec", choices=POLICIES, default=DEFAULT_POLICY,
                    help="how new chunks are stored: auto (byte planes where they beat zstd, as on float weights; "
                         f"zstd otherwise), zstd or raw (default {DEFAULT_POLICY})")
     c.add_argument("--meta", type=parse_meta, action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--strong", choices=["sha256", "blake3"], help="record a strong per-file digest, checked on every get")
-    c.add_argument("--pack-below", type=size_arg, default=DEFAULT_PACK_BELOW, metavar="SIZE",
+    c.add_argument("--pack-below", type=pack_below_arg, default=DEFAULT_PACK_BELOW, metavar="SIZE",
                    help="write new chunks shorter than this together into pack objects of at most 16 MiB "
                         "(default 1MiB: far fewer files on HDFS); 0 stores one object per chunk")
     c.add_argument("--json", action="store_true")
@@ -134,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("gc", help="delete chunks and packs no version references (safe while others put)")
     c.add_argument("--dry-run", action="store_true", help="report what would be deleted, delete nothing")
-    c.add_argument("--grace", type=float, metavar="SECONDS",
+    c.add_argument("--grace", type=seconds_arg, metavar="SECONDS",
                    help="keep unreferenced chunks younger than this (default: the lease TTL, 60 s); 0 is safe only "
                         "when no writer can have been paused")
     c.add_argument("--json", action="store_true")
@@ -147,10 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("ref")
     c.add_argument("input", metavar="INPUT.npy")
     c.add_argument("-o", "--output", required=True, metavar="OUT.npy")
-    c.add_argument("--processes", type=int, default=2, metavar="N",
+    c.add_argument("--processes", type=count_arg, default=2, metavar="N",
                    help="worker processes, each loading the model once (default 2)")
     c.add_argument("--workers", dest="misplaced_workers", type=int, help=argparse.SUPPRESS)
-    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--batch-size", type=count_arg, default=32)
     c.add_argument("--json", action="store_true")
     return p
 

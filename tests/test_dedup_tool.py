@@ -314,8 +314,9 @@ def test_errors_are_one_line_and_exit_1(tmp_path, capsys):
     assert tool.main(["local", str(tmp_path / "nope"), "--chunk-size", "64KiB"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dedup_stats: ") and "no such file" in err and err.count("\n") == 1
-    assert tool.main(["local", str(tmp_path), "--chunk-size", "1KiB"]) == 1
-    assert "chunk_size must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # a usage error (argparse, exit 2)
+        tool.main(["local", str(tmp_path), "--chunk-size", "1KiB"])
+    assert exc.value.code == 2 and "argument --chunk-size: chunk_size must be" in capsys.readouterr().err
     assert tool.main(["store", "--store", str(tmp_path / "empty"), "nomodel"]) == 1
     assert "no model named 'nomodel'" in capsys.readouterr().err
 

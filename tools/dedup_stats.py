@@ -25,7 +25,7 @@ import sys
 
 from cas import Store
 from cas.chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER
-from cas.cli import describe_error, size_arg
+from cas.cli import chunk_size_arg, describe_error, pack_below_arg
 from cas.codec import DEFAULT_LEVEL, DEFAULT_POLICY, POLICIES
 from cas.dedup import NEW, analyze_local, analyze_store, default_workers, largest_regions
 from cas.errors import CasError
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("local", help="local files or directories, before anything is uploaded")
     c.add_argument("paths", nargs="+", metavar="VERSION", help="a file or directory per version, oldest first")
-    c.add_argument("--chunk-size", type=size_arg, action="append", metavar="SIZE",
+    c.add_argument("--chunk-size", type=chunk_size_arg, action="append", metavar="SIZE",
                    help="chunk size to evaluate, e.g. 256KiB; repeat for several "
                         f"(default {', '.join(_tick(s) for s in DEFAULT_CHUNK_SIZES)})")
     c.add_argument("--chunker", choices=CHUNKERS, action="append", metavar="CHUNKER",
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
     c.add_argument("--codec", choices=POLICIES, default=DEFAULT_POLICY,
                    help=f"codec policy as for `cas put --codec` (default {DEFAULT_POLICY})")
-    c.add_argument("--pack-below", type=size_arg, default=DEFAULT_PACK_BELOW, metavar="SIZE",
+    c.add_argument("--pack-below", type=pack_below_arg, default=DEFAULT_PACK_BELOW, metavar="SIZE",
                    help="as for `cas put --pack-below`: chunks shorter than this go in packs (default 1MiB; 0: none)")
     common(c)
 

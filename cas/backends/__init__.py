@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from urllib.parse import unquote, urlsplit
 
+from ..errors import BadName
 from .base import Backend
 from .local import LocalBackend
 from .memory import MemoryBackend
@@ -47,4 +48,4 @@ def open_backend(url: str, **options) -> Backend:
         from .s3 import open_s3
 
         return open_s3(url, **options)
-    raise ValueError(f"unknown store URL scheme {parts.scheme!r} in {url!r}; use a path, file://, memory://, webhdfs:// or s3://")
+    raise BadName(f"unknown store URL scheme {parts.scheme!r} in {url!r}; use a path, file://, memory://, webhdfs:// or s3://")
