@@ -340,7 +340,14 @@ def current_umask() -> int:
     return mask
 
 
+NAME_MAX = 255  # bytes in one path component on Linux file systems
+
+
 def _partial_prefix(name: str) -> str:
+    """The staging name's start: the destination's name, cut so that the whole staging name and the
+    ``-old`` name a replaced tree is moved to fit NAME_MAX however long the destination's is."""
+    while name and len(f".{name}.cas-partial-".encode()) + 12 + len("-old") > NAME_MAX:
+        name = name[:-1]
     return f".{name}.cas-partial-"
 
 

@@ -238,6 +238,17 @@ def test_force_keeps_a_checkout_once_the_user_has_touched_it(store, tmp_path):
     assert (co / "sub" / "w.bin").read_bytes() == b"my weights"
 
 
+def test_a_destination_name_near_the_file_system_limit_is_fetched_and_replaced(store, tmp_path):
+    write(tmp_path / "src" / "a.txt", b"a")
+    store.put(str(tmp_path / "src"), "dm", chunk_size=CHUNK)
+    store.put(str(tmp_path / "src" / "a.txt"), "m", chunk_size=CHUNK)
+    for name, ref in (("f" * 240, "m"), ("d" * 250, "dm")):
+        store.get(ref, str(tmp_path / name))
+        store.get(ref, str(tmp_path / name), force=True)  # through the staging name and the "-old" one
+    assert (tmp_path / ("f" * 240)).read_bytes() == b"a" and (tmp_path / ("d" * 250) / "a.txt").read_bytes() == b"a"
+    assert [n for n in os.listdir(tmp_path) if "cas-partial" in n] == []
+
+
 def test_force_never_replaces_a_device_fifo_or_socket(store, tmp_path):
     write(tmp_path / "w", b"model bytes")
     store.put(str(tmp_path / "w"), "m", chunk_size=CHUNK)
