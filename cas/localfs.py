@@ -34,36 +34,37 @@ def _stamp(st: os.stat_result) -> tuple:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
-def _check_source_name(rel_path: str, local_path: str) -> str:
+def _check_source_name(rel_path: str, local_path: str, verb: str = "put") -> str:
     """Refuse, before any upload, a name that no reader could materialise (see manifest.safe_relative_path)."""
     try:
         rel_path.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadName(f"cannot put {local_path!r}: its name is not valid UTF-8; rename it (cas stores names as UTF-8)") from None
+        raise BadName(f"cannot {verb} {local_path!r}: its name is not valid UTF-8; rename it (cas stores names as UTF-8)") from None
     try:
         return safe_relative_path(rel_path, "source")
     except BadManifest:
-        raise BadName(f"cannot put {local_path!r}: its name {rel_path!r} holds a newline, backslash or other control "
+        raise BadName(f"cannot {verb} {local_path!r}: its name {rel_path!r} holds a newline, backslash or other control "
                       "character that cas cannot materialise on every system; rename it") from None
 
 
-def scan_source(local_path: str) -> tuple[str, list[SourceFile], list[str]]:
+def scan_source(local_path: str, verb: str = "put") -> tuple[str, list[SourceFile], list[str]]:
     """Return (kind, files, empty_dirs) for a file or a directory tree to store.
 
     Symlinks are followed, to files and to directories alike: a version stores content, not
     links. A symlink loop, a dangling symlink or a special file (socket, FIFO, device) is refused,
     so a put never loops or hangs. Every name is checked before anything is read or sent.
+    ``verb`` names the job in messages ("cannot put ...", "cannot repair from ...").
     """
     path = os.path.abspath(local_path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise NotFound(f"cannot put {local_path!r}: no such file or directory (or a dangling symlink)") from None
+        raise NotFound(f"cannot {verb} {local_path!r}: no such file or directory (or a dangling symlink)") from None
     if stat.S_ISREG(st.st_mode):
-        name = _check_source_name(os.path.basename(path), path)
+        name = _check_source_name(os.path.basename(path), path, verb)
         return KIND_FILE, [SourceFile(path, name, st.st_size, stat.S_IMODE(st.st_mode), _stamp(st))], []
     if not stat.S_ISDIR(st.st_mode):
-        raise CasError(f"cannot put {local_path!r}: it is neither a regular file nor a directory")
+        raise CasError(f"cannot {verb} {local_path!r}: it is neither a regular file nor a directory")
     files: list[SourceFile] = []
     empty_dirs: list[str] = []
     # (directory, its path in the manifest, the (dev, inode) of it and its ancestors: a loop check)
@@ -76,23 +77,23 @@ def scan_source(local_path: str) -> tuple[str, list[SourceFile], list[str]]:
         subdirs = []
         for name in names:
             full = os.path.join(dir_path, name)
-            rel = _check_source_name(f"{rel_dir}/{name}" if rel_dir else name, full)
+            rel = _check_source_name(f"{rel_dir}/{name}" if rel_dir else name, full, verb)
             try:
                 st = os.stat(full)
             except FileNotFoundError:
                 if os.path.islink(full):
-                    raise CasError(f"cannot put {full!r}: it is a dangling symlink; remove it or point it at a file") from None
+                    raise CasError(f"cannot {verb} {full!r}: it is a dangling symlink; remove it or point it at a file") from None
                 raise SourceChanged(f"{full!r} disappeared while the put listed its directory; nothing was published, "
                                     "run the put again once it is stable") from None
             if stat.S_ISDIR(st.st_mode):
                 if (st.st_dev, st.st_ino) in ancestors:
-                    raise CasError(f"cannot put {local_path!r}: {full!r} is a symlink loop (it leads back to a "
+                    raise CasError(f"cannot {verb} {local_path!r}: {full!r} is a symlink loop (it leads back to a "
                                    "directory that contains it); remove the link")
                 subdirs.append((full, rel, ancestors | {(st.st_dev, st.st_ino)}))
             elif stat.S_ISREG(st.st_mode):
                 files.append(SourceFile(full, rel, st.st_size, stat.S_IMODE(st.st_mode), _stamp(st)))
             else:
-                raise CasError(f"cannot put {full!r}: it is not a regular file (socket, FIFO or device)")
+                raise CasError(f"cannot {verb} {full!r}: it is not a regular file (socket, FIFO or device)")
         stack.extend(reversed(subdirs))
     return KIND_DIR, files, empty_dirs  # the order of a top-down walk, names sorted
 

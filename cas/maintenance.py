@@ -338,7 +338,7 @@ def repair(store, ref, local_path: str) -> RepairReport:
     report = RepairReport(bad_chunks=len(bad))
     if not bad:
         return report
-    _kind, sources, _dirs = scan_source(local_path)
+    _kind, sources, _dirs = scan_source(local_path, verb="repair from")
     pieces = replan(sources, manifest).pieces()
     found = {}
     for d, p in zip(hash_pieces(pieces, store.n_workers, chunk_hash=chunk_hash), pieces):

@@ -119,6 +119,8 @@ def test_repair_from_a_copy_that_lacks_the_bytes_says_so(local_store, tmp_path):
     other = write(tmp_path / "other.bin", rand(256 * 1024, seed=5))
     report = local_store.repair("m", str(other))
     assert report.unrepairable == [m.files[0].digests[0].hex()]
+    with pytest.raises(NotFound, match=r"cannot repair from '.*nowhere': no such file"):
+        local_store.repair("m", str(tmp_path / "nowhere"))
 
 
 # -- gc ----------------------------------------------------------------------------------------
