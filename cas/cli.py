@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import math
@@ -405,8 +406,19 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, PermissionError):
         return f"permission denied: {exc}"
     if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        what = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        return what + _OS_ERROR_ADVICE.get(exc.errno, "")
     return f"{type(exc).__name__}: {exc}"
+
+
+# What to do about the raw file-system errors that reach the user without a CasError around them.
+_OS_ERROR_ADVICE = {
+    errno.EROFS: "; that file system is read-only: reads (ls, get, verify) work, for writes choose a writable store "
+                 "or destination",
+    errno.ENOTDIR: "; part of that path is a file, not a directory: check the --store path or the destination",
+    errno.EEXIST: "; it is in the way (a file where a directory must go?): choose another path",
+    errno.EBUSY: "; it is in use (a mount point?): choose another path",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -191,3 +191,10 @@ def test_put_packs_small_chunks_unless_told_not_to(cas, tmp_path):
     with pytest.raises(SystemExit) as exc:  # a usage error (argparse, exit 2)
         cas("put", str(src), "m", "--pack-below", "32MiB")
     assert exc.value.code == 2
+
+
+def test_a_store_path_that_is_a_file_says_what_to_check(tmp_path, capsys):
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    assert main(["--store", str(tmp_path / "w.bin"), "put", str(tmp_path / "w.bin"), "m"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "w.bin" in err and "check the --store path" in err
