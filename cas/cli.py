@@ -249,7 +249,12 @@ def cmd_ls(store: Store, args) -> None:
     if args.model is None:
         rows = []
         for model in store.models():
-            rows.append({"model": model, "versions": len(store.versions(model)), "tags": store.tags(model)})
+            try:
+                tags = store.tags(model)
+            except CasError as exc:  # one damaged tag entry must not hide every other model
+                print(f"cas: {describe_error(exc)}", file=sys.stderr)
+                tags = {}
+            rows.append({"model": model, "versions": len(store.versions(model)), "tags": tags})
         lines = [f"{r['model']}\t{_plural(r['versions'], 'version')}\t" + " ".join(f"{t}={v}" for t, v in sorted(r["tags"].items()))
                  for r in rows]
         _emit(args, rows, "\n".join(lines) if lines else f"no models in {store.backend.url}")
@@ -318,8 +323,14 @@ def cmd_verify(store: Store, args) -> None:
                f"{_plural(len(report.problems), 'problem')}")
     _emit(args, report.as_dict(), "\n".join([str(p) for p in report.problems] + [summary]))
     if report.problems:
-        raise CasError(f"{_plural(len(report.problems), 'problem')} found; `cas repair REF PATH` restores chunks from "
-                       "a local copy")
+        remedies = []
+        if any(p.chunk for p in report.problems):
+            remedies.append("`cas repair REF PATH` restores chunks from a local copy")
+        if any(p.chunk is None and p.problem.startswith("manifest") for p in report.problems):
+            remedies.append("a damaged manifest comes back from another copy of the store, or goes with `cas rm`")
+        if any(p.chunk is None and not p.problem.startswith("manifest") for p in report.problems):
+            remedies.append("each tag problem above says how to fix it")
+        raise CasError(f"{_plural(len(report.problems), 'problem')} found; " + "; ".join(remedies))
 
 
 def cmd_repair(store: Store, args) -> None:

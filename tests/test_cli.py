@@ -198,3 +198,23 @@ def test_a_store_path_that_is_a_file_says_what_to_check(tmp_path, capsys):
     assert main(["--store", str(tmp_path / "w.bin"), "put", str(tmp_path / "w.bin"), "m"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "w.bin" in err and "check the --store path" in err
+
+
+def test_one_damaged_tag_does_not_hide_the_other_models_and_verify_says_what_fixes_what(tmp_path, capsys):
+    store = str(tmp_path / "s")
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    for model in ("a", "b"):
+        assert main(["--store", store, "put", str(tmp_path / "w.bin"), model]) == 0
+    entry = next((tmp_path / "s" / "refs" / "a" / "latest").iterdir())
+    entry.chmod(0o644)
+    entry.write_bytes(b"\xc1 not msgpack")
+    (tmp_path / "s" / "manifests" / "b" / "1.msgpack").chmod(0o644)
+    (tmp_path / "s" / "manifests" / "b" / "1.msgpack").write_bytes(b"hello world")
+    capsys.readouterr()
+    assert main(["--store", store, "ls"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].startswith("a\t1 version") and out.splitlines()[1].startswith("b\t1 version")
+    assert "tag entry a:latest" in err and "corrupt" in err
+    assert main(["--store", store, "verify"]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "another copy of the store, or goes with `cas rm`" in last and "cas repair" not in last
