@@ -167,11 +167,16 @@ def rollback_tag(backend, model: str, tag: str, *, exists=lambda model, version:
         if now.seq not in entries:  # moved since we read the history
             entries.update({e.seq: e for e in history(backend, model, tag)})
         before = entries.get(now.parent)
-        while before is not None and before.target is not None and (
-                before.target == now.target or not exists(model, before.target)):
-            # a removed version is no place to roll back to, and the current one is no rollback
-            # (rm of the latest version moves latest back one: rolling back must go further)
+        seen = set()
+        while before is not None and before.seq not in seen and (
+                before.target is None or before.target == now.target or not exists(model, before.target)):
+            # a removed version is no place to roll back to, nor "untagged" (an rm of a model's only
+            # version), and the current one is no rollback (rm of the latest version moves latest
+            # back one: rolling back must go further)
+            seen.add(before.seq)  # a damaged history whose parents loop ends here
             before = entries.get(before.parent)
+        if before is not None and before.seq in seen:
+            before = None
         if before is None:
             raise CasError(f"tag {model}:{tag} has no earlier target to roll back to (that still exists)")
         return before.target, before.parent, "rollback"

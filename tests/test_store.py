@@ -179,6 +179,16 @@ def test_rollback_after_rm_of_the_latest_version_goes_back_a_version(store, tmp_
     assert store.rollback("m") == "1"  # not 2 again: a rollback that changes nothing is no rollback
 
 
+def test_rollback_never_leaves_latest_pointing_at_nothing(store, tmp_path):
+    src = write(tmp_path / "w", b"x")
+    store.put(str(src), "m", chunk_size=CHUNK)
+    store.rm("m@1")  # the only version: latest is untagged
+    store.put(str(src), "m", chunk_size=CHUNK)
+    with pytest.raises(CasError, match="no earlier target"):
+        store.rollback("m")
+    assert store.tags("m") == {"latest": "2"}
+
+
 @pytest.mark.parametrize("bad", ["../x", "a/b", "", "x:y", "\x01"])
 def test_bad_names_change_nothing(store, tmp_path, bad):
     src = write(tmp_path / "w", b"x")
