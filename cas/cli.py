@@ -366,7 +366,7 @@ def cmd_stats(store: Store, args) -> None:
     report = store.stats(args.model)
     lines = []
     for m in report["models"]:
-        lines.append(f"{m['model']}: {len(m['versions'])} versions, logical {human_bytes(m['logical_bytes'])}, "
+        lines.append(f"{m['model']}: {_plural(len(m['versions']), 'version')}, logical {human_bytes(m['logical_bytes'])}, "
                      f"unique {human_bytes(m['unique_bytes'])}, stored {human_bytes(m['stored_bytes'])}, "
                      f"dedup {m['dedup_ratio']}x, compression {m['compression_ratio']}x, "
                      f"{_plural(m['objects'], 'object')} ({_plural(m['packs'], 'pack')}), "
@@ -382,7 +382,7 @@ def cmd_stats(store: Store, args) -> None:
                      f"compression {report['compression_ratio']}x")
     for name, c in report["codecs"].items():
         share = c["stored_bytes"] / c["raw_bytes"] if c["raw_bytes"] else 0
-        lines.append(f"  codec {name}: {c['chunks']} chunks, {human_bytes(c['raw_bytes'])} raw, "
+        lines.append(f"  codec {name}: {_plural(c['chunks'], 'chunk')}, {human_bytes(c['raw_bytes'])} raw, "
                      f"{human_bytes(c['stored_bytes'])} stored ({share:.1%})")
     _emit(args, report, "\n".join(lines))
 

@@ -52,7 +52,7 @@ def test_put_codec_choice_shows_in_show_and_stats(cas, tmp_path):
     assert "codec raw" in cas("show", "net@1")[1]
     assert json.loads(cas("show", "net@1", "--json")[1])["codec"] == "raw"
     code, out, _ = cas("stats", "net")
-    assert "codec raw: 1 chunks, 1.3 MiB raw, 1.3 MiB stored (100.0%)" in out
+    assert "codec raw: 1 chunk, 1.3 MiB raw, 1.3 MiB stored (100.0%)" in out
     with pytest.raises(SystemExit) as exc:
         cas("put", str(src), "net", "--codec", "lz4")
     assert exc.value.code == 2
