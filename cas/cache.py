@@ -4,8 +4,8 @@ It never holds a second copy of chunks. It remembers where each version of a mod
 materialised (``places``) and keeps small copies of those manifests, so a later get of another
 version can read the chunks they share from local disk instead of the store. Every reused
 chunk is re-hashed before use: a file the user edited since is simply not reused. For a directory
-version it also records the identity of the tree the get left there (``trees``: inodes, sizes,
-modification times), so ``get --force`` replaces only a checkout nobody has touched since.
+version it also records the identity of the files the get left there (``trees``: inode, size,
+modification and change time), so ``get --force`` replaces only files nobody has touched since.
 
 ``checkouts/<model>/<version>/`` holds whole versions materialised for loaders (``Store.checkout``), each with a
 marker that records sizes and modification times, so reusing a checkout moves no bytes.
@@ -51,7 +51,7 @@ def materialised_path(root: str, manifest: Manifest, rel_path: str) -> str:
 
 class LocalCache:
     def __init__(self, root: str, store_url: str) -> None:
-        self.root = os.path.join(root, hashlib.sha256(store_url.encode()).hexdigest()[:16])
+        self.root = os.path.join(root, hashlib.sha256(os.fsencode(store_url)).hexdigest()[:16])
 
     # -- where versions were fetched ---------------------------------------------------------
 
@@ -84,7 +84,7 @@ class LocalCache:
     # -- what a get left at a destination (for get --force, see localfs.replace_refusal) ---------
 
     def _tree_path(self, destination: str) -> str:
-        return os.path.join(self.root, "trees", hashlib.sha256(destination.encode()).hexdigest()[:32] + ".json")
+        return os.path.join(self.root, "trees", hashlib.sha256(os.fsencode(destination)).hexdigest()[:32] + ".json")
 
     def remember_tree(self, destination: str) -> None:
         """Record the identity of the directory tree a get just left at ``destination``."""
@@ -100,7 +100,7 @@ class LocalCache:
                 record = json.load(f)
             tree = record["tree"]
             if record["destination"] != destination or not isinstance(tree, dict) or not all(
-                    isinstance(k, str) and (v is None or (isinstance(v, list) and all(type(x) is int for x in v)))
+                    isinstance(k, str) and (v is None or v == "dir" or (isinstance(v, list) and all(type(x) is int for x in v)))
                     for k, v in tree.items()):
                 return None
             return tree

@@ -245,6 +245,16 @@ class Staging:
             return
         aside = f"{self.path}-old"
         os.rename(self.destination, aside)
+        # Once more where nobody looks any longer: a file written into the tree while the check
+        # above walked it must not be deleted with it.
+        refusal = None if self.owned else checkout_refusal(aside, self._previous)
+        if refusal:
+            try:
+                os.rename(aside, self.destination)
+            except OSError:
+                refusal += f" (it is at {aside!r}: something else took its place meanwhile)"
+            self.discard()
+            raise AlreadyExists(f"--force will not replace {self.destination!r}: {refusal}")
         os.rename(self.path, self.destination)
         _remove(aside)
 
@@ -253,18 +263,17 @@ class Staging:
         _remove(self.path)
 
 
-def _identity(st: os.stat_result) -> list[int] | None:
-    """What tells a file or directory cas wrote from one put in its place (inodes are reused at
-    once on ext4): inode and modification time, and a file's size. None for anything else (a
-    symlink, a device, a FIFO)."""
+def _identity(st: os.stat_result) -> list[int] | str | None:
+    """What tells a file cas wrote from anything put in its place since: inode, size, modification
+    and change time (ctime cannot be set back, so neither an edit with its mtime restored nor a new
+    file on a reused inode passes). "dir" for a directory, None for anything else (a symlink, a
+    device, a FIFO)."""
     if stat.S_ISREG(st.st_mode):
-        return [st.st_ino, st.st_size, st.st_mtime_ns]
-    if stat.S_ISDIR(st.st_mode):
-        return [st.st_ino, st.st_mtime_ns]
-    return None
+        return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    return "dir" if stat.S_ISDIR(st.st_mode) else None
 
 
-def tree_identity(root: str) -> dict[str, list[int] | None]:
+def tree_identity(root: str) -> dict[str, list[int] | str | None]:
     """{path relative to ``root`` ("" for root itself): ``_identity``} of every entry of a tree."""
     found = {"": _identity(os.lstat(root))}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -279,11 +288,8 @@ def replace_refusal(destination: str, manifest: Manifest, previous: dict | None,
     """Why ``--force`` must not replace ``destination`` with ``manifest``'s version, or None if it may.
 
     --force replaces a regular file (or a symlink) with a file, never a device, FIFO or socket. It
-    replaces a directory with a version's tree only when the directory is empty or is still
-    exactly the tree the last get left there (``previous``: its ``tree_identity``, as the local
-    cache recorded it): same directories, same files, none edited, replaced or added. A directory
-    made anew where a checkout was, or of the user's own files with the version's names, is the
-    user's. It never deletes the working directory or a directory that contains it.
+    replaces a directory with a version's tree only when nothing in it is the user's
+    (``checkout_refusal``). It never deletes the working directory or a directory that contains it.
     """
     what = f"{manifest.model}@{manifest.version}"
     st = os.lstat(destination)
@@ -301,29 +307,26 @@ def replace_refusal(destination: str, manifest: Manifest, previous: dict | None,
     if manifest.kind == KIND_FILE:
         return (f"it is a directory and {what} is a single file; give a file path "
                 f"such as {os.path.join(destination, manifest.files[0].path)!r}")
-    if owned:  # the cache's own checkout
-        return None
-    now = tree_identity(destination)
-    if len(now) == 1:  # empty
-        return None
-    previous = previous or {}
+    return None if owned else checkout_refusal(destination, previous)
+
+
+def checkout_refusal(directory: str, previous: dict | None) -> str | None:
+    """Why ``directory`` holds something of the user's, or None if replacing it loses nothing.
+
+    Replaceable: empty, or holding nothing but files the last get left there untouched
+    (``previous``: their ``tree_identity``, as the local cache recorded it) and directories; what
+    the user removed from a checkout is no loss. A file added, edited or replaced, a symlink, or a
+    directory of the user's own files with the version's names is the user's.
+    """
+    now = tree_identity(directory)
+    if all(kind == "dir" for kind in now.values()):
+        return None  # empty, or empty directories only
     if not previous:
-        return ("it is not a checkout this machine's cache knows of; move your files away or choose another "
-                "path")
-    # Name what makes it the user's: an entry cas did not put there, then an edited or replaced file
-    # or one removed; a directory changed otherwise (made anew where the checkout was) comes last.
+        return "it is not a checkout this machine's cache knows of; move your files away or choose another path"
     for rel in sorted(now):
-        if rel not in previous:
-            return (f"it holds {rel!r}, which cas did not put there; move your files away or choose another path")
-    for rel in sorted(now):
-        if now[rel] != previous[rel] and (now[rel] is None or len(now[rel]) != 2):
-            return f"it holds {rel!r}, changed or replaced since cas put it there; move it away if it is yours"
-    for rel in sorted(previous):
-        if rel not in now:
-            return f"{rel!r} was removed from it since cas put it there; remove the rest yourself if it is not yours"
-    if now != previous:
-        return ("it is not a checkout as cas left it (a directory in it was made anew since); move your files "
-                "away or choose another path")
+        if rel not in previous or (now[rel] != "dir" and now[rel] != previous[rel]):
+            return (f"it holds {rel!r}, which is not what a get left there (added, edited or replaced since, or "
+                    "from a get this machine's cache did not record); move it away or choose another path")
     return None
 
 
@@ -347,7 +350,7 @@ NAME_MAX = 255  # bytes in one path component on Linux file systems
 def _partial_prefix(name: str) -> str:
     """The staging name's start: the destination's name, cut so that the whole staging name and the
     ``-old`` name a replaced tree is moved to fit NAME_MAX however long the destination's is."""
-    while name and len(f".{name}.cas-partial-".encode()) + 12 + len("-old") > NAME_MAX:
+    while name and len(os.fsencode(f".{name}.cas-partial-")) + 12 + len("-old") > NAME_MAX:
         name = name[:-1]
     return f".{name}.cas-partial-"
 
