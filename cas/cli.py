@@ -44,7 +44,7 @@ def _at_least_one(n: int) -> int:
 
 
 def _seconds(value: float) -> float:
-    if not math.isfinite(value) or value < 0:
+    if math.isnan(value) or value < 0:
         raise ValueError(f"must be a number of seconds >= 0, got {value}")
     return value
 

@@ -88,6 +88,10 @@ class BadManifest(CasError, ValueError):
     """A manifest that is truncated, not msgpack, of an unknown format, or unsafe to materialise."""
 
 
+class NewerFormat(BadManifest):
+    """A manifest in a format this cas does not read: written by a newer cas, not damaged."""
+
+
 class CorruptChunk(CasError):
     """A stored chunk object that does not decode to the bytes its digest names."""
 

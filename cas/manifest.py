@@ -22,7 +22,7 @@ import msgpack
 from .chunking import MAX_CHUNK_SIZE
 from .codec import HEADER_SIZE, encoded_capacity
 from .digest import CHUNK_HASHES, HASH_NAME
-from .errors import BadManifest
+from .errors import BadManifest, NewerFormat
 from .layout import chunk_key, pack_key
 from .names import is_valid_name
 
@@ -230,7 +230,7 @@ def unpack(data: bytes, *, name: str = "manifest") -> Manifest:
         raise BadManifest(f"{name} is not a msgpack map")
     fmt = doc.get("format")
     if fmt not in FORMATS:
-        raise BadManifest(f"{name} has format {fmt!r}; this cas reads formats {FORMAT} and {FORMAT_PACKS} (upgrade cas?)")
+        raise NewerFormat(f"{name} has format {fmt!r}; this cas reads formats {FORMAT} and {FORMAT_PACKS} (upgrade cas?)")
     if (fmt == FORMAT_PACKS) != ("packs" in doc):
         raise BadManifest(f"{name} is malformed: format {fmt} " + ("lists packs" if fmt == FORMAT else "lists no packs"))
     if CHECK_KEY in doc:

@@ -24,7 +24,7 @@ from .backends.base import ObjectTooLarge, read_limited
 from .cache import LocalCache, default_cache_root
 from .chunking import DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, Chunker
 from .digest import ChunkHash, chunk_hash as chunk_hash_of
-from .errors import (BadManifest, BadName, CasError, InUse, IntegrityError, NoSuchModel, NoSuchTag, NoSuchVersion,
+from .errors import (BadManifest, BadName, NewerFormat, CasError, InUse, IntegrityError, NoSuchModel, NoSuchTag, NoSuchVersion,
                      NotFound, SettingsConflict, StoreExists, StoreFull, StoreUnavailable, VersionExists)
 from .integrity import file_digest, new_hasher
 from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, manifest_key, model_dir, pack_key,
@@ -377,8 +377,10 @@ class Store:
             if not lease.intact():  # paused while publishing: make sure gc left every chunk and pack
                 sends.frozen = True  # the manifest is out: its pack table can no longer change
                 lease = self._store_missing(lease, sends, lapsed=True, **keys)
-            if latest:  # not back to an older version, should an overlapping put have moved it on
+            if latest and version is None:  # not back to an older number, should an overlapping put have moved it on
                 refs.advance_tag(self.backend, model, LATEST, published.version)
+            elif latest:  # a label the user chose, numeric or not, is where they asked latest to go
+                refs.set_tag(self.backend, model, LATEST, published.version)
             for tag in tags:
                 refs.set_tag(self.backend, model, tag, published.version)
         finally:
@@ -701,6 +703,8 @@ class Store:
             if tombstone_key(model, version) in self.backend.missing([tombstone_key(model, version)]):
                 raise
             # removed already (perhaps by an rm that was killed before it fixed the tags): finish the job
+        except NewerFormat:
+            raise  # healthy for the cas that wrote it: upgrade, then remove it
         except BadManifest as exc:  # damaged: removing it is how the store gets past it (gc, stats)
             log.warning("removing %s@%s, whose manifest is damaged (%s)", model, version, exc)
         pinned = [t for t, v in self.tags(model).items() if v == version and t != LATEST]
@@ -723,6 +727,8 @@ class Store:
             for v in self.versions(model):
                 try:
                     created[v] = self._load(model, v)[0].created
+                except NewerFormat:
+                    raise  # it may be the newest: which one latest moves to is for a cas that reads it
                 except BadManifest:  # a damaged version is no place for latest
                     continue
             created.pop(version, None)
