@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import __version__
-from .chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, check_chunk_size, describe
+from .chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, Chunker, check_chunk_size, describe
 from .codec import DEFAULT_LEVEL, DEFAULT_POLICY, POLICIES, check_level
 from .digest import chunk_hash
 from .errors import CasError, NoSuchModel, NoSuchTag
@@ -435,6 +435,11 @@ _OS_ERROR_ADVICE = {
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "put":  # the chunker's own limits on the size (cdc: an average of 64KiB to 4MiB)
+        try:
+            Chunker(args.chunker, args.chunk_size)
+        except ValueError as exc:
+            parser.error(f"argument --chunk-size: {exc}")
     if getattr(args, "misplaced_workers", None) is not None:
         parser.error("cas predict takes --processes N (worker processes); --workers N, before the command, "
                      "sets transfer threads")

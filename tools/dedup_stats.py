@@ -25,7 +25,7 @@ import sys
 
 from cas import Store
 from cas.chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER
-from cas.cli import chunk_size_arg, describe_error, pack_below_arg
+from cas.cli import chunk_size_arg, describe_error, level_arg, pack_below_arg
 from cas.codec import DEFAULT_LEVEL, DEFAULT_POLICY, POLICIES
 from cas.dedup import NEW, analyze_local, analyze_store, default_workers, largest_regions
 from cas.errors import CasError
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with cdc the chunk size is the average")
     c.add_argument("--sample", type=parse_fraction, default=1.0, metavar="FRACTION",
                    help="compress only this fraction of unique chunks and estimate the rest (default 1: all)")
-    c.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
+    c.add_argument("--level", type=level_arg, default=DEFAULT_LEVEL, help=f"zstd level 1-22 (default {DEFAULT_LEVEL})")
     c.add_argument("--codec", choices=POLICIES, default=DEFAULT_POLICY,
                    help=f"codec policy as for `cas put --codec` (default {DEFAULT_POLICY})")
     c.add_argument("--pack-below", type=pack_below_arg, default=DEFAULT_PACK_BELOW, metavar="SIZE",
