@@ -19,6 +19,7 @@ from .errors import CasError, NoSuchModel, NoSuchTag
 from .manifest import Manifest
 from .packing import DEFAULT_PACK_BELOW, Packing
 from .sizes import human_bytes, parse_size
+from .backends import LocalBackend
 from .store import Store, default_store_url
 
 EXIT_ERROR = 1
@@ -257,7 +258,10 @@ def cmd_ls(store: Store, args) -> None:
             rows.append({"model": model, "versions": len(store.versions(model)), "tags": tags})
         lines = [f"{r['model']}\t{_plural(r['versions'], 'version')}\t" + " ".join(f"{t}={v}" for t, v in sorted(r["tags"].items()))
                  for r in rows]
-        _emit(args, rows, "\n".join(lines) if lines else f"no models in {store.backend.url}")
+        # a local store path with nothing there: a mistyped --store, most likely
+        nothing_there = isinstance(store.backend, LocalBackend) and not os.path.exists(store.backend.root)
+        hint = "; nothing is there yet: check --store or $CAS_STORE (`cas put` creates a store)" if nothing_there else ""
+        _emit(args, rows, "\n".join(lines) if lines else f"no models in {store.backend.url}{hint}")
         return
     versions = store.versions(args.model)
     if not versions:

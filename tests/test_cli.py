@@ -220,3 +220,10 @@ def test_one_damaged_tag_does_not_hide_the_other_models_and_verify_says_what_fix
     assert main(["--store", store, "verify"]) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "another copy of the store, or goes with `cas rm`" in last and "cas repair" not in last
+
+
+def test_ls_of_a_store_path_with_nothing_there_says_so(tmp_path, capsys):
+    assert main(["--store", str(tmp_path / "mistyped"), "ls"]) == 0
+    out = capsys.readouterr().out
+    assert "no models in" in out and "nothing is there yet: check --store" in out
+    assert not (tmp_path / "mistyped").exists()  # listing creates no store
