@@ -239,7 +239,8 @@ class Staging:
         except AlreadyExists:
             self.discard()
             raise
-        both_files = self.manifest.kind == KIND_FILE and not os.path.isdir(self.destination)
+        # a file over a file or a symlink (the link itself, never what it points at)
+        both_files = self.manifest.kind == KIND_FILE and not stat.S_ISDIR(os.lstat(self.destination).st_mode)
         if both_files:
             os.replace(self.path, self.destination)  # atomic for a file
             return

@@ -306,6 +306,16 @@ def test_a_destination_whose_name_is_not_utf8_is_fetched_and_replaced(store, tmp
     assert open(os.path.join(dest, "a.txt"), "rb").read() == b"a"
 
 
+def test_force_replaces_a_symlink_to_a_directory_with_a_file_and_leaves_the_directory(store, tmp_path):
+    write(tmp_path / "w", b"model bytes")
+    store.put(str(tmp_path / "w"), "m", chunk_size=CHUNK)
+    write(tmp_path / "target" / "keep.txt", b"keep")
+    os.symlink(tmp_path / "target", tmp_path / "link")
+    store.get("m", str(tmp_path / "link"), force=True)
+    assert not os.path.islink(tmp_path / "link") and (tmp_path / "link").read_bytes() == b"model bytes"
+    assert (tmp_path / "target" / "keep.txt").read_bytes() == b"keep"
+
+
 def test_force_never_replaces_a_device_fifo_or_socket(store, tmp_path):
     write(tmp_path / "w", b"model bytes")
     store.put(str(tmp_path / "w"), "m", chunk_size=CHUNK)
