@@ -12,6 +12,7 @@ import sys
 import time
 
 from . import __version__
+from .backends import LocalBackend
 from .chunking import CHUNKERS, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, Chunker, check_chunk_size, describe
 from .codec import DEFAULT_LEVEL, DEFAULT_POLICY, POLICIES, check_level
 from .digest import chunk_hash
@@ -19,7 +20,6 @@ from .errors import CasError, NoSuchModel, NoSuchTag
 from .manifest import Manifest
 from .packing import DEFAULT_PACK_BELOW, Packing
 from .sizes import human_bytes, parse_size
-from .backends import LocalBackend
 from .store import Store, default_store_url
 
 EXIT_ERROR = 1

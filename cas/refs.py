@@ -144,16 +144,25 @@ def move_off(backend, model: str, tag: str, version: str, to: str | None) -> Tag
     return _append(backend, model, tag, make)
 
 
+def _earlier(entries: dict[int, TagEntry], entry: TagEntry, model: str, skip: str | None, exists) -> TagEntry | None:
+    """The newest entry before ``entry`` (along ``parent``) whose target still exists and is not
+    ``skip``: no removed version, nor "untagged"; None if there is none. A damaged history whose
+    parents loop ends the walk."""
+    before, seen = entries.get(entry.parent), set()
+    while before is not None and (before.target is None or before.target == skip or not exists(model, before.target)):
+        if before.seq in seen:
+            return None
+        seen.add(before.seq)
+        before = entries.get(before.parent)
+    return before
+
+
 def previous_target(backend, model: str, tag: str, version: str, *, exists) -> str | None:
     """The newest earlier target of ``tag`` other than ``version`` that still exists, or None."""
     entries = {e.seq: e for e in history(backend, model, tag)}
     now = max(entries.values(), key=lambda e: e.seq, default=None)
-    before, seen = (entries.get(now.parent) if now else None), set()
-    while before is not None and before.seq not in seen and (
-            before.target is None or before.target == version or not exists(model, before.target)):
-        seen.add(before.seq)  # a damaged history whose parents loop ends here
-        before = entries.get(before.parent)
-    return before.target if before is not None and before.seq not in seen else None
+    before = _earlier(entries, now, model, version, exists) if now else None
+    return before.target if before else None
 
 
 def rollback_tag(backend, model: str, tag: str, *, exists=lambda model, version: True) -> TagEntry:
@@ -166,17 +175,9 @@ def rollback_tag(backend, model: str, tag: str, *, exists=lambda model, version:
             raise NoSuchTag(model, tag)
         if now.seq not in entries:  # moved since we read the history
             entries.update({e.seq: e for e in history(backend, model, tag)})
-        before = entries.get(now.parent)
-        seen = set()
-        while before is not None and before.seq not in seen and (
-                before.target is None or before.target == now.target or not exists(model, before.target)):
-            # a removed version is no place to roll back to, nor "untagged" (an rm of a model's only
-            # version), and the current one is no rollback (rm of the latest version moves latest
-            # back one: rolling back must go further)
-            seen.add(before.seq)  # a damaged history whose parents loop ends here
-            before = entries.get(before.parent)
-        if before is not None and before.seq in seen:
-            before = None
+        # the current target is no rollback (rm of the latest version moves latest back one:
+        # rolling back must go further), nor "untagged" (an rm of a model's only version)
+        before = _earlier(entries, now, model, now.target, exists)
         if before is None:
             raise CasError(f"tag {model}:{tag} has no earlier target to roll back to (that still exists)")
         return before.target, before.parent, "rollback"

@@ -24,8 +24,8 @@ from .backends.base import ObjectTooLarge, read_limited
 from .cache import LocalCache, default_cache_root
 from .chunking import DEFAULT_CHUNK_SIZE, DEFAULT_CHUNKER, Chunker
 from .digest import ChunkHash, chunk_hash as chunk_hash_of
-from .errors import (BadManifest, BadName, NewerFormat, CasError, InUse, IntegrityError, NoSuchModel, NoSuchTag, NoSuchVersion,
-                     NotFound, SettingsConflict, StoreExists, StoreFull, StoreUnavailable, VersionExists)
+from .errors import (BadManifest, BadName, CasError, InUse, IntegrityError, NewerFormat, NoSuchModel, NoSuchTag,
+                     NoSuchVersion, NotFound, SettingsConflict, StoreExists, StoreFull, StoreUnavailable, VersionExists)
 from .integrity import file_digest, new_hasher
 from .layout import (MANIFEST_SUFFIX, MANIFESTS, TOMBSTONE_SUFFIX, chunk_key, manifest_key, model_dir, pack_key,
                      tombstone_key)
@@ -725,13 +725,14 @@ class Store:
         if refs.target(self.backend, model, LATEST) == version:
             created = {}
             for v in self.versions(model):
+                if v == version:
+                    continue
                 try:
                     created[v] = self._load(model, v)[0].created
                 except NewerFormat:
                     raise  # it may be the newest: which one latest moves to is for a cas that reads it
                 except BadManifest:  # a damaged version is no place for latest
                     continue
-            created.pop(version, None)
             newest = max(created, key=created.get) if created else None
             refs.move_off(self.backend, model, LATEST, version, newest)
         try:
